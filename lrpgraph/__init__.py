@@ -1,0 +1,30 @@
+"""lrpgraph: layer-wise relevance propagation for Keras 3, compiled into one tf.function.
+
+    import lrpgraph
+    analyzer = lrpgraph.create_analyzer("lrp.epsilon", model)
+    relevance = analyzer.analyze(x, target=3)
+
+The data path: keras.Model -> :mod:`lrpgraph.graph` (networkx DAG) ->
+:mod:`lrpgraph.rewrite` (canonical graph) -> :mod:`lrpgraph.assign` (a rule per
+node, from :mod:`lrpgraph.rules`) -> :mod:`lrpgraph.compile` (one tf.function)
+-> :class:`lrpgraph.Analyzer` (numpy).
+"""
+
+__version__ = "0.1.0"
+
+try:
+    import tensorflow as _tf  # noqa: F401
+except ImportError as e:  # pragma: no cover
+    raise ImportError(
+        "lrpgraph needs TensorFlow >= 2.16 (Keras 3). Install one build: "
+        "`pip install lrpgraph[cpu]` (tensorflow-cpu) or `pip install lrpgraph[gpu]` (tensorflow[and-cuda])."
+    ) from e
+
+from . import rules  # noqa: E402
+from .analyzer import Analyzer, create_analyzer, methods  # noqa: E402
+from .assign import UnsupportedLayerError  # noqa: E402
+from .graph import to_graph  # noqa: E402
+from .rewrite import canonicalize  # noqa: E402
+
+__all__ = ["Analyzer", "create_analyzer", "methods", "rules", "to_graph", "canonicalize",
+           "UnsupportedLayerError", "__version__"]

@@ -1,0 +1,196 @@
+"""Stage 4: one tf.function holding the forward pass, the head and the reverse pass.
+
+The reverse pass visits nodes in reverse topological order; relevance arriving
+at a node output from several consumers is summed.  Weights are read from the
+model's variables inside the function (never baked in as constants), and the
+input signature has a None batch dimension with the targets as a tensor, so a
+new batch size or a new target never retraces.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import tensorflow as tf
+
+from . import graph as G
+from .rules.base import Context
+
+__all__ = ["infer_nonneg", "run_forward", "reverse_pass", "Program", "compile_program"]
+
+_NONNEG_ACTS = {"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid", "exp", "abs", "square",
+                "sqrt"}
+_NONNEG_IF_INPUTS = {"pool_max", "pool_avg", "reshape", "concat", "noise", "multiply"}
+
+
+def infer_nonneg(g):
+    """node -> True where the node's output is >= 0 for every input (ReLU and
+    friends, and shape/pooling/merging ops of such outputs)."""
+    out = {}
+    for n in G.topo_order(g):
+        op = g.nodes[n]["op"]
+        ins = [out[u] for u in G.producers(g, n)]
+        if op.kind == "elementwise":
+            out[n] = op.subkind in _NONNEG_ACTS
+        elif op.kind == "softmax":
+            out[n] = True
+        elif op.kind in _NONNEG_IF_INPUTS or (op.kind == "add" and op.subkind in ("add", "average")):
+            out[n] = bool(ins) and all(ins)
+        else:
+            out[n] = False
+    return out
+
+
+def run_forward(g, inputs, nodes=None):
+    """Evaluate the graph on concrete tensors: dict (node, out_index) -> tensor.
+    ``nodes`` limits evaluation to those nodes (plus what they need)."""
+    values = {}
+    for i, n in enumerate(g.graph["inputs"]):
+        values[(n, 0)] = inputs[i]
+    for n in G.topo_order(g):
+        op = g.nodes[n]["op"]
+        if op.kind == "input" or (nodes is not None and n not in nodes):
+            continue
+        xs = [values[(u, o)] for u, o, _ in G.in_edges(g, n)]
+        for i, t in enumerate(op(xs)):
+            values[(n, i)] = t
+    return values
+
+
+def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None):
+    """Propagate ``seeds`` ({(node, out): R}) down to the graph inputs (or to the
+    nodes in ``stop``); returns the dict of relevances that reached them.
+
+    ``tile(t)`` maps a forward tensor to the reverse pass's batch (used when several
+    heads or targets run as one batch)."""
+    order = order or G.topo_order(g)
+    stop = set(stop)
+    rel = dict(seeds)
+    fetch = (lambda key: tile(values[key])) if tile else (lambda key: values[key])
+    for n in reversed(order):
+        op = g.nodes[n]["op"]
+        if op.kind == "input" or n in stop or n not in rules:
+            continue
+        R = rel.pop((n, 0), None)
+        if any(k[0] == n for k in rel):
+            raise NotImplementedError(
+                f"node {n!r} ({g.nodes[n]['class_name']}) has several outputs that carry relevance; "
+                "multi-output ops are not supported")
+        if R is None:
+            continue
+        edges = G.in_edges(g, n)
+        xs = [fetch((u, o)) for u, o, _ in edges]
+        ctx = Context(op, xs, fetch((n, 0)), [nonneg.get(u, False) for u, _, _ in edges], n,
+                      g.nodes[n]["layer"])
+        R_in = rules[n].backward(ctx, R)
+        if len(R_in) != len(edges):
+            raise ValueError(f"rule {rules[n]!r} returned {len(R_in)} relevances for node {n!r} "
+                             f"with {len(edges)} inputs")
+        for (u, o, _), r in zip(edges, R_in):
+            if r is None:
+                continue
+            key = (u, o)
+            rel[key] = rel[key] + r if key in rel else r
+    return rel
+
+
+def reps_needed(n_seeds, copies):
+    """Whether forward tensors must be tiled (several seeds or a dynamic target count)."""
+    return n_seeds > 1 or not (isinstance(copies, int) and copies == 1)
+
+
+class Program:
+    """A compiled analysis of one graph with one rule assignment and one head.
+
+    ``fn(*inputs, targets)`` -> (relevance per input (or per stop node), logits,
+    activations at the stop nodes).  Targets are (N,) int32, -1 meaning "the
+    predicted class"; ``multi_fn`` takes (N, T) targets and returns relevances
+    shaped (N, T, ...).
+    """
+
+    def __init__(self, g, rules, head, output, input_specs, stop=None, multiply_input=False,
+                 jit_compile=False):
+        self.g = g
+        self.rules = rules
+        self.head = head
+        self.output = output
+        self.stop = list(stop) if stop else list(g.graph["inputs"])
+        self.multiply_input = multiply_input
+        self.order = G.topo_order(g)
+        self.nonneg = infer_nonneg(g)
+        self.needed = {output[0]} | nx.ancestors(g, output[0])
+        self.n_seeds = int(getattr(head, "n_seeds", 1))
+        self.combine = getattr(head, "combine", None)
+        self.traces = 0
+        target_spec = tf.TensorSpec([None], tf.int32, name="targets")
+        multi_spec = tf.TensorSpec([None, None], tf.int32, name="targets")
+        self.fn = tf.function(self._single, input_signature=[list(input_specs), target_spec],
+                              jit_compile=jit_compile, reduce_retracing=True, autograph=False)
+        self.multi_fn = tf.function(self._multi, input_signature=[list(input_specs), multi_spec],
+                                    jit_compile=jit_compile, reduce_retracing=True, autograph=False)
+
+    # -- traced bodies -----------------------------------------------------------
+    def _forward(self, inputs):
+        values = run_forward(self.g, inputs, self.needed)
+        logits = values[self.output]
+        return values, logits
+
+    def _resolve(self, logits, targets):
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return tf.where(targets < 0, predicted, targets)
+
+    def _backward(self, values, logits, targets, copies):
+        """Reverse pass for a batch of ``copies`` x N seeds; returns maps (copies*S, N, ...)."""
+        seeds = self.head(logits, targets)
+        if self.n_seeds > 1:
+            seeds = tf.concat(tf.unstack(seeds, axis=0), axis=0) if len(seeds.shape) == 3 else seeds
+        reps = copies * self.n_seeds
+        tile = None
+        if reps_needed(self.n_seeds, copies):
+            def tile(t, reps=reps):
+                return tf.tile(t, tf.concat([[reps], tf.ones([tf.rank(t) - 1], tf.int32)], 0))
+        rel = reverse_pass(self.g, self.rules, values, {self.output: seeds}, self.nonneg, self.stop,
+                           self.order, tile)
+        maps = []
+        for n in self.stop:
+            x = values[(n, 0)] if tile is None else tile(values[(n, 0)])
+            r = rel.get((n, 0))
+            r = tf.zeros_like(x) if r is None else tf.cast(r, x.dtype)
+            if self.multiply_input:
+                r = r * x
+            maps.append(r)
+        return maps
+
+    def _single(self, inputs, targets):
+        self.traces += 1
+        values, logits = self._forward(inputs)
+        targets = self._resolve(logits, targets)
+        maps = self._backward(values, logits, targets, 1)
+        if self.n_seeds > 1:
+            maps = [self._combine(m, logits, targets, 1) for m in maps]
+        return maps, logits, [values[(n, 0)] for n in self.stop]
+
+    def _multi(self, inputs, targets):
+        self.traces += 1
+        values, logits = self._forward(inputs)
+        n = tf.shape(targets)[0]
+        t = tf.shape(targets)[1]
+        logits_t = tf.tile(logits, [t, 1])
+        flat = tf.reshape(tf.transpose(self._resolve(tf.repeat(logits[:, None, :], t, axis=1), targets)), [-1])
+        maps = self._backward(values, logits_t, flat, t)
+        out = []
+        for m in maps:
+            if self.n_seeds > 1:
+                m = self._combine(m, logits_t, flat, 1)
+            m = tf.reshape(m, tf.concat([[t, n], tf.shape(m)[1:]], 0))
+            perm = [1, 0] + list(range(2, len(m.shape)))
+            out.append(tf.transpose(m, perm))
+        return out, logits, [values[(s, 0)] for s in self.stop]
+
+    def _combine(self, m, logits, targets, _):
+        s = self.n_seeds
+        m = tf.reshape(m, tf.concat([[s, -1], tf.shape(m)[1:]], 0))
+        return self.combine(m, logits, targets)
+
+
+def compile_program(g, rules, head, output, input_specs, **kw):
+    return Program(g, rules, head, output, input_specs, **kw)

@@ -1,0 +1,206 @@
+"""Stage 1: a Keras 3 model becomes a networkx DAG, one node per layer call.
+
+The graph is plain data.  Each node is one call of a Keras operation (a layer
+called twice is two nodes) and holds:
+
+- ``layer``: the Keras ``Operation`` (a ``Layer`` or a ``keras.ops`` operation),
+- ``name``: a unique node id (the layer's name, ``name#k`` for its k-th extra call),
+- ``class_name``: the operation's class name,
+- ``call``: a ``Call`` that re-runs the operation on concrete tensors, one per
+  input slot (so ``x + x`` has two slots fed by two parallel edges),
+- ``n_inputs`` / ``n_outputs`` and ``output_shapes``.
+
+Edges are ``(producer, consumer, key)`` with data ``out`` (which output of the
+producer) and ``slot`` (which input slot of the consumer).  Graph attributes:
+``inputs`` (input node ids, in model order), ``outputs`` (list of
+``(node, out_index)`` in model order) and ``output_names``.
+
+Nested models stay single nodes here; :func:`lrpgraph.rewrite.inline_nested_models`
+expands them.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+import keras
+from keras import tree
+
+from .ops import describe
+from keras.src.backend import KerasTensor
+
+
+class Call:
+    """Re-runs one recorded call of a Keras operation on new tensors.
+
+    ``Call(op, arguments)(inputs)`` substitutes ``inputs[i]`` for the i-th
+    KerasTensor of the recorded call (in flattening order) and returns the
+    flattened list of outputs.
+    """
+
+    def __init__(self, op, args, kwargs):
+        self.op = op
+        self.args = args
+        self.kwargs = kwargs
+        self._flat = tree.flatten((args, kwargs))
+        self._slots = [i for i, a in enumerate(self._flat) if isinstance(a, KerasTensor)]
+        self.input_specs = [self._flat[i] for i in self._slots]
+
+    def fill(self, inputs):
+        flat = list(self._flat)
+        for i, value in zip(self._slots, inputs):
+            flat[i] = value
+        return tree.pack_sequence_as((self.args, self.kwargs), flat)
+
+    def __call__(self, inputs):
+        args, kwargs = self.fill(inputs)
+        return tree.flatten(self.op(*args, **kwargs))
+
+
+def _is_graph_model(model):
+    try:
+        model.inputs, model.outputs  # noqa: B018  (raises when there is no graph)
+    except (AttributeError, ValueError):
+        return False
+    return bool(model.inputs) and bool(model.outputs) and all(
+        isinstance(t, KerasTensor) for t in model.inputs + model.outputs
+    )
+
+
+def is_nested_model(op):
+    """True when ``op`` is a Functional or Sequential model used as a layer."""
+    return isinstance(op, keras.Model) and _is_graph_model(op)
+
+
+def check_model(model):
+    """Raise a TypeError unless ``model`` is a Keras 3 model with a functional graph."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"expected a keras.Model, got {type(model).__name__}. Build a Sequential or "
+            "functional keras.Model and pass that."
+        )
+    if not _is_graph_model(model):
+        raise TypeError(
+            f"model {model.name!r} ({type(model).__name__}) has no functional graph: it is "
+            "a subclassed model, or a Sequential model that was never built with an input "
+            "shape. lrpgraph needs the layer graph. Wrap it in a functional model, e.g. "
+            "`inp = keras.Input(shape); model = keras.Model(inp, subclassed_model_layers(inp))`, "
+            "writing call() as calls to layers; or give a Sequential model an "
+            "`keras.Input(shape)` as its first element."
+        )
+
+
+def to_graph(model) -> nx.MultiDiGraph:
+    """Convert a functional or Sequential Keras 3 model into a node-per-call DAG."""
+    check_model(model)
+    g = nx.MultiDiGraph()
+    ids = {}  # (id(op), node_index) -> node id
+    used_names = {}
+
+    def node_id(op, node_index):
+        key = (id(op), node_index)
+        if key not in ids:
+            base = op.name
+            k = used_names.get(base, 0)
+            used_names[base] = k + 1
+            ids[key] = base if k == 0 else f"{base}#{k}"
+        return ids[key]
+
+    def visit(tensor):
+        op, node_index, tensor_index = tensor._keras_history
+        nid = node_id(op, node_index)
+        if nid in g:
+            return nid, tensor_index
+        knode = op._inbound_nodes[node_index]
+        outputs = list(knode.outputs)
+        if knode.is_input:
+            call = None
+            n_inputs = 0
+        else:
+            call = Call(op, knode.arguments.args, knode.arguments.kwargs)
+            n_inputs = len(call.input_specs)
+        rank = len(call.input_specs[0].shape) if call is not None and call.input_specs else None
+        g.add_node(
+            nid,
+            name=nid,
+            layer=op,
+            class_name=type(op).__name__,
+            call=call,
+            op=describe(op, call, rank),
+            n_inputs=n_inputs,
+            n_outputs=len(outputs),
+            output_shapes=[tuple(t.shape) for t in outputs],
+            output_dtypes=[t.dtype for t in outputs],
+        )
+        if call is not None:
+            for slot, spec in enumerate(call.input_specs):
+                src, out = visit(spec)
+                g.add_edge(src, nid, out=out, slot=slot)
+        return nid, tensor_index
+
+    outputs = [visit(t) for t in model.outputs]
+    inputs = []
+    for t in model.inputs:
+        op, node_index, _ = t._keras_history
+        nid = node_id(op, node_index)
+        if nid not in g:  # an input that no output depends on
+            visit(t)
+        inputs.append(nid)
+    g.graph["inputs"] = inputs
+    g.graph["outputs"] = outputs
+    g.graph["output_names"] = [_output_name(model, i, nid) for i, (nid, _) in enumerate(outputs)]
+    g.graph["model_name"] = model.name
+    return g
+
+
+def _output_name(model, index, nid):
+    names = getattr(model, "output_names", None)
+    if names and index < len(names):
+        return names[index]
+    return nid
+
+
+# ---- small pure helpers over the graph ------------------------------------
+
+def in_edges(g, n):
+    """Incoming edges of ``n`` as (producer, out_index, slot), sorted by slot."""
+    return sorted(((u, d["out"], d["slot"]) for u, _, d in g.in_edges(n, data=True)), key=lambda e: e[2])
+
+
+def consumers(g, n):
+    """Outgoing edges of ``n`` as (consumer, out_index, slot)."""
+    return [(v, d["out"], d["slot"]) for _, v, d in g.out_edges(n, data=True)]
+
+
+def producers(g, n):
+    """Producer node ids of ``n``, in slot order."""
+    return [u for u, _, _ in in_edges(g, n)]
+
+
+def is_output(g, n):
+    return any(n == o for o, _ in g.graph["outputs"])
+
+
+def topo_order(g):
+    """Deterministic topological order (ties broken by insertion order)."""
+    index = {n: i for i, n in enumerate(g.nodes)}
+    return list(nx.lexicographical_topological_sort(g, key=lambda n: index[n]))
+
+
+def bypass(g, n):
+    """Remove single-input node ``n``, wiring its producer to its consumers."""
+    (src, out, _), = in_edges(g, n)
+    for v, _, slot in consumers(g, n):
+        g.add_edge(src, v, out=out, slot=slot)
+    g.graph["outputs"] = [(src, out) if o == n else (o, i) for o, i in g.graph["outputs"]]
+    g.remove_node(n)
+
+
+def fresh_id(g, base):
+    """A node id derived from ``base`` that is not in ``g`` yet."""
+    if base not in g:
+        return base
+    k = 1
+    while f"{base}#{k}" in g:
+        k += 1
+    return f"{base}#{k}"

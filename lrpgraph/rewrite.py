@@ -1,0 +1,267 @@
+"""Stage 2: canonicalisation passes, each a pure function graph -> new graph.
+
+Every pass keeps the model's function: the rewritten graph computes the same
+outputs as the model (up to float rounding; the tests check each pass alone).
+The one deliberate exception is :func:`strip_softmax`, which makes the graph
+end at the logits.
+
+:data:`DEFAULT_PASSES` is the pipeline :func:`canonicalize` runs.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from . import graph as G
+from .ops import ElementwiseOp, LinearOp, Op
+
+__all__ = [
+    "inline_nested_models", "remove_noise", "split_separable", "split_activations",
+    "strip_softmax", "fold_batchnorm", "mark_gates", "canonicalize", "DEFAULT_PASSES",
+]
+
+
+def _copy(g):
+    h = g.copy()
+    h.graph = dict(g.graph)
+    h.graph["inputs"] = list(g.graph["inputs"])
+    h.graph["outputs"] = list(g.graph["outputs"])
+    return h
+
+
+def _insert_after(g, n, new_id, attrs):
+    """Insert node ``new_id`` between ``n`` (output 0) and all its consumers."""
+    outs = G.consumers(g, n)
+    g.add_node(new_id, **attrs)
+    for v, out, slot in outs:
+        g.remove_edges_from([(n, v, k) for k, d in g[n][v].items() if d["slot"] == slot and d["out"] == out])
+        g.add_edge(new_id, v, out=0, slot=slot)
+    g.add_edge(n, new_id, out=0, slot=0)
+    g.graph["outputs"] = [(new_id, 0) if (o, i) == (n, 0) else (o, i) for o, i in g.graph["outputs"]]
+
+
+def _node_attrs(g, n, **changes):
+    d = dict(g.nodes[n])
+    d.update(changes)
+    return d
+
+
+# ---- passes ----------------------------------------------------------------------
+
+def inline_nested_models(g):
+    """Replace each nested Functional/Sequential model node by its own graph
+    (node ids prefixed ``outer_name/``), recursively."""
+    g = _copy(g)
+    while True:
+        nested = [n for n in g.nodes if g.nodes[n]["op"].kind == "nested"]
+        if not nested:
+            return g
+        for n in nested:
+            _inline_one(g, n)
+
+
+def _inline_one(g, n):
+    model = g.nodes[n]["layer"]
+    sub = G.to_graph(model)
+    prefix = f"{n}/"
+    mapping = {m: prefix + m for m in sub.nodes}
+    outer_inputs = G.in_edges(g, n)
+    if len(outer_inputs) != len(sub.graph["inputs"]):
+        raise ValueError(
+            f"nested model {model.name!r} is called with {len(outer_inputs)} tensors but has "
+            f"{len(sub.graph['inputs'])} inputs; pass its inputs as a list in model order"
+        )
+    feed = {sub_in: (u, o) for sub_in, (u, o, _) in zip(sub.graph["inputs"], outer_inputs)}
+    for m, d in sub.nodes(data=True):
+        if m in feed:
+            continue
+        g.add_node(mapping[m], **dict(d, name=mapping[m]))
+    for u, v, d in sub.edges(data=True):
+        if u in feed:
+            src, out = feed[u]
+            g.add_edge(src, mapping[v], out=out, slot=d["slot"])
+        else:
+            g.add_edge(mapping[u], mapping[v], out=d["out"], slot=d["slot"])
+
+    def resolve(k):
+        o, i = sub.graph["outputs"][k]
+        return feed[o] if o in feed else (mapping[o], i)
+
+    for v, out, slot in G.consumers(g, n):
+        src, src_out = resolve(out)
+        g.add_edge(src, v, out=src_out, slot=slot)
+    g.graph["outputs"] = [resolve(i) if o == n else (o, i) for o, i in g.graph["outputs"]]
+    g.remove_node(n)
+
+
+def remove_noise(g):
+    """Drop Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout and
+    ActivityRegularization: identities at inference."""
+    g = _copy(g)
+    for n in [n for n in g.nodes if g.nodes[n]["op"].kind == "noise"]:
+        G.bypass(g, n)
+    return g
+
+
+def split_separable(g):
+    """SeparableConv -> DepthwiseConv (no bias) + pointwise 1x1 Conv (bias, activation)."""
+    g = _copy(g)
+    for n in [n for n in g.nodes if g.nodes[n]["op"].kind == "separable"]:
+        layer = g.nodes[n]["op"].meta["layer"]
+        dw, pw = _separable_parts(layer)
+        pid = G.fresh_id(g, f"{n}/pointwise")
+        _insert_after(g, n, pid, _node_attrs(g, n, name=pid, op=pw, call=None, n_inputs=1))
+        g.nodes[n]["op"] = dw
+        g.nodes[n]["output_shapes"] = [None]
+    return g
+
+
+def _separable_parts(layer):
+    import keras
+
+    fmt = layer.data_format
+    axis = -1 if fmt == "channels_last" else 1
+    dtype = layer.compute_dtype
+
+    def dw_fn(x, k, b):
+        return keras.ops.depthwise_conv(x, k, strides=layer.strides, padding=layer.padding,
+                                        dilation_rate=layer.dilation_rate, data_format=fmt)
+
+    dw = LinearOp(dw_fn, lambda: tf.cast(layer.depthwise_kernel.value, dtype), None, "depthwise",
+                  None, channel_axis=axis, kernel_out_axis="depthwise",
+                  depth_multiplier=layer.depth_multiplier)
+    ref = {}
+
+    def pw_fn(x, k, b):
+        y = keras.ops.conv(x, k, strides=1, padding="valid", data_format=fmt)
+        return ref["op"].add_bias(y, b)
+
+    bias = (lambda: tf.cast(layer.bias.value, dtype)) if layer.use_bias else None
+    act = getattr(layer, "activation", None)
+    act_name = getattr(act, "__name__", "linear")
+    pw = LinearOp(pw_fn, lambda: tf.cast(layer.pointwise_kernel.value, dtype), bias,
+                  f"conv{layer.rank}d", None if act_name == "linear" else (act_name, act),
+                  channel_axis=axis, kernel_out_axis=-1)
+    ref["op"] = pw
+    return dw, pw
+
+
+def split_activations(g):
+    """Linear op with a fused activation -> linear op + elementwise (or softmax) node."""
+    g = _copy(g)
+    for n in [n for n in g.nodes if isinstance(g.nodes[n]["op"], LinearOp) and g.nodes[n]["op"].activation]:
+        op = g.nodes[n]["op"]
+        name, fn = op.activation
+        g.nodes[n]["op"] = op.with_params(op.kernel, op.bias, activation=None)
+        if name == "softmax":
+            act = Op(lambda xs, fn=fn: [fn(xs[0])], kind="softmax")
+        else:
+            act = ElementwiseOp(fn, name)
+        aid = G.fresh_id(g, f"{n}/{name}")
+        _insert_after(g, n, aid, _node_attrs(g, n, name=aid, op=act, call=None, n_inputs=1,
+                                             class_name="Activation", fused_in=n))
+    return g
+
+
+def strip_softmax(g):
+    """Make relevance start at the logits: remove a softmax that produces a model
+    output (a Softmax/Activation('softmax') node or an activation fused into the
+    last linear layer)."""
+    g = _copy(g)
+    for o, _ in list(g.graph["outputs"]):
+        op = g.nodes[o]["op"]
+        if op.kind == "softmax" and g.nodes[o]["n_inputs"] == 1:
+            G.bypass(g, o)
+        elif isinstance(op, LinearOp) and op.activation and op.activation[0] == "softmax":
+            g.nodes[o]["op"] = op.with_params(op.kernel, op.bias, activation=None)
+    return g
+
+
+def _fold_scale(op, scale):
+    """Kernel scaled along the output-channel axis of ``op``."""
+    axis = op.kernel_out_axis
+
+    def kernel():
+        k = op.kernel()
+        s = scale()
+        if axis == "depthwise":
+            return k * tf.reshape(s, (k.shape[-2], k.shape[-1]))
+        shape = [1] * len(k.shape)
+        shape[axis] = -1
+        return k * tf.reshape(s, shape)
+
+    return kernel
+
+
+def fold_batchnorm(g):
+    """Fold a BatchNormalization into the Conv/Dense directly before it:
+    w' = w * s, b' = b * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s.
+    A BatchNormalization anywhere else stays an affine linear op."""
+    g = _copy(g)
+    for n in list(g.nodes):
+        if n not in g:
+            continue
+        bn = g.nodes[n]["op"]
+        if not (isinstance(bn, LinearOp) and bn.subkind == "batchnorm"):
+            continue
+        ins = G.in_edges(g, n)
+        if len(ins) != 1:
+            continue
+        p, out, _ = ins[0]
+        prev = g.nodes[p]["op"]
+        if not (isinstance(prev, LinearOp) and prev.kernel_out_axis is not None and prev.activation is None):
+            continue
+        if len(G.consumers(g, p)) != 1 or G.is_output(g, p):
+            continue
+        rank = len(g.nodes[n]["output_shapes"][0])
+        if bn.meta.get("axes") != [prev.channel_axis % rank]:
+            continue
+        scale, shift = bn.kernel, bn.bias
+
+        def bias(prev=prev, scale=scale, shift=shift):
+            b = prev.bias() if prev.bias is not None else None
+            return shift() if b is None else b * scale() + shift()
+
+        folded = prev.with_params(_fold_scale(prev, scale), bias)
+        g.nodes[p]["op"] = folded
+        g.nodes[p]["folded"] = list(g.nodes[p].get("folded", [])) + [n]
+        G.bypass(g, n)
+    return g
+
+
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_silu_gate", "softmax")
+
+
+def mark_gates(g):
+    """For each Multiply, record which input is the gate (made by a sigmoid-like op)."""
+    g = _copy(g)
+    for n in g.nodes:
+        op = g.nodes[n]["op"]
+        if op.kind != "multiply":
+            continue
+        slots = [slot for u, _, slot in G.in_edges(g, n)
+                 if g.nodes[u]["op"].kind in ("elementwise", "softmax")
+                 and (g.nodes[u]["op"].subkind in GATE_ACTIVATIONS or g.nodes[u]["op"].kind == "softmax")]
+        if len(slots) == 1:
+            new = Op(op.forward, kind=op.kind, subkind=op.subkind, **dict(op.meta, gate_slot=slots[0]))
+            g.nodes[n]["op"] = new
+    return g
+
+
+DEFAULT_PASSES = (
+    inline_nested_models,
+    remove_noise,
+    split_separable,
+    split_activations,
+    strip_softmax,
+    fold_batchnorm,
+    mark_gates,
+)
+
+
+def canonicalize(g, passes=DEFAULT_PASSES):
+    """Run the rewrite passes in order and return the new graph."""
+    for p in passes:
+        g = p(g)
+    return g
+

@@ -1,0 +1,232 @@
+"""LRP rules for linear ops (Dense, Conv*, Depthwise, ConvTranspose, affine BatchNorm).
+
+Notation: x input, w weights, b bias, z_j = sum_i x_i w_ij + b_j, R_j relevance
+at the output, R_i what the rule gives the input; x+ = max(x, 0), x- = min(x, 0).
+"Safe divide" means only exact zeros of the denominator become 1e-7
+(iNNvestigate); a float ``stabilizer`` eps means z + eps * sign(z) with
+sign(0) = +1 (Zennit).  References: Bach et al., "On Pixel-Wise Explanations for
+Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation", PLoS ONE
+2015 (LRP-0, epsilon, alpha-beta); Montavon et al., "Explaining nonlinear
+classification decisions with deep Taylor decomposition", Pattern Recognition
+2017 (z+, w^2, z^B); Lapuschkin et al., "Unmasking Clever Hans predictors",
+Nature Communications 2019 (flat); Montavon et al., "Layer-Wise Relevance
+Propagation: An Overview", 2019 (gamma).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .base import (KEEP, BasicRule, ParamMod, identity, negative, ones, positive, safe_divide,
+                   square, stabilize, zero)
+
+__all__ = ["Z", "Epsilon", "AlphaBeta", "ZPlus", "ZPlusFast", "Gamma", "WSquare", "Flat",
+           "ZBox", "Bounded", "proportional"]
+
+
+def _divider(stabilizer):
+    if stabilizer is None:
+        return safe_divide
+    return lambda R, z: R / stabilize(z, stabilizer)
+
+
+def _x_times_c(xs, cs):
+    return sum(x * c for x, c in zip(xs, cs))
+
+
+def proportional(ctx, R, divide):
+    """R_i = x_i * (dy/dx_i)^T (R / y) for a parameter-free op (Add, Subtract, Average,
+    average pooling): each input keeps the share it contributed to y."""
+    xs = [tf.identity(x) for x in ctx.inputs]  # distinct tensors even for `x + x`
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        y = ctx.op(xs)[0]
+    gs = tape.gradient(y, xs, output_gradients=divide(R, ctx.output))
+    return [None if g is None else x * g for x, g in zip(xs, gs)]
+
+
+class _Proportional(BasicRule):
+    """A BasicRule that also handles parameter-free sum-like ops proportionally."""
+
+    kinds = ("linear", "add", "pool_avg")
+
+    def backward(self, ctx, R):
+        if ctx.op.kind == "linear":
+            return super().backward(ctx, R)
+        return proportional(ctx, R, self._divide)
+
+
+class Epsilon(_Proportional):
+    """LRP-epsilon: R_i = x_i * sum_j w_ij R_j / (z_j + eps * sign(z_j)), sign(0) = +1.
+
+    ``bias=False`` drops b from z (iNNvestigate's ``_IB`` variants).  Bach et al. 2015.
+    """
+
+    def __init__(self, epsilon=1e-7, bias=True):
+        self.epsilon = epsilon
+        self.bias = bias
+        self._divide = _divider(epsilon)
+        super().__init__([identity], [KEEP if bias else ParamMod(identity, zero)],
+                         lambda R, zs: [self._divide(R, zs[0])], _x_times_c)
+
+
+class Z(_Proportional):
+    """LRP-0: R_i = x_i * sum_j w_ij R_j / z_j, with a safe divide (zeros -> 1e-7).
+    Equals gradient x input on ReLU networks.  Bach et al. 2015."""
+
+    def __init__(self, bias=True, stabilizer=None):
+        self.bias = bias
+        self.stabilizer = stabilizer
+        self._divide = _divider(stabilizer)
+        super().__init__([identity], [KEEP if bias else ParamMod(identity, zero)],
+                         lambda R, zs: [self._divide(R, zs[0])], _x_times_c)
+
+
+def _gamma_mod(gamma, part):
+    def mod(w):
+        return w + gamma * part(w)
+    mod.__name__ = f"w+{gamma}*{part.__name__}(w)"
+    return mod
+
+
+class AlphaBeta(BasicRule):
+    """LRP-alpha-beta: R_i = alpha * R+_i - beta * R-_i with alpha - beta = 1.
+
+    Positive part z+ = x+ w+ + x- w-, negative part z- = x+ w- + x- w+; each part
+    is redistributed by its own contributions.  Bias conventions:
+
+    - ``bias=True`` (iNNvestigate): b+ + b- = b is added to both denominators;
+    - ``bias="split"`` (Zennit): b+ joins z+ and b- joins z-;
+    - ``bias=False``: no bias (iNNvestigate's ``IgnoreBias`` variants).
+
+    ``stabilizer=None`` is iNNvestigate's safe divide, a float is Zennit's
+    epsilon-stabiliser.  Bach et al. 2015.
+    """
+
+    def __init__(self, alpha=2.0, beta=1.0, bias=True, stabilizer=None):
+        if alpha < 0 or beta < 0 or not np.isclose(alpha - beta, 1.0):
+            raise ValueError(f"AlphaBeta needs alpha, beta >= 0 and alpha - beta = 1, got alpha={alpha}, beta={beta}")
+        if bias not in (True, False, "split"):
+            raise ValueError(f"AlphaBeta bias must be True, False or 'split', got {bias!r}")
+        self.alpha, self.beta, self.bias, self.stabilizer = alpha, beta, bias, stabilizer
+        # bias modifier of each term: (x+, w+), (x-, w-), (x+, w-), (x-, w+)
+        biases = {True: [positive, negative, negative, positive],
+                  "split": [positive, zero, negative, zero],
+                  False: [zero] * 4}[bias]
+        inputs = [positive, negative, positive, negative]
+        params = [ParamMod(w, b) for w, b in zip([positive, negative, negative, positive], biases)]
+        if not beta:
+            inputs, params = inputs[:2], params[:2]
+        divide = _divider(stabilizer)
+
+        def mapper(R, zs):
+            s_pos = divide(R, zs[0] + zs[1])
+            if not beta:
+                return [s_pos, s_pos]
+            s_neg = divide(R, zs[2] + zs[3])
+            return [s_pos, s_pos, s_neg, s_neg]
+
+        def reducer(xs, cs):
+            pos = xs[0] * cs[0] + xs[1] * cs[1]
+            if not beta:
+                return alpha * pos if alpha != 1 else pos
+            return alpha * pos - beta * (xs[2] * cs[2] + xs[3] * cs[3])
+
+        super().__init__(inputs, params, mapper, reducer)
+
+
+class ZPlus(AlphaBeta):
+    """LRP-z+: alpha=1, beta=0.  ``bias=False`` (default) is iNNvestigate's
+    ``lrp.z_plus`` (z = x+ w+ + x- w-, safe divide); ``bias="split",
+    stabilizer=1e-6`` is Zennit's ZPlus.  Montavon et al. 2017."""
+
+    def __init__(self, bias=False, stabilizer=None):
+        super().__init__(1.0, 0.0, bias=bias, stabilizer=stabilizer)
+
+
+class ZPlusFast(BasicRule):
+    """z+ assuming x >= 0: R_i = x_i * sum_j w+_ij R_j / sum_i' x_i' w+_i'j (no bias).
+    iNNvestigate's ``lrp.z_plus_fast``.  Montavon et al. 2017."""
+
+    def __init__(self):
+        super().__init__([identity], [ParamMod(positive, zero)],
+                         lambda R, zs: [safe_divide(R, zs[0])], _x_times_c)
+
+
+class Gamma(BasicRule):
+    """Generalised LRP-gamma (Zennit 1.0): w -> w + gamma * w+ for the positive
+    contributions of positive outputs and w + gamma * w- for negative outputs,
+    over positive and negative inputs.  Montavon et al. 2019; Andeol et al. 2021."""
+
+    def __init__(self, gamma=0.25, stabilizer=1e-6):
+        self.gamma, self.stabilizer = gamma, stabilizer
+        up, down = _gamma_mod(gamma, positive), _gamma_mod(gamma, negative)
+        inputs = [positive, negative, positive, negative, identity]
+        params = [ParamMod(up, up), ParamMod(down, zero), ParamMod(down, down), ParamMod(up, zero), KEEP]
+        divide = _divider(stabilizer)
+
+        def mapper(R, zs):
+            out = zs[4]
+            s_pos = divide(R * tf.cast(out > 0, R.dtype), zs[0] + zs[1])
+            s_neg = divide(R * tf.cast(out < 0, R.dtype), zs[2] + zs[3])
+            return [s_pos, s_pos, s_neg, s_neg, None]
+
+        super().__init__(inputs, params, mapper, lambda xs, cs: _x_times_c(xs[:4], cs[:4]))
+
+
+class WSquare(BasicRule):
+    """LRP-w^2: R_i = sum_j w_ij^2 / sum_i' w_i'j^2 * R_j (ignores x and b).
+    Montavon et al. 2017."""
+
+    def __init__(self, stabilizer=None):
+        self.stabilizer = stabilizer
+        divide = _divider(stabilizer)
+        super().__init__([ones], [ParamMod(square, zero)], lambda R, zs: [divide(R, zs[0])],
+                         lambda xs, cs: cs[0])
+
+
+class Flat(BasicRule):
+    """LRP-flat: R_i = sum_j 1 / (number of inputs of j) * R_j: w^2 with all w = 1
+    (on a padded convolution only in-bounds inputs count).  Lapuschkin et al. 2019."""
+
+    def __init__(self, stabilizer=None):
+        self.stabilizer = stabilizer
+        divide = _divider(stabilizer)
+        super().__init__([ones], [ParamMod(ones, zero)], lambda R, zs: [divide(R, zs[0])],
+                         lambda xs, cs: cs[0])
+
+
+class ZBox(BasicRule):
+    """Bounded z^B rule for inputs known to lie in [low, high]:
+    z_j = sum_i x_i w_ij - l_i w+_ij - h_i w-_ij,
+    R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / z_j * R_j.
+
+    ``low``/``high`` are scalars or per-channel arrays (broadcast against the
+    input's trailing axes).  ``stabilizer=None`` is iNNvestigate's
+    ``BoundedRule``; 1e-6 is Zennit's ``ZBox`` (whose bias terms cancel).
+    Montavon et al. 2017.
+    """
+
+    def __init__(self, low=-1.0, high=1.0, stabilizer=None):
+        self.low, self.high, self.stabilizer = low, high, stabilizer
+        low_c = np.asarray(low, dtype=np.float64)
+        high_c = np.asarray(high, dtype=np.float64)
+
+        def to_low(x):
+            return tf.broadcast_to(tf.cast(low_c, x.dtype), tf.shape(x))
+
+        def to_high(x):
+            return tf.broadcast_to(tf.cast(high_c, x.dtype), tf.shape(x))
+
+        divide = _divider(stabilizer)
+        no_bias = ParamMod(identity, zero)
+        super().__init__(
+            [identity, to_low, to_high],
+            [no_bias, ParamMod(positive, zero), ParamMod(negative, zero)],
+            lambda R, zs: [divide(R, zs[0] - zs[1] - zs[2])] * 3,
+            lambda xs, cs: xs[0] * cs[0] - xs[1] * cs[1] - xs[2] * cs[2],
+        )
+
+
+Bounded = ZBox

@@ -1,0 +1,188 @@
+"""Method presets as data: which rule each node gets, and which head starts the pass.
+
+A preset is an ordered list of ``(selector, rule spec)`` pairs; the first
+selector that matches a node wins (user overrides come before all of them).
+Selectors:
+
+- ``"kind:PATTERN"``: the op kind, or ``kind/subkind``, matched with fnmatch
+  (``"kind:linear"``, ``"kind:linear/dense"``, ``"kind:linear/conv*"``);
+- ``"class:Name"``: the Keras class name of the node's layer;
+- ``"name:layer_name"`` and ``"re:REGEX"``: the node id (layer name);
+- ``"first"``: linear nodes fed by a model input through no other linear node;
+- a callable ``predicate(node) -> bool`` on a :class:`lrpgraph.assign.NodeInfo`.
+
+A rule spec is ``spec(RuleClass, **kwargs)``; a kwarg given as ``P("name")``
+takes the analyzer's parameter ``name`` (e.g. ``epsilon``, ``low``, ``high``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .linear import AlphaBeta, Epsilon, Flat, Gamma, WSquare, Z, ZBox, ZPlus, ZPlusFast
+from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
+
+__all__ = ["P", "spec", "Preset", "PRESETS", "get_preset"]
+
+
+@dataclass(frozen=True)
+class P:
+    """A placeholder for an analyzer parameter inside a rule spec."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    cls: type
+    kwargs: tuple = ()
+
+    def build(self, params):
+        kw = {k: (params[v.name] if isinstance(v, P) else v) for k, v in self.kwargs}
+        return self.cls(**kw)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v.name if isinstance(v, P) else v!r}" for k, v in self.kwargs)
+        return f"{self.cls.__name__}({args})"
+
+
+def spec(cls, **kwargs):
+    return RuleSpec(cls, tuple(kwargs.items()))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """name, one-line doc, ordered rules, the head, default parameters.
+
+    ``head``: 'logit' (the target logit's value), 'logit_relu' (max(logit, 0),
+    Deep Taylor), 'one' (1: plain derivatives).  ``multiply_input``: multiply
+    the result by the input (input x gradient).
+    """
+
+    name: str
+    doc: str
+    rules: tuple
+    head: str = "logit"
+    defaults: dict = field(default_factory=dict)
+    multiply_input: bool = False
+    reference: str = ""
+
+
+# Relevance through everything that is not a linear layer, for every LRP preset.
+LRP_STRUCTURE = (
+    ("kind:elementwise", spec(Pass)),
+    ("kind:noise", spec(Pass)),
+    ("kind:softmax", spec(Pass)),
+    ("kind:pool_max", spec(Gradient)),      # winner takes all
+    ("kind:pool_avg", spec(Z)),             # proportional to contributions
+    ("kind:add", spec(Z)),                  # proportional: conserves at residual joins
+    ("kind:concat", spec(Gradient)),        # split
+    ("kind:reshape", spec(Gradient)),       # re-index
+    ("kind:multiply", spec(Gate)),          # all to the value, none to the gate
+)
+
+# Zennit's composites use its Norm rule (epsilon 1e-6) for sums and average pooling.
+ZENNIT_STRUCTURE = (
+    ("kind:pool_avg", spec(Epsilon, epsilon=1e-6)),
+    ("kind:add", spec(Epsilon, epsilon=1e-6)),
+) + LRP_STRUCTURE
+
+GRADIENT_STRUCTURE = (("kind:*", spec(Gradient)),)
+
+BATES = "Bach et al., PLoS ONE 2015"
+DTD = "Montavon et al., Pattern Recognition 2017"
+
+
+def _lrp(name, doc, linear_rules, head="logit", defaults=None, reference=BATES, structure=LRP_STRUCTURE):
+    return Preset(name, doc, tuple(linear_rules) + tuple(structure), head, defaults or {}, False, reference)
+
+
+def _all_linear(rule):
+    return (("kind:linear", rule),)
+
+
+_SEQ_DENSE = ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon")))
+_CONV = "kind:linear"  # every other linear op (conv, depthwise, folded batchnorm)
+
+_PRESET_LIST = [
+    _lrp("lrp.z", "LRP-0 on every linear layer (gradient x input on ReLU nets)", _all_linear(spec(Z))),
+    _lrp("lrp.z_IB", "LRP-0, bias ignored", _all_linear(spec(Z, bias=False))),
+    _lrp("lrp.epsilon", "LRP-epsilon on every linear layer", _all_linear(spec(Epsilon, epsilon=P("epsilon"))),
+         defaults={"epsilon": 1e-7}),
+    _lrp("lrp.epsilon_IB", "LRP-epsilon, bias ignored",
+         _all_linear(spec(Epsilon, epsilon=P("epsilon"), bias=False)), defaults={"epsilon": 1e-7}),
+    _lrp("lrp.z_plus", "LRP-z+ (alpha 1, beta 0, bias ignored)", _all_linear(spec(ZPlus)), reference=DTD),
+    _lrp("lrp.z_plus_fast", "LRP-z+ assuming non-negative inputs", _all_linear(spec(ZPlusFast)), reference=DTD),
+    _lrp("lrp.alpha_1_beta_0", "LRP-alpha1-beta0 with bias", _all_linear(spec(AlphaBeta, alpha=1, beta=0))),
+    _lrp("lrp.alpha_1_beta_0_IB", "LRP-alpha1-beta0, bias ignored",
+         _all_linear(spec(AlphaBeta, alpha=1, beta=0, bias=False))),
+    _lrp("lrp.alpha_2_beta_1", "LRP-alpha2-beta1 with bias", _all_linear(spec(AlphaBeta, alpha=2, beta=1))),
+    _lrp("lrp.alpha_2_beta_1_IB", "LRP-alpha2-beta1, bias ignored",
+         _all_linear(spec(AlphaBeta, alpha=2, beta=1, bias=False))),
+    _lrp("lrp.w_square", "LRP-w^2 on every linear layer", _all_linear(spec(WSquare)), reference=DTD),
+    _lrp("lrp.flat", "LRP-flat on every linear layer", _all_linear(spec(Flat)),
+         reference="Lapuschkin et al., Nature Communications 2019"),
+    _lrp("deep_taylor", "Deep Taylor: z+ everywhere, from max(logit, 0)", _all_linear(spec(ZPlus)),
+         head="logit_relu", reference=DTD),
+    _lrp("deep_taylor.bounded", "Deep Taylor with z^B (low, high) on the input layer",
+         (("first", spec(ZBox, low=P("low"), high=P("high"))),) + _all_linear(spec(ZPlus)),
+         head="logit_relu", defaults={"low": -1.0, "high": 1.0}, reference=DTD),
+    _lrp("lrp.sequential_preset_a", "epsilon (0.1) on Dense, alpha1-beta0 on conv",
+         (_SEQ_DENSE, (_CONV, spec(AlphaBeta, alpha=1, beta=0))), defaults={"epsilon": 0.1},
+         reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("lrp.sequential_preset_b", "epsilon (0.1) on Dense, alpha2-beta1 on conv",
+         (_SEQ_DENSE, (_CONV, spec(AlphaBeta, alpha=2, beta=1))), defaults={"epsilon": 0.1},
+         reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("lrp.sequential_preset_a_flat", "sequential preset A with flat on the input layer",
+         (("first", spec(Flat)), _SEQ_DENSE, (_CONV, spec(AlphaBeta, alpha=1, beta=0))),
+         defaults={"epsilon": 0.1}, reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("lrp.sequential_preset_b_flat", "sequential preset B with flat on the input layer",
+         (("first", spec(Flat)), _SEQ_DENSE, (_CONV, spec(AlphaBeta, alpha=2, beta=1))),
+         defaults={"epsilon": 0.1}, reference="Kohlbrenner et al., IJCNN 2020"),
+    # Zennit's composites (Zennit's bias and stabiliser conventions).
+    _lrp("epsilon_plus", "Zennit EpsilonPlus: z+ on conv, epsilon on Dense",
+         (("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+          (_CONV, spec(ZPlus, bias="split", stabilizer=1e-6))),
+         defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("epsilon_plus_flat", "Zennit EpsilonPlusFlat: flat first, z+ on conv, epsilon on Dense",
+         (("first", spec(Flat, stabilizer=1e-6)), ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+          (_CONV, spec(ZPlus, bias="split", stabilizer=1e-6))),
+         defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("epsilon_alpha2_beta1", "Zennit EpsilonAlpha2Beta1: alpha2-beta1 on conv, epsilon on Dense",
+         (("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+          (_CONV, spec(AlphaBeta, alpha=2, beta=1, bias="split", stabilizer=1e-6))),
+         defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("epsilon_alpha2_beta1_flat", "Zennit EpsilonAlpha2Beta1Flat: flat first, then epsilon_alpha2_beta1",
+         (("first", spec(Flat, stabilizer=1e-6)), ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+          (_CONV, spec(AlphaBeta, alpha=2, beta=1, bias="split", stabilizer=1e-6))),
+         defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
+    _lrp("epsilon_gamma_box", "Zennit EpsilonGammaBox: z^B first, gamma on conv, epsilon on Dense",
+         (("first", spec(ZBox, low=P("low"), high=P("high"), stabilizer=1e-6)),
+          ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+          (_CONV, spec(Gamma, gamma=P("gamma"), stabilizer=1e-6))),
+         defaults={"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}, structure=ZENNIT_STRUCTURE,
+         reference="Montavon et al., 2019"),
+    # Gradient family.
+    Preset("gradient", "d logit_t / dx (saliency)", GRADIENT_STRUCTURE, head="one",
+           reference="Simonyan et al., ICLR workshop 2014"),
+    Preset("input_t_gradient", "x * d logit_t / dx", GRADIENT_STRUCTURE, head="one", multiply_input=True,
+           reference="Shrikumar et al., 2016"),
+    Preset("guided_backprop", "gradient with guided ReLUs, from the target logit",
+           (("kind:elementwise", spec(GuidedReLU)),) + GRADIENT_STRUCTURE, head="logit",
+           reference="Springenberg et al., ICLR workshop 2015"),
+    Preset("deconvnet", "gradient with DeconvNet ReLUs, from the target logit",
+           (("kind:elementwise", spec(DeconvReLU)),) + GRADIENT_STRUCTURE, head="logit",
+           reference="Zeiler & Fergus, ECCV 2014"),
+]
+
+PRESETS = {p.name: p for p in _PRESET_LIST}
+
+
+def get_preset(name):
+    """The :class:`Preset` called ``name`` (ValueError listing the names otherwise)."""
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(PRESETS))}") from None
