@@ -47,6 +47,10 @@ class Analyzer:
     head : str or callable, optional
         Replaces the preset's head (initial relevance), e.g. a user function
         ``head(logits, targets) -> R0``.
+    stop_at : str or list of str, optional
+        Layer name(s) where the reverse pass stops: ``analyze`` then returns the
+        relevance at those layers' outputs instead of at the input (used by the
+        CAM family).
     jit_compile : bool
         Compile the analysis with XLA.
     **params
@@ -55,7 +59,7 @@ class Analyzer:
     """
 
     def __init__(self, model, preset, overrides=None, *, neuron_selection_mode="max_activation",
-                 output=None, head=None, jit_compile=False, **params):
+                 output=None, head=None, stop_at=None, jit_compile=False, **params):
         self.preset = get_preset(preset)
         self.model = model
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
@@ -83,8 +87,11 @@ class Analyzer:
                 head = "all_ones" if head == "one" else "all_logits"
         self.head = get_head(head)
         self.input_specs = [_input_spec(self.graph, n) for n in self.graph.graph["inputs"]]
+        self.stop_at = None if stop_at is None else [
+            resolve_layer(self.graph, s, needed) for s in ([stop_at] if isinstance(stop_at, str) else stop_at)]
         self.program = Program(self.graph, self.rules, self.head, self.output, self.input_specs,
-                               multiply_input=self.preset.multiply_input, jit_compile=jit_compile)
+                               stop=self.stop_at, multiply_input=self.preset.multiply_input,
+                               jit_compile=jit_compile)
 
     # -- public -----------------------------------------------------------------
     @property
@@ -115,8 +122,8 @@ class Analyzer:
             chunk = [tf.convert_to_tensor(a[s:s + step]) for a in xs]
             maps, _, _ = fn(chunk, tf.convert_to_tensor(targets[s:s + step]))
             outs.append([m.numpy() for m in maps])
-        maps = [np.concatenate([o[i] for o in outs], axis=0) for i in range(len(xs))]
-        return maps[0] if single else maps
+        maps = [np.concatenate([o[i] for o in outs], axis=0) for i in range(len(outs[0]))]
+        return maps[0] if len(maps) == 1 and (single or self.stop_at) else maps
 
     def predict_logits(self, x):
         """The logits the analysis starts from (the rewritten graph's output)."""
@@ -180,6 +187,18 @@ class Analyzer:
         return t.astype(np.int32), t.ndim == 2
 
 
+def resolve_layer(g, name, candidates=None):
+    """Node id for a layer name (or node id); ValueError listing the candidates."""
+    if name in g:
+        return name
+    hits = [n for n in g.nodes if n.split("#")[0] == name or g.nodes[n].get("fused_in") == name]
+    hits = [n for n in hits if g.nodes[n].get("fused_in") is None] or hits
+    if hits:
+        return hits[0]
+    pool = sorted(n for n in (candidates or g.nodes) if g.nodes[n]["op"].kind != "input")
+    raise ValueError(f"no layer named {name!r} in the model; layers: {', '.join(pool)}")
+
+
 def _input_spec(g, n):
     shape = g.nodes[n]["output_shapes"][0]
     dtype = g.nodes[n]["output_dtypes"][0]
@@ -201,12 +220,24 @@ def _resolve_output(g, output):
 
 
 def create_analyzer(name, model, **params):
-    """``create_analyzer("lrp.epsilon", model, epsilon=0.01)``: iNNvestigate's entry point."""
-    return Analyzer(model, name, **params)
+    """``create_analyzer("lrp.epsilon", model, epsilon=0.01)``: iNNvestigate's entry point.
+
+    ``name`` is any name from :func:`methods`: a rule preset or a registered method."""
+    from .registry import FACTORIES
+    from .rules.presets import PRESETS
+
+    if name in PRESETS:
+        return Analyzer(model, name, **params)
+    if name in FACTORIES:
+        return FACTORIES[name][0](model, **params)
+    raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(methods()))}")
 
 
 def methods():
-    """dict method name -> one-line description."""
+    """dict method name -> one-line description, presets and registered methods."""
+    from .registry import FACTORIES
     from .rules.presets import PRESETS
 
-    return {name: p.doc for name, p in PRESETS.items()}
+    out = {name: p.doc for name, p in PRESETS.items()}
+    out.update({name: doc for name, (_, doc) in FACTORIES.items()})
+    return out

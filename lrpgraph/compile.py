@@ -110,10 +110,11 @@ class Program:
     def __init__(self, g, rules, head, output, input_specs, stop=None, multiply_input=False,
                  jit_compile=False):
         self.g = g
-        self.rules = rules
         self.head = head
         self.output = output
         self.stop = list(stop) if stop else list(g.graph["inputs"])
+        below = set().union(*(nx.descendants(g, s) for s in self.stop))
+        self.rules = {n: r for n, r in rules.items() if n in below}
         self.multiply_input = multiply_input
         self.order = G.topo_order(g)
         self.nonneg = infer_nonneg(g)
@@ -123,9 +124,9 @@ class Program:
         self.traces = 0
         target_spec = tf.TensorSpec([None], tf.int32, name="targets")
         multi_spec = tf.TensorSpec([None, None], tf.int32, name="targets")
-        self.fn = tf.function(self._single, input_signature=[list(input_specs), target_spec],
+        self.fn = tf.function(self.analysis, input_signature=[list(input_specs), target_spec],
                               jit_compile=jit_compile, reduce_retracing=True, autograph=False)
-        self.multi_fn = tf.function(self._multi, input_signature=[list(input_specs), multi_spec],
+        self.multi_fn = tf.function(self.multi_analysis, input_signature=[list(input_specs), multi_spec],
                                     jit_compile=jit_compile, reduce_retracing=True, autograph=False)
 
     # -- traced bodies -----------------------------------------------------------
@@ -160,7 +161,9 @@ class Program:
             maps.append(r)
         return maps
 
-    def _single(self, inputs, targets):
+    def analysis(self, inputs, targets):
+        """The untraced body of ``fn``: usable inside another tf.function (wrappers
+        such as integrated gradients call it on perturbed batches)."""
         self.traces += 1
         values, logits = self._forward(inputs)
         targets = self._resolve(logits, targets)
@@ -169,7 +172,8 @@ class Program:
             maps = [self._combine(m, logits, targets, 1) for m in maps]
         return maps, logits, [values[(n, 0)] for n in self.stop]
 
-    def _multi(self, inputs, targets):
+    def multi_analysis(self, inputs, targets):
+        """The untraced body of ``multi_fn``."""
         self.traces += 1
         values, logits = self._forward(inputs)
         n = tf.shape(targets)[0]

@@ -1,0 +1,512 @@
+"""Plotting helpers for relevance maps.
+
+Conventions (as in the SGLRP paper's ``heatmap()`` helper):
+
+* a relevance map of shape ``(H, W, C)`` is reduced to ``(H, W)`` by summing
+  over the channels (see :func:`reduce_channels` for other reductions);
+* colormap ``"seismic"``: red = positive, blue = negative, white = zero;
+* symmetric colour limits ``[-M, M]`` with ``M = max|R|`` (``M = 0`` uses
+  ``1``, so an all-zero map is white);
+* ``interpolation="none"`` and no ticks.
+
+Everything here works on numpy arrays (anything ``np.asarray`` accepts, e.g.
+eager TensorFlow tensors) and on explicit :class:`matplotlib.figure.Figure` /
+``Axes`` objects.  ``matplotlib.pyplot`` is never imported, so the module is
+headless-safe and leaves pyplot's global state alone.  Note that with the
+default 256-entry ``seismic`` lookup table a zero value renders as
+``(1.0, 0.992, 0.992)``, i.e. white to within 1/128.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+
+__all__ = [
+    "reduce_channels",
+    "heatmap_rgb",
+    "plot_heatmap",
+    "overlay",
+    "plot_overlay",
+    "heatmap_grid",
+    "save_figure",
+    "figure_to_array",
+]
+
+_REDUCTIONS = ("sum", "max", "absmax", "abs")
+_SCALES = ("per_map", "per_method", "global")
+_SAVE_FORMATS = {".png": "png", ".pdf": "pdf"}
+
+
+# ---------------------------------------------------------------------------
+# array helpers
+# ---------------------------------------------------------------------------
+
+
+def reduce_channels(R: Any, how: str = "sum") -> np.ndarray:
+    """Reduce a relevance map to a 2-D ``(H, W)`` float array.
+
+    Parameters
+    ----------
+    R:
+        Relevance map of shape ``(H, W)`` or ``(H, W, C)``.
+    how:
+        Channel reduction for 3-D input:
+
+        * ``"sum"`` (default, the LRP convention): sum over channels;
+        * ``"max"``: largest (signed) value over channels;
+        * ``"absmax"``: the signed value with the largest magnitude;
+        * ``"abs"``: sum of absolute values over channels (unsigned magnitude).
+
+        For 2-D input the map is returned as is, except ``"abs"``, which
+        returns ``|R|``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` array of dtype float64 (a new array).
+
+    Raises
+    ------
+    ValueError
+        If ``R`` is not 2-D or 3-D, or ``how`` is unknown.
+    """
+    if how not in _REDUCTIONS:
+        raise ValueError(f"unknown channel reduction {how!r}; expected one of {_REDUCTIONS}")
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim == 2:
+        return np.abs(R) if how == "abs" else R.copy()
+    if R.ndim != 3:
+        raise ValueError(f"relevance map must have shape (H, W) or (H, W, C), got {R.shape}")
+    if R.shape[-1] == 0:
+        raise ValueError(f"relevance map has no channels: shape {R.shape}")
+    if how == "sum":
+        return R.sum(axis=-1)
+    if how == "max":
+        return R.max(axis=-1)
+    if how == "abs":
+        return np.abs(R).sum(axis=-1)
+    # absmax: signed value of the channel with the largest magnitude
+    idx = np.argmax(np.abs(R), axis=-1)
+    return np.take_along_axis(R, idx[..., None], axis=-1)[..., 0]
+
+
+def _get_cmap(cmap: str | Colormap) -> Colormap:
+    if isinstance(cmap, Colormap):
+        return cmap
+    return matplotlib.colormaps[cmap]
+
+
+def _max_abs(R2: np.ndarray) -> float:
+    """Largest finite ``|R|``; 0.0 for empty / all non-finite maps."""
+    finite = R2[np.isfinite(R2)]
+    if finite.size == 0:
+        return 0.0
+    return float(np.max(np.abs(finite)))
+
+
+def _symmetric_limit(R2: np.ndarray, limit: float | None) -> float:
+    """``M`` for the colour limits ``[-M, M]``."""
+    if limit is not None:
+        limit = float(limit)
+        if not np.isfinite(limit) or limit <= 0:
+            raise ValueError(f"limit must be a positive finite number, got {limit!r}")
+        return limit
+    M = _max_abs(R2)
+    return M if M > 0 else 1.0
+
+
+def heatmap_rgb(
+    R: Any,
+    cmap: str | Colormap = "seismic",
+    reduce: str = "sum",
+    limit: float | None = None,
+) -> np.ndarray:
+    """Colour image of a relevance map.
+
+    The map is reduced to 2-D with :func:`reduce_channels` (``reduce``), then
+    mapped through ``cmap`` with symmetric limits ``[-M, M]``, where
+    ``M = max|R|`` (``1`` for an all-zero map) unless ``limit`` is given.
+    Values beyond ``±limit`` are clipped to the ends of the colormap.
+    Non-finite values take the colormap's "bad" colour (black for
+    ``seismic``), so they stand out rather than being hidden.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` float64 array with values in ``[0, 1]``.
+    """
+    R2 = reduce_channels(R, reduce)
+    M = _symmetric_limit(R2, limit)
+    norm = Normalize(vmin=-M, vmax=M, clip=True)
+    rgba = _get_cmap(cmap)(norm(np.ma.masked_invalid(R2)))
+    return np.asarray(rgba[..., :3], dtype=np.float64)
+
+
+def _to_display_image(image: Any) -> np.ndarray:
+    """Convert an input image to an ``(H, W, 3)`` float array in ``[0, 1]``.
+
+    ``uint8`` is divided by 255, ``bool`` becomes 0/1, floats already in
+    ``[0, 1]`` are kept, anything else is min-max normalised (a constant
+    image becomes mid-grey).  ``(H, W)`` and ``(H, W, 1)`` are repeated to
+    three channels; an alpha channel ``(H, W, 4)`` is dropped.
+    """
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {np.shape(image)}"
+        )
+    img = img[..., :3]
+    if img.dtype == np.uint8:
+        return img.astype(np.float64) / 255.0
+    img = img.astype(np.float64)
+    finite = np.isfinite(img)
+    if not finite.all():
+        img = np.where(finite, img, 0.0)
+    lo, hi = (float(img.min()), float(img.max())) if img.size else (0.0, 0.0)
+    if lo >= 0.0 and hi <= 1.0:
+        return img
+    if hi - lo <= 0:
+        return np.full_like(img, 0.5)
+    return (img - lo) / (hi - lo)
+
+
+def overlay(
+    image: Any,
+    R: Any,
+    alpha: float = 0.5,
+    cmap: str | Colormap = "seismic",
+    reduce: str = "sum",
+    limit: float | None = None,
+    grayscale: bool = False,
+) -> np.ndarray:
+    """Blend an input image with the colour heatmap of ``R``.
+
+    ``result = (1 - alpha) * image + alpha * heatmap_rgb(R, ...)``.
+
+    Parameters
+    ----------
+    image:
+        ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` image;
+        ``uint8`` (0..255), float in ``[0, 1]``, or any other range (min-max
+        normalised for display).
+    R:
+        Relevance map ``(H, W)`` or ``(H, W, C)`` with the same ``H, W``.
+    alpha:
+        Heatmap weight in ``[0, 1]``.
+    grayscale:
+        Convert the image to grey first so the heatmap colours stand out.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` float64 array in ``[0, 1]``.
+    """
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    img = _to_display_image(image)
+    heat = heatmap_rgb(R, cmap=cmap, reduce=reduce, limit=limit)
+    if img.shape[:2] != heat.shape[:2]:
+        raise ValueError(
+            f"image spatial shape {img.shape[:2]} does not match relevance map {heat.shape[:2]}"
+        )
+    if grayscale:
+        grey = img @ np.array([0.299, 0.587, 0.114])
+        img = np.repeat(grey[..., None], 3, axis=-1)
+    return np.clip((1.0 - alpha) * img + alpha * heat, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Axes-level plotting
+# ---------------------------------------------------------------------------
+
+
+def _clean_axes(ax) -> None:
+    """No ticks, no spines (axis labels stay usable)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def plot_heatmap(
+    ax,
+    R: Any,
+    title: str | None = None,
+    cmap: str | Colormap = "seismic",
+    reduce: str = "sum",
+    limit: float | None = None,
+    colorbar: bool = False,
+    **imshow_kw: Any,
+):
+    """Draw a relevance map on a matplotlib ``Axes``.
+
+    Uses ``imshow`` with ``cmap`` (default ``"seismic"``), symmetric limits
+    ``[-M, M]`` (``M = max|R|``, ``1`` if zero, or ``limit``),
+    ``interpolation="none"`` and no ticks.  ``(H, W, C)`` maps are reduced
+    with :func:`reduce_channels` (``reduce``).  Extra keyword arguments go
+    to ``ax.imshow`` (and may override the defaults).  With
+    ``colorbar=True`` a colourbar is added next to the axes.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+    """
+    R2 = reduce_channels(R, reduce)
+    M = _symmetric_limit(R2, limit)
+    kw = dict(cmap=_get_cmap(cmap), vmin=-M, vmax=M, interpolation="none")
+    kw.update(imshow_kw)
+    im = ax.imshow(R2, **kw)
+    _clean_axes(ax)
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax)
+    return im
+
+
+def plot_overlay(
+    ax,
+    image: Any,
+    R: Any,
+    title: str | None = None,
+    alpha: float = 0.5,
+    cmap: str | Colormap = "seismic",
+    reduce: str = "sum",
+    limit: float | None = None,
+    grayscale: bool = False,
+    **imshow_kw: Any,
+):
+    """Draw :func:`overlay` of ``image`` and ``R`` on a matplotlib ``Axes``.
+
+    Returns the ``AxesImage``; extra keyword arguments go to ``ax.imshow``.
+    """
+    blended = overlay(
+        image, R, alpha=alpha, cmap=cmap, reduce=reduce, limit=limit, grayscale=grayscale
+    )
+    kw = dict(interpolation="none")
+    kw.update(imshow_kw)
+    im = ax.imshow(blended, **kw)
+    _clean_axes(ax)
+    if title is not None:
+        ax.set_title(title)
+    return im
+
+
+# ---------------------------------------------------------------------------
+# Figure-level helpers
+# ---------------------------------------------------------------------------
+
+
+def _as_batch(name: str, arr: Any) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.ndim not in (3, 4):
+        raise ValueError(
+            f"maps[{name!r}] must have shape (N, H, W, C) or (N, H, W), got {a.shape}"
+        )
+    return a
+
+
+def heatmap_grid(
+    maps: Mapping[str, Any] | Sequence[tuple[str, Any]],
+    images: Any = None,
+    row_titles: Sequence[str] | None = None,
+    col_titles: Sequence[str] | None = None,
+    cmap: str | Colormap = "seismic",
+    reduce: str = "sum",
+    limit: float | None = None,
+    scale: str = "per_map",
+    image_title: str = "input",
+    cell_size: float = 2.0,
+    dpi: float = 100,
+) -> Figure:
+    """Grid figure of relevance maps: one row per image, one column per method.
+
+    Parameters
+    ----------
+    maps:
+        ``{method_name: array}`` or a list of ``(method_name, array)``; each
+        array is ``(N, H, W, C)`` or ``(N, H, W)`` and all share the same
+        ``N``.  Column order follows the dict / list order.
+    images:
+        Optional ``(N, H, W, 3)`` (or ``(N, H, W)`` / ``(N, H, W, 1)``)
+        inputs, shown as the first column (display-normalised as in
+        :func:`overlay`).
+    row_titles:
+        ``N`` labels, drawn as the y-label of the first column.
+    col_titles:
+        Column titles, shown above the first row.  Either one per method
+        (the input column keeps ``image_title``) or one per column including
+        the input column.  Defaults to the method names.
+    cmap, reduce:
+        As in :func:`plot_heatmap`.
+    limit:
+        Fixed colour limit ``M`` for every cell (overrides ``scale``).
+    scale:
+        How ``M`` is chosen when ``limit`` is None: ``"per_map"`` (each cell
+        its own ``max|R|``, the paper convention), ``"per_method"`` (shared
+        within a column) or ``"global"`` (shared by all cells).
+    cell_size:
+        Size of one cell in inches.
+    dpi:
+        Figure resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Uses the Agg canvas and constrained layout.  ``fig.axes`` are in
+        row-major order: ``fig.axes[i * ncols + j]`` is row ``i`` (image
+        ``i``), column ``j`` (the input column first if ``images`` is given).
+    """
+    if scale not in _SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {_SCALES}")
+    items = list(maps.items()) if isinstance(maps, Mapping) else list(maps)
+    if not items:
+        raise ValueError("maps is empty")
+    names: list[str] = []
+    arrays: list[np.ndarray] = []
+    for item in items:
+        try:
+            name, arr = item
+        except (TypeError, ValueError):
+            raise ValueError("maps must be a dict or a list of (title, array) pairs") from None
+        names.append(str(name))
+        arrays.append(_as_batch(str(name), arr))
+    n = arrays[0].shape[0]
+    for name, a in zip(names, arrays):
+        if a.shape[0] != n:
+            raise ValueError(
+                f"all maps must have the same number of images: {names[0]!r} has {n}, "
+                f"{name!r} has {a.shape[0]}"
+            )
+    if n == 0:
+        raise ValueError("maps contain no images (N == 0)")
+
+    imgs = None
+    if images is not None:
+        imgs = np.asarray(images)
+        if imgs.ndim not in (3, 4) or imgs.shape[0] != n:
+            raise ValueError(
+                f"images must have shape (N, H, W[, C]) with N == {n}, got {imgs.shape}"
+            )
+
+    n_methods = len(arrays)
+    ncols = n_methods + (1 if imgs is not None else 0)
+
+    if col_titles is None:
+        titles = ([image_title] if imgs is not None else []) + names
+    else:
+        col_titles = [str(t) for t in col_titles]
+        if len(col_titles) == ncols:
+            titles = col_titles
+        elif imgs is not None and len(col_titles) == n_methods:
+            titles = [image_title] + col_titles
+        else:
+            raise ValueError(
+                f"col_titles has {len(col_titles)} entries; expected {n_methods} or {ncols}"
+            )
+    if row_titles is not None:
+        row_titles = [str(t) for t in row_titles]
+        if len(row_titles) != n:
+            raise ValueError(f"row_titles has {len(row_titles)} entries; expected {n}")
+
+    # 2-D maps, computed once (also needed for shared limits).
+    reduced = [[reduce_channels(a[i], reduce) for i in range(n)] for a in arrays]
+    limits: list[list[float | None]]
+    if limit is not None:
+        limits = [[limit] * n for _ in arrays]
+    elif scale == "per_map":
+        limits = [[None] * n for _ in arrays]
+    elif scale == "per_method":
+        limits = []
+        for col in reduced:
+            M = max(_max_abs(r) for r in col)
+            limits.append([M if M > 0 else 1.0] * n)
+    else:  # global
+        M = max(_max_abs(r) for col in reduced for r in col)
+        limits = [[M if M > 0 else 1.0] * n for _ in arrays]
+
+    fig = Figure(figsize=(cell_size * ncols, cell_size * n), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
+    axes = fig.subplots(n, ncols, squeeze=False)
+    for i in range(n):
+        for j in range(ncols):
+            ax = axes[i, j]
+            title = titles[j] if i == 0 else None
+            if imgs is not None and j == 0:
+                ax.imshow(_to_display_image(imgs[i]), interpolation="none")
+                _clean_axes(ax)
+                if title is not None:
+                    ax.set_title(title)
+            else:
+                k = j - (1 if imgs is not None else 0)
+                plot_heatmap(ax, reduced[k][i], title=title, cmap=cmap, limit=limits[k][i])
+            if j == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[i])
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: float = 100) -> pathlib.Path:
+    """Save ``fig`` as PNG or PDF, chosen by the file extension.
+
+    Parent directories are created.  The figure is trimmed with
+    ``bbox_inches="tight"``.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        If the extension is not ``.png`` or ``.pdf`` (case-insensitive).
+    """
+    path = pathlib.Path(path)
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"unsupported figure format {path.suffix!r} for {str(path)!r}; use .png or .pdf"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def figure_to_array(fig: Figure, alpha: bool = False) -> np.ndarray:
+    """Render ``fig`` with Agg and return its pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(H, W, 3)`` (RGB), or ``(H, W, 4)`` (RGBA)
+        with ``alpha=True``; row 0 is the top of the figure.  A figure whose
+        canvas is not Agg-based is rendered on a temporary Agg canvas and its
+        original canvas is restored.
+    """
+    canvas = fig.canvas
+    restore = None
+    if not isinstance(canvas, FigureCanvasAgg):
+        restore = canvas
+        canvas = FigureCanvasAgg(fig)
+    try:
+        canvas.draw()
+        buf = np.array(canvas.buffer_rgba(), dtype=np.uint8, copy=True)
+    finally:
+        if restore is not None:
+            fig.set_canvas(restore)
+    return buf if alpha else buf[..., :3].copy()
