@@ -116,12 +116,14 @@ class Analyzer:
         n = xs[0].shape[0]
         targets, multi = self._check_targets(target, n)
         fn = self.program.multi_fn if multi else self.program.fn
-        outs = []
+        outs, logits = [], []
         step = batch_size or n
         for s in range(0, n, step):
             chunk = [tf.convert_to_tensor(a[s:s + step]) for a in xs]
-            maps, _, _ = fn(chunk, tf.convert_to_tensor(targets[s:s + step]))
+            maps, z, _ = fn(chunk, tf.convert_to_tensor(targets[s:s + step]))
             outs.append([m.numpy() for m in maps])
+            logits.append(z.numpy())
+        self.last_logits = np.concatenate(logits, axis=0)
         maps = [np.concatenate([o[i] for o in outs], axis=0) for i in range(len(outs[0]))]
         return maps[0] if len(maps) == 1 and (single or self.stop_at) else maps
 

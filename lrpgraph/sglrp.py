@@ -1,0 +1,131 @@
+"""The SGLRP paper's methods by name (Iwana, Kuroki, Uchida, "Explaining
+Convolutional Neural Networks using Softmax Gradient Layer-wise Relevance
+Propagation", ICCV Workshops 2019), with every parameter of the original code.
+
+=================  ===========================================================
+name               what it computes
+=================  ===========================================================
+``sglrp``          bounded Deep Taylor from the softmax gradient:
+                   A(y_t(1-y_t)+1e-8 at t) - m * A(y_t y_n at n != t)
+``clrp``           bounded Deep Taylor, contrastive: A(z_t at t) - m * A(z_t/(K-1) at n != t)
+``sglrp_seq_a``    one pass of the signed softmax gradient on lrp.sequential_preset_a_flat
+``sglrp_seq_b``    the same on lrp.sequential_preset_b_flat
+``lrp``            the original's LRP: bounded Deep Taylor from the target logit
+``lrp_a``/``lrp_b`` lrp.sequential_preset_a_flat / _b_flat from the target logit
+``lrp_e``          lrp.epsilon from the target logit
+=================  ===========================================================
+
+Defaults reproduce the original code (which made the published figures): an
+output ReLU before the head (softmax over max(z, 0); classes with z <= 0 pass
+nothing) and scaling on (m = sum A_target / sum A_dual, each map sums to 0).
+``output_relu=False, scaling=False`` give the paper's formula (softmax of the raw
+logits, m = 1), computed in ONE reverse pass seeded with the difference.
+``relu=True`` keeps only positive relevance of the final map.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .analyzer import Analyzer
+from .heads import clrp_head, signed_softmax_gradient, sglrp_head
+from .registry import register
+
+__all__ = ["SGLRP", "CLRP", "SGLRPSeqA", "SGLRPSeqB", "OriginalLRP"]
+
+
+class _PaperAnalyzer(Analyzer):
+    """An Analyzer with the original code's ``relu`` option and a warning for targets
+    whose logit the output ReLU gates to zero."""
+
+    def __init__(self, model, preset, *, method, relu=False, gated=False, **kw):
+        self.method = method
+        self.relu = relu
+        self.gated = gated
+        super().__init__(model, preset, **kw)
+
+    def analyze(self, x, target=None, **kw):
+        out = super().analyze(x, target, **kw)
+        if self.gated:
+            self._warn_gated(target)
+        if self.relu:
+            out = [np.maximum(o, 0) for o in out] if isinstance(out, list) else np.maximum(out, 0)
+        return out
+
+    def _warn_gated(self, target):
+        logits = self.last_logits
+        t, _ = self._check_targets(target, len(logits))
+        t = t.reshape(len(logits), -1)
+        t = np.where(t < 0, logits.argmax(-1)[:, None], t)
+        bad = sorted(set(np.nonzero(np.take_along_axis(logits, t, axis=1) <= 0)[0].tolist()))
+        if bad:
+            warnings.warn(
+                f"{self.method}: the target logit is <= 0 for sample(s) {bad}; the original code's output "
+                "ReLU gates it, so their maps are all zero. Pass output_relu=False for the paper's formula.",
+                RuntimeWarning, stacklevel=3)
+
+
+def _contrastive(method, head_factory, model, low, high, relu, scaling, output_relu, **kw):
+    return _PaperAnalyzer(model, "deep_taylor.bounded", method=method, relu=relu, gated=output_relu,
+                          head=head_factory(output_relu=output_relu, scaling=scaling), low=low, high=high, **kw)
+
+
+@register("sglrp", "SGLRP: bounded Deep Taylor from the softmax gradient, minus its dual (Iwana et al. 2019)")
+def SGLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, **kw):
+    """Softmax-Gradient LRP.  R0 = y_t(1-y_t) + 1e-8 at the target, dual y_t y_n at
+    the others (y = softmax(max(z, 0)) with ``output_relu``); result
+    A(target) - m * A(dual), m = sum A(target) / sum A(dual) with ``scaling``, else 1."""
+    return _contrastive("sglrp", sglrp_head, model, low, high, relu, scaling, output_relu, **kw)
+
+
+@register("clrp", "CLRP: bounded Deep Taylor from the target logit, minus its contrastive dual (Gu et al. 2018)")
+def CLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, **kw):
+    """Contrastive LRP.  R0 = z_t at the target, dual z_t / (K - 1) at the others;
+    result A(target) - m * A(dual) (Gu, Yang, Tresp, ACCV 2018)."""
+    return _contrastive("clrp", clrp_head, model, low, high, relu, scaling, output_relu, **kw)
+
+
+def _seq(method, preset, model, relu, epsilon, **kw):
+    return _PaperAnalyzer(model, preset, method=method, relu=relu, head=signed_softmax_gradient,
+                          epsilon=epsilon, **kw)
+
+
+@register("sglrp_seq_a", "SGLRPSeqA: signed softmax-gradient head on lrp.sequential_preset_a_flat")
+def SGLRPSeqA(model, relu=False, epsilon=0.1, **kw):
+    """One pass of R0 = y_t(1-y_t) + 1e-8 at t, -y_t y_n elsewhere (raw logits)
+    with the rules of lrp.sequential_preset_a_flat."""
+    return _seq("sglrp_seq_a", "lrp.sequential_preset_a_flat", model, relu, epsilon, **kw)
+
+
+@register("sglrp_seq_b", "SGLRPSeqB: signed softmax-gradient head on lrp.sequential_preset_b_flat")
+def SGLRPSeqB(model, relu=False, epsilon=0.1, **kw):
+    """As :func:`SGLRPSeqA` on lrp.sequential_preset_b_flat."""
+    return _seq("sglrp_seq_b", "lrp.sequential_preset_b_flat", model, relu, epsilon, **kw)
+
+
+@register("lrp", "the SGLRP code's LRP: bounded Deep Taylor from the target logit (output ReLU)")
+def OriginalLRP(model, low=-1.0, high=1.0, relu=False, **kw):
+    """The original code's ``LRP`` class: deep_taylor.bounded with the target mask."""
+    return _PaperAnalyzer(model, "deep_taylor.bounded", method="lrp", relu=relu, gated=True, low=low,
+                          high=high, **kw)
+
+
+def _wrapper(method, preset, model, relu, **kw):
+    return _PaperAnalyzer(model, preset, method=method, relu=relu, **kw)
+
+
+@register("lrp_a", "the SGLRP code's LRPA: lrp.sequential_preset_a_flat from the target logit")
+def LRPA(model, relu=False, **kw):
+    return _wrapper("lrp_a", "lrp.sequential_preset_a_flat", model, relu, **kw)
+
+
+@register("lrp_b", "the SGLRP code's LRPB: lrp.sequential_preset_b_flat from the target logit")
+def LRPB(model, relu=False, **kw):
+    return _wrapper("lrp_b", "lrp.sequential_preset_b_flat", model, relu, **kw)
+
+
+@register("lrp_e", "the SGLRP code's LRPE: lrp.epsilon from the target logit")
+def LRPE(model, relu=False, **kw):
+    return _wrapper("lrp_e", "lrp.epsilon", model, relu, **kw)
