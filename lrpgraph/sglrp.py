@@ -40,11 +40,14 @@ class _PaperAnalyzer(Analyzer):
     """An Analyzer with the original code's ``relu`` option and a warning for targets
     whose logit the output ReLU gates to zero."""
 
-    def __init__(self, model, preset, *, method, relu=False, gated=False, **kw):
+    def __init__(self, model, preset, *, method, relu=False, gated=False, contrastive=False, **kw):
         self.method = method
         self.relu = relu
         self.gated = gated
         super().__init__(model, preset, **kw)
+        if contrastive and self.num_classes < 2:
+            raise ValueError(f"{method} contrasts the target with the other classes: the model needs at least "
+                             f"two classes, its output has {self.num_classes}")
 
     def analyze(self, x, target=None, **kw):
         out = super().analyze(x, target, **kw)
@@ -68,7 +71,7 @@ class _PaperAnalyzer(Analyzer):
 
 
 def _contrastive(method, head_factory, model, low, high, relu, scaling, output_relu, **kw):
-    return _PaperAnalyzer(model, "deep_taylor.bounded", method=method, relu=relu, gated=output_relu,
+    return _PaperAnalyzer(model, "deep_taylor.bounded", method=method, relu=relu, gated=output_relu, contrastive=True,
                           head=head_factory(output_relu=output_relu, scaling=scaling), low=low, high=high, **kw)
 
 
@@ -88,7 +91,7 @@ def CLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, 
 
 
 def _seq(method, preset, model, relu, epsilon, **kw):
-    return _PaperAnalyzer(model, preset, method=method, relu=relu, head=signed_softmax_gradient,
+    return _PaperAnalyzer(model, preset, method=method, relu=relu, contrastive=True, head=signed_softmax_gradient,
                           epsilon=epsilon, **kw)
 
 
