@@ -81,6 +81,9 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
         xs = [fetch((u, o)) for u, o, _ in edges]
         ctx = Context(op, xs, fetch((n, 0)), [nonneg.get(u, False) for u, _, _ in edges], n,
                       g.nodes[n]["layer"])
+        if tile is not None:  # rules may compute batch-independent parts once, then tile
+            ctx.tile = tile
+            ctx.untiled = ([values[(u, o)] for u, o, _ in edges], values[(n, 0)])
         R_in = rules[n].backward(ctx, R)
         if len(R_in) != len(edges):
             raise ValueError(f"rule {rules[n]!r} returned {len(R_in)} relevances for node {n!r} "

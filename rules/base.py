@@ -38,6 +38,8 @@ class Context:
     """
 
     def __init__(self, op, inputs, output, nonneg=None, name=None, layer=None):
+        self.tile = None  # set when the reverse pass runs several seeds per sample
+        self.untiled = None  # then: (inputs, output) at the forward batch size
         self.op = op
         self.inputs = inputs
         self.output = output
@@ -155,7 +157,10 @@ class BasicRule(Rule):
 
     def backward(self, ctx, R):
         op = ctx.op
-        x = ctx.x
+        # Denominators depend on x only: with several seeds per sample, compute them
+        # on the forward batch and tile the result; transposed ops run on R's batch.
+        x, y = (ctx.untiled[0][0], ctx.untiled[1]) if ctx.tile else (ctx.x, ctx.output)
+        tile = ctx.tile or (lambda t: t)
         kernel = op.kernel() if op.kernel is not None else None
         bias = op.bias() if op.bias is not None else None
         xs, zs, transposes = [], [], []
@@ -165,21 +170,24 @@ class BasicRule(Rule):
             k = pmod.kernel(kernel) if kernel is not None else None
             b = pmod.bias(bias) if bias is not None else None
             if skip:  # x' == 0: only the bias remains
-                z = op.add_bias(tf.zeros_like(ctx.output), b)
+                z = op.add_bias(tf.zeros_like(y), b)
                 transposes.append(None)
             elif imod is identity and pmod is KEEP and op.activation is None:
-                z = ctx.output  # reuse the forward pass
-                transposes.append(_transpose(op, x, k))
+                z = y  # reuse the forward pass
+                transposes.append(_transpose(op, tile(xk), k))
+            elif ctx.tile:
+                z = op.add_bias(op.fn(xk, k, None), b)
+                transposes.append(_transpose(op, tile(xk), k))
             else:
                 with tf.GradientTape() as tape:
                     tape.watch(xk)
                     z0 = op.fn(xk, k, None)
                 z = op.add_bias(z0, b)
                 transposes.append(_Transpose(tape, z0, xk))
-            xs.append(xk)
-            zs.append(z)
+            xs.append(tile(xk))
+            zs.append(tile(z))
         ss = self._mapper(R, zs)
-        cs = [tf.zeros_like(x) if t is None or s is None else t(s) for t, s in zip(transposes, ss)]
+        cs = [tf.zeros_like(xs[0]) if t is None or s is None else t(s) for t, s in zip(transposes, ss)]
         return [self._reducer(xs, cs)]
 
 
