@@ -26,6 +26,7 @@ from .assign import UnsupportedLayerError  # noqa: E402
 from .graph import to_graph  # noqa: E402
 from .rewrite import canonicalize  # noqa: E402
 from . import sglrp  # noqa: E402,F401  (registers the SGLRP paper's methods)
+from . import cam, postprocess, wrappers  # noqa: E402,F401  (register IG, SmoothGrad, occlusion, CAMs)
 
 __all__ = ["Analyzer", "create_analyzer", "methods", "rules", "to_graph", "canonicalize",
            "UnsupportedLayerError", "__version__"]

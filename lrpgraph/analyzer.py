@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import graph as G
+from . import postprocess as _postprocess
 from .assign import assign_rules
 from .compile import Program
 from .heads import get_head
@@ -53,14 +54,20 @@ class Analyzer:
         CAM family).
     jit_compile : bool
         Compile the analysis with XLA.
+    postprocess : str, callable or list, optional
+        Steps applied to the numpy maps after the analysis (none by default):
+        "abs", "square" (iNNvestigate's ``gradient(postprocess=...)``), "relu",
+        channel reductions "sum"/"max"/"absmax", "normalize" (min-max to
+        [0, 1]); see :mod:`lrpgraph.postprocess`.
     **params
         The preset's parameters (``epsilon``, ``low``, ``high``, ``gamma``...);
         unknown names are an error.
     """
 
     def __init__(self, model, preset, overrides=None, *, neuron_selection_mode="max_activation",
-                 output=None, head=None, stop_at=None, jit_compile=False, **params):
+                 output=None, head=None, stop_at=None, jit_compile=False, postprocess=None, **params):
         self.preset = get_preset(preset)
+        self.postprocess = _postprocess.check(postprocess)
         self.model = model
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
             raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
@@ -125,6 +132,7 @@ class Analyzer:
             logits.append(z.numpy())
         self.last_logits = np.concatenate(logits, axis=0)
         maps = [np.concatenate([o[i] for o in outs], axis=0) for i in range(len(outs[0]))]
+        maps = [_postprocess.apply(m, self.postprocess, 2 if multi else 1) for m in maps]
         return maps[0] if len(maps) == 1 and (single or self.stop_at) else maps
 
     def predict_logits(self, x):
