@@ -164,6 +164,7 @@ class BasicRule(Rule):
         kernel = op.kernel() if op.kernel is not None else None
         bias = op.bias() if op.bias is not None else None
         xs, zs, transposes = [], [], []
+        z_pos = None  # f(x+, w+) without bias, for the complementary term below
         for imod, pmod in zip(self._inputs, self._params):
             skip = imod is negative and ctx.nonneg[0]
             xk = tf.zeros_like(x) if skip else imod(x)
@@ -175,8 +176,15 @@ class BasicRule(Rule):
             elif imod is identity and pmod is KEEP and op.activation is None:
                 z = y  # reuse the forward pass
                 transposes.append(_transpose(op, tile(xk), k))
+            elif (z_pos is not None and imod is positive and pmod.kernel is negative and ctx.nonneg[0]
+                  and op.activation is None):
+                # x >= 0: f(x, w-) = f(x, w) - f(x, w+), from the forward output, no extra op
+                y0 = y if bias is None else op.add_bias(y, -bias)
+                z = op.add_bias(y0 - z_pos, b)
+                transposes.append(_transpose(op, tile(xk), k))
             elif ctx.tile:
-                z = op.add_bias(op.fn(xk, k, None), b)
+                z0 = op.fn(xk, k, None)
+                z = op.add_bias(z0, b)
                 transposes.append(_transpose(op, tile(xk), k))
             else:
                 with tf.GradientTape() as tape:
@@ -184,6 +192,8 @@ class BasicRule(Rule):
                     z0 = op.fn(xk, k, None)
                 z = op.add_bias(z0, b)
                 transposes.append(_Transpose(tape, z0, xk))
+            if imod is positive and pmod.kernel is positive and not skip and z_pos is None:
+                z_pos = z0
             xs.append(tile(xk))
             zs.append(tile(z))
         ss = self._mapper(R, zs)
