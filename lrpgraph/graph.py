@@ -95,15 +95,19 @@ def to_graph(model) -> nx.MultiDiGraph:
     check_model(model)
     g = nx.MultiDiGraph()
     ids = {}  # (id(op), node_index) -> node id
-    used_names = {}
+    rank = _call_ranks(model)  # name calls in call order: first `name`, then `name#1`, ...
+    taken = set()
 
     def node_id(op, node_index):
         key = (id(op), node_index)
         if key not in ids:
-            base = op.name
-            k = used_names.get(base, 0)
-            used_names[base] = k + 1
-            ids[key] = base if k == 0 else f"{base}#{k}"
+            k = rank.get(key, 0)
+            nid = op.name if k == 0 else f"{op.name}#{k}"
+            while nid in taken:  # two distinct ops with one name
+                k += 1
+                nid = f"{op.name}#{k}"
+            taken.add(nid)
+            ids[key] = nid
         return ids[key]
 
     def visit(tensor):
@@ -151,6 +155,20 @@ def to_graph(model) -> nx.MultiDiGraph:
     g.graph["output_names"] = [_output_name(model, i, nid) for i, (nid, _) in enumerate(outputs)]
     g.graph["model_name"] = model.name
     return g
+
+
+def _call_ranks(model):
+    """(id(op), node_index) -> rank of that call among the op's calls in this model."""
+    calls, stack = {}, [t._keras_history for t in model.outputs + model.inputs]
+    seen = set()
+    while stack:
+        op, node_index, _ = stack.pop()
+        if (id(op), node_index) in seen:
+            continue
+        seen.add((id(op), node_index))
+        calls.setdefault(id(op), []).append(node_index)
+        stack.extend(t._keras_history for t in op._inbound_nodes[node_index].arguments.keras_tensors)
+    return {(o, i): k for o, idx in calls.items() for k, i in enumerate(sorted(idx))}
 
 
 def _output_name(model, index, nid):

@@ -1,0 +1,93 @@
+"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import keras  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def build_small_cnn(tag=""):
+    """The iNNvestigate golden model (tests/data/small_cnn{tag}_in.npz): (model, x, targets)."""
+    d = np.load(DATA / f"small_cnn{tag}_in.npz", allow_pickle=True)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
+        keras.layers.MaxPooling2D(2, name="pool1"),
+        keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
+        keras.layers.MaxPooling2D(2, name="pool2"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(32, activation="relu", name="fc1"),
+        keras.layers.Dense(10, name="logits"),
+    ], name=f"small_cnn{tag}")
+    model.set_weights([d[f"w{i}"] for i in range(8)])
+    return model, d["x"].astype("float32"), d["targets"].astype("int64")
+
+
+def load_golden(tag=""):
+    """(iNNvestigate outputs npz, its meta.json dict, Zennit outputs npz) for small_cnn{tag}."""
+    out = np.load(DATA / f"small_cnn{tag}_out.npz")
+    meta = json.loads((DATA / f"small_cnn{tag}_out.meta.json").read_text())
+    zen = np.load(DATA / f"small_cnn{tag}_zennit.npz")
+    return out, meta, zen
+
+
+def dense_net(weights, biases=None, activation="relu", name="dense_net"):
+    """A Sequential MLP with the given kernels (list of (in, out) arrays); ReLU between
+    layers, a linear last layer.  ``biases`` None means no bias."""
+    layers = [keras.Input((np.asarray(weights[0]).shape[0],))]
+    for i, w in enumerate(weights):
+        last = i == len(weights) - 1
+        layers.append(keras.layers.Dense(np.asarray(w).shape[1], use_bias=biases is not None,
+                                         activation=None if last else activation, name=f"d{i}"))
+    model = keras.Sequential(layers, name=name)
+    params = []
+    for i, w in enumerate(weights):
+        params.append(np.asarray(w, "float32"))
+        if biases is not None:
+            params.append(np.asarray(biases[i], "float32"))
+    model.set_weights(params)
+    return model
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def small_cnn():
+    return build_small_cnn("")
+
+
+@pytest.fixture(scope="session")
+def small_cnn_nb():
+    return build_small_cnn("_nb")
+
+
+@pytest.fixture
+def make_dense_net():
+    return dense_net
+
+
+@pytest.fixture(scope="session")
+def relu_mlp():
+    """A random 6-16-16-5 ReLU MLP with biases and a batch of 4 inputs."""
+    r = np.random.default_rng(1)
+    ws = [r.normal(size=s) for s in [(6, 16), (16, 16), (16, 5)]]
+    bs = [r.normal(scale=0.1, size=s[1]) for s in [(6, 16), (16, 16), (16, 5)]]
+    return dense_net(ws, bs, name="relu_mlp"), r.normal(size=(4, 6)).astype("float32")
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """``golden(tag)`` -> (iNNvestigate outputs, meta, Zennit outputs)."""
+    return load_golden

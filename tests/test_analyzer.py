@@ -1,0 +1,183 @@
+"""lrpgraph.Analyzer: input validation, targets, neuron selection, tracing, multi-IO, chunking."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers as L
+
+import lrpgraph
+from lrpgraph.rules.presets import PRESETS
+
+
+@pytest.fixture(scope="module")
+def cnn_an(small_cnn):
+    model, x, t = small_cnn
+    return lrpgraph.Analyzer(model, "lrp.epsilon"), x, t
+
+
+# ---- bad input ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad,exc,msg", [
+    (lambda x: x[0], ValueError, r"rank 3 .*expects rank 4.*x\[None\]"),
+    (lambda x: x[:, :16], ValueError, r"shape \(4, 16, 32, 3\).*\(batch,\) \+ \(32, 32, 3\).*axis 1"),
+    (lambda x: x.astype("int32"), TypeError, r"dtype int32.*floating-point"),
+    (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x).astype("float32"), ValueError,
+     "contains NaN"),
+    (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 5, np.inf, x).astype("float32"), ValueError,
+     "contains Inf"),
+    (lambda x: x[:0], ValueError, "empty batch"),
+    (lambda x: [x, x], ValueError, r"has 1 input\(s\); got 2 array\(s\)"),
+])
+def test_bad_inputs(cnn_an, bad, exc, msg):
+    an, x, _ = cnn_an
+    with pytest.raises(exc, match=msg):
+        an.analyze(bad(x), target=0)
+
+
+@pytest.mark.parametrize("target,exc,msg", [
+    (10, ValueError, r"target 10 is out of range.*10 classes \(0\.\.9\)"),
+    (-1, ValueError, r"target -1 is out of range"),
+    (np.array([0, 1, 12, 3]), ValueError, "target 12 is out of range"),
+    (1.5, TypeError, "target must be integer class indices.*float"),
+    (np.array([0, 1]), ValueError, r"one int per sample \(shape \(4,\)\)"),
+])
+def test_bad_targets(cnn_an, target, exc, msg):
+    an, x, _ = cnn_an
+    with pytest.raises(exc, match=msg):
+        an.analyze(x, target=target)
+
+
+def test_integral_float_target_is_accepted(cnn_an):
+    an, x, _ = cnn_an
+    np.testing.assert_array_equal(an.analyze(x, target=3.0), an.analyze(x, target=3))
+
+
+def test_bad_construction(small_cnn):
+    model = small_cnn[0]
+    with pytest.raises(ValueError, match=r"unknown method 'lrp.nope'; known: .*lrp\.epsilon"):
+        lrpgraph.create_analyzer("lrp.nope", model)
+    with pytest.raises(ValueError, match="unknown method 'lrp.nope'"):
+        lrpgraph.Analyzer(model, "lrp.nope")
+    with pytest.raises(TypeError, match=r"'lrp.epsilon' got unknown parameter\(s\) \['epsilonn'\]; it accepts: \['epsilon'\]"):
+        lrpgraph.create_analyzer("lrp.epsilon", model, epsilonn=0.1)
+    with pytest.raises(TypeError, match="unknown parameter.*accepts: none"):
+        lrpgraph.create_analyzer("lrp.z", model, epsilon=0.1)
+    with pytest.raises(ValueError, match=r"neuron_selection_mode must be one of .*'bogus'"):
+        lrpgraph.Analyzer(model, "lrp.z", neuron_selection_mode="bogus")
+
+
+def test_index_mode_needs_a_target(small_cnn):
+    model, x, t = small_cnn
+    an = lrpgraph.Analyzer(model, "lrp.z", neuron_selection_mode="index")
+    with pytest.raises(ValueError, match="neuron_selection_mode='index' needs a target"):
+        an.analyze(x)
+    assert an.analyze(x, target=t).shape == x.shape
+
+
+# ---- targets and neuron selection --------------------------------------------------------------
+
+def test_target_none_is_argmax(relu_mlp):
+    model, x = relu_mlp
+    an = lrpgraph.Analyzer(model, "lrp.epsilon")
+    pred = model(x).numpy().argmax(-1)
+    assert len(set(pred)) > 1  # per-sample argmax is exercised
+    np.testing.assert_array_equal(an.analyze(x), an.analyze(x, target=pred))
+    # iNNvestigate's alias
+    np.testing.assert_array_equal(an.analyze(x, neuron_selection=pred), an.analyze(x, target=pred))
+
+
+def test_per_sample_targets_are_per_sample(cnn_an):
+    an, x, _ = cnn_an
+    both = an.analyze(x, target=np.array([1, 2, 1, 2]))
+    one, two = an.analyze(x[:1], target=1)[0], an.analyze(x[1:2], target=2)[0]
+    # equal up to float rounding (kernels differ with the batch size)
+    np.testing.assert_allclose(both[0], one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
+    np.testing.assert_allclose(both[1], two, rtol=1e-5, atol=1e-6 * np.abs(two).max())
+    assert np.abs(one - an.analyze(x[:1], target=2)[0]).max() > 1e-3 * np.abs(one).max()
+
+
+@pytest.mark.parametrize("method", ["lrp.epsilon", "gradient"])
+def test_neuron_selection_all_is_the_sum_over_classes(small_cnn, method):
+    model, x, _ = small_cnn
+    every = lrpgraph.Analyzer(model, method, neuron_selection_mode="all").analyze(x)
+    one = lrpgraph.Analyzer(model, method)
+    total = sum(one.analyze(x, target=k) for k in range(10))
+    np.testing.assert_allclose(every, total, rtol=1e-4, atol=1e-5 * np.abs(total).max())
+
+
+# ---- trace counting ---------------------------------------------------------------------------
+
+def test_new_batch_size_or_target_never_retraces(small_cnn):
+    model, x, _ = small_cnn
+    an = lrpgraph.Analyzer(model, "lrp.alpha_2_beta_1")
+    assert an.traces == 0
+    xs = np.concatenate([x, x[:1]])
+    for n, target in [(1, 0), (3, 7), (5, np.array([0, 1, 2, 3, 4])), (3, None), (1, 9), (5, 2)]:
+        r = an.analyze(xs[:n], target=target)
+        assert r.shape == (n, 32, 32, 3)
+    assert an.traces == 1
+
+
+# ---- multi-output and multi-input models -----------------------------------------------------
+
+def test_multi_output_model_by_output_name(rng):
+    inp = keras.Input((6,))
+    h = L.Dense(8, activation="relu", name="h")(inp)
+    a = L.Dense(3, name="head_a")(h)
+    b = L.Dense(4, name="head_b")(h)
+    model = keras.Model(inp, [a, b])
+    x = rng.normal(size=(3, 6)).astype("float32")
+    an_b = lrpgraph.Analyzer(model, "lrp.z", output="head_b")
+    assert an_b.num_classes == 4
+    r = an_b.analyze(x, target=3)
+    # LRP-0 == gradient x input of head_b's logit 3
+    ref = lrpgraph.Analyzer(keras.Model(inp, b), "input_t_gradient").analyze(x, target=3)
+    np.testing.assert_allclose(r, ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(lrpgraph.Analyzer(model, "lrp.z", output=1).analyze(x, target=3), r)
+    with pytest.raises(ValueError, match=r"unknown output 'nope'; the model's outputs are \['head_a', 'head_b'\]"):
+        lrpgraph.Analyzer(model, "lrp.z", output="nope")
+    with pytest.raises(ValueError, match="target 3 is out of range"):
+        lrpgraph.Analyzer(model, "lrp.z", output="head_a").analyze(x, target=3)
+
+
+def test_multi_input_model_returns_a_list(rng):
+    a, b = keras.Input((3,), name="a"), keras.Input((4,), name="b")
+    h = L.Concatenate()([L.Dense(5, use_bias=False, name="da")(a), b])
+    model = keras.Model([a, b], L.Dense(2, use_bias=False, name="o")(L.ReLU()(h)))
+    xa = rng.normal(size=(3, 3)).astype("float32")
+    xb = rng.normal(size=(3, 4)).astype("float32")
+    an = lrpgraph.Analyzer(model, "lrp.z")
+    ra, rb = an.analyze([xa, xb], target=1)
+    assert ra.shape == xa.shape and rb.shape == xb.shape
+    # bias-free: the two inputs' relevances together conserve the target logit
+    z = model([xa, xb]).numpy()[:, 1]
+    np.testing.assert_allclose(ra.sum(1) + rb.sum(1), z, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"has 2 input\(s\); got 1"):
+        an.analyze(xa, target=1)
+    with pytest.raises(ValueError, match="same batch size"):
+        an.analyze([xa, xb[:2]], target=1)
+
+
+# ---- methods() and chunking ----------------------------------------------------------------------
+
+def test_methods_lists_every_preset_with_a_doc():
+    m = lrpgraph.methods()
+    for name in PRESETS:
+        assert name in m and isinstance(m[name], str) and len(m[name]) > 10
+    for name in ["lrp.z", "lrp.epsilon", "lrp.z_plus", "lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "lrp.flat",
+                 "lrp.w_square", "deep_taylor", "deep_taylor.bounded", "lrp.sequential_preset_a_flat",
+                 "gradient", "input_t_gradient", "guided_backprop", "deconvnet", "epsilon_plus",
+                 "epsilon_gamma_box", "epsilon_alpha2_beta1_flat"]:
+        assert name in m
+
+
+def test_batch_size_chunking_is_identical(small_cnn):
+    model, x, t = small_cnn
+    an = lrpgraph.Analyzer(model, "lrp.sequential_preset_a")
+    whole = an.analyze(x, target=t)
+    for bs in (1, 3):
+        # identical up to float rounding (kernels differ with the batch size)
+        np.testing.assert_allclose(an.analyze(x, target=t, batch_size=bs), whole, rtol=1e-5,
+                                   atol=1e-6 * np.abs(whole).max())
+    assert an.traces == 1
