@@ -181,3 +181,27 @@ def test_batch_size_chunking_is_identical(small_cnn):
         np.testing.assert_allclose(an.analyze(x, target=t, batch_size=bs), whole, rtol=1e-5,
                                    atol=1e-6 * np.abs(whole).max())
     assert an.traces == 1
+
+
+def test_weights_are_read_from_the_model_not_baked_in(small_cnn):
+    """Changing the model's weights after building changes the analysis, without retracing."""
+    model, x, t = small_cnn
+    a = lrpgraph.create_analyzer("lrp.epsilon", model)
+    before = a.analyze(x, target=t)
+    old = model.get_weights()
+    try:
+        model.set_weights([w * 1.5 if w.ndim > 1 else w for w in old])
+        after = a.analyze(x, target=t)
+        fresh = lrpgraph.create_analyzer("lrp.epsilon", model).analyze(x, target=t)
+    finally:
+        model.set_weights(old)
+    assert a.traces == 1
+    assert np.abs(after - before).max() > 1e-3 * np.abs(before).max()
+    np.testing.assert_allclose(after, fresh, rtol=0, atol=1e-6 * np.abs(fresh).max())
+
+
+def test_jit_compile_matches(small_cnn):
+    model, x, t = small_cnn
+    ref = lrpgraph.create_analyzer("lrp.alpha_2_beta_1", model).analyze(x, target=t)
+    xla = lrpgraph.Analyzer(model, "lrp.alpha_2_beta_1", jit_compile=True).analyze(x, target=t)
+    np.testing.assert_allclose(xla, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
