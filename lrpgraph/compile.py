@@ -150,8 +150,13 @@ class Program:
         reps = copies * self.n_seeds
         tile = None
         if reps_needed(self.n_seeds, copies):
+            memo = {}
+
             def tile(t, reps=reps):
-                return tf.tile(t, tf.concat([[reps], tf.ones([tf.rank(t) - 1], tf.int32)], 0))
+                if id(t) not in memo:  # static multiples keep tracing cheap
+                    mult = [reps] + [1] * (len(t.shape) - 1)
+                    memo[id(t)] = (t, tf.tile(t, mult if isinstance(reps, int) else tf.stack(mult)))
+                return memo[id(t)][1]
         rel = reverse_pass(self.g, self.rules, values, {self.output: seeds}, self.nonneg, self.stop,
                            self.order, tile)
         maps = []
