@@ -23,6 +23,7 @@ except ImportError as e:  # pragma: no cover
 from . import rules  # noqa: E402
 from .analyzer import Analyzer, create_analyzer, methods  # noqa: E402
 from .assign import UnsupportedLayerError  # noqa: E402
+from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
 from .graph import to_graph  # noqa: E402
 from .rewrite import canonicalize  # noqa: E402
 from . import sglrp  # noqa: E402,F401  (registers the SGLRP paper's methods)

@@ -7,7 +7,8 @@ kind           meaning
 =============  ==============================================================
 input          a model input
 linear         y = f(x, kernel) + bias, linear in x (Dense, Conv*, Depthwise,
-               ConvTranspose, BatchNorm as affine, Rescaling, Normalization)
+               ConvTranspose, BatchNorm as affine, Rescaling, Normalization,
+               ConvNeXt's LayerScale, x + c / x * c / x / c with a constant c)
 elementwise    y = act(x) (relu, gelu, swish, sigmoid, ...)
 pool_max       max pooling and global max pooling
 pool_avg       average pooling and global average pooling (positive, linear)
@@ -18,7 +19,7 @@ reshape        shape-only ops (Flatten, Reshape, Permute, padding, cropping,
                upsampling, slicing, identity)
 softmax        softmax (stripped at the output by a rewrite pass)
 noise          Dropout and friends (removed by a rewrite pass)
-layernorm      LayerNormalization (mean and std treated as constants)
+layernorm      LayerNormalization (its normaliser sigma held constant: rules.LayerNorm)
 nested         a nested Functional/Sequential model (inlined by a rewrite pass)
 separable      SeparableConv (split into depthwise + pointwise by a rewrite pass)
 unknown        anything else: needs a user rule
@@ -40,6 +41,7 @@ from keras import layers as L
 from keras.src.ops import nn as knn
 from keras.src.ops import numpy as knp
 from keras.src.ops import core as kcore
+from keras.src.backend import KerasTensor
 
 
 class Op:
@@ -360,6 +362,58 @@ def _activation_layer(layer, call):
     return None
 
 
+# ---- application-specific layers and constant arithmetic ----------------------
+
+def _application_class(module, name):
+    """A layer class defined inside keras.src.applications (None if absent)."""
+    try:
+        mod = __import__(f"keras.src.applications.{module}", fromlist=[name])
+    except ImportError:  # pragma: no cover - other Keras versions
+        return None
+    return getattr(mod, name, None)
+
+
+_LAYER_SCALE = _application_class("convnext", "LayerScale")            # y = x * gamma
+_CUSTOM_SCALE = _application_class("inception_resnet_v2", "CustomScaleLayer")  # x0 + x1 * s
+
+
+def _layer_scale(layer, rank):
+    """ConvNeXt's layer scale y = x * gamma (gamma per channel): an elementwise linear op."""
+    op = _elementwise_affine("layer_scale", lambda: _var(layer.gamma, layer.compute_dtype), None)
+    op.meta["axes"] = [(rank or 1) - 1]
+    return op
+
+
+_CONST_ARITH = {knp.Add: "add", knp.Subtract: "subtract", knp.Multiply: "multiply",
+                knp.TrueDivide: "divide", knp.Divide: "divide"}
+
+
+def _constant_arith(layer, call):
+    """``x + c``, ``c + x``, ``x - c``, ``c - x``, ``x * c``, ``c * x``, ``x / c`` with a
+    constant c (e.g. MobileNetV3's ``relu6(x + 3) * (1/6)``): y = k * x + b, an
+    elementwise linear op.  None when the call is not of that form."""
+    name = _CONST_ARITH.get(type(layer))
+    if name is None or call is None or call.kwargs or len(call.args) != 2 or len(call.input_specs) != 1:
+        return None
+    pos = 0 if isinstance(call.args[0], KerasTensor) else 1
+    if isinstance(call.args[1 - pos], keras.Variable):
+        return None  # a variable may change after the graph is built: not a constant
+    try:
+        c = np.asarray(call.args[1 - pos], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if name == "divide" and pos == 1:
+        return None  # c / x is not linear in x
+    k, b = {"add": (1.0, c), "subtract": (1.0, -c) if pos == 0 else (-1.0, c),
+            "multiply": (c, None), "divide": (1.0 / c, None)}[name]
+    dtype = call.input_specs[0].dtype
+    kernel = np.asarray(k, np.float64)
+    op = _elementwise_affine(f"const_{name}", lambda: tf.constant(kernel, dtype),
+                             None if b is None else (lambda: tf.constant(b, dtype)))
+    op.meta.update(scale=kernel, offset=b)
+    return op
+
+
 def describe(layer, call, input_rank=None):
     """Op for one call of ``layer`` (``call`` re-runs the recorded call)."""
     if isinstance(layer, L.InputLayer):
@@ -387,6 +441,13 @@ def describe(layer, call, input_rank=None):
         return _normalization(layer)
     if isinstance(layer, L.LayerNormalization):
         return Op(call, kind="layernorm")
+    if _LAYER_SCALE is not None and isinstance(layer, _LAYER_SCALE):
+        return _layer_scale(layer, input_rank)
+    if _CUSTOM_SCALE is not None and isinstance(layer, _CUSTOM_SCALE):
+        return Op(call, kind="add", subkind="scaled")  # x0 + s * x1: a residual join
+    const = _constant_arith(layer, call)
+    if const is not None:
+        return const
     act = _activation_layer(layer, call)
     if act is not None:
         return act

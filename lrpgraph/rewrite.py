@@ -17,7 +17,8 @@ from .ops import ElementwiseOp, LinearOp, Op
 
 __all__ = [
     "inline_nested_models", "remove_noise", "split_separable", "split_activations",
-    "strip_softmax", "fold_batchnorm", "mark_gates", "canonicalize", "DEFAULT_PASSES",
+    "strip_softmax", "fold_batchnorm", "fold_input_affine", "fuse_hard_sigmoid", "mark_gates",
+    "canonicalize", "DEFAULT_PASSES",
 ]
 
 
@@ -196,13 +197,14 @@ def _fold_scale(op, scale):
 def fold_batchnorm(g):
     """Fold a BatchNormalization into the Conv/Dense directly before it:
     w' = w * s, b' = b * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s.
-    A BatchNormalization anywhere else stays an affine linear op."""
+    A BatchNormalization anywhere else stays an affine linear op.  ConvNeXt's layer
+    scale (y = x * gamma, no shift) folds the same way."""
     g = _copy(g)
     for n in list(g.nodes):
         if n not in g:
             continue
         bn = g.nodes[n]["op"]
-        if not (isinstance(bn, LinearOp) and bn.subkind == "batchnorm"):
+        if not (isinstance(bn, LinearOp) and bn.subkind in ("batchnorm", "layer_scale")):
             continue
         ins = G.in_edges(g, n)
         if len(ins) != 1:
@@ -220,12 +222,137 @@ def fold_batchnorm(g):
 
         def bias(prev=prev, scale=scale, shift=shift):
             b = prev.bias() if prev.bias is not None else None
-            return shift() if b is None else b * scale() + shift()
+            t = shift() if shift is not None else None
+            if b is None:
+                return t
+            return b * scale() if t is None else b * scale() + t
 
         folded = prev.with_params(_fold_scale(prev, scale), bias)
         g.nodes[p]["op"] = folded
         g.nodes[p]["folded"] = list(g.nodes[p].get("folded", [])) + [n]
         G.bypass(g, n)
+    return g
+
+
+_INPUT_AFFINE = ("rescaling", "normalization")
+_PADDING = ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+_FOLD_TARGETS = ("dense", "conv1d", "conv2d", "conv3d", "depthwise")
+
+
+def fold_input_affine(g):
+    """Fold a Rescaling or Normalization at the model input (y = a * x + c, a per
+    channel) into the first Dense/Conv/DepthwiseConv after it, through zero padding:
+
+        f(pad(a * x + c), W) + b = f(pad(x), W * a) + [f(pad(c * 1), W) + b]
+
+    (``a`` scales the kernel's input-channel axis; the bracket is a constant bias
+    map, which varies spatially where padding meets the border).  The linear op
+    then sees the raw model input, so a bounded rule's ``low``/``high`` refer to
+    the range of the model input (e.g. 0..255 for EfficientNet), not to the
+    normalised range.  An affine op that cannot be folded stays a linear op."""
+    g = _copy(g)
+    while any(_fold_input_affine_once(g, n) for n in list(g.nodes)):
+        pass
+    return g
+
+
+def _is_input_affine(g, n):
+    op = g.nodes[n]["op"]
+    return isinstance(op, LinearOp) and op.subkind in _INPUT_AFFINE and op.activation is None
+
+
+def _fold_input_affine_once(g, n):
+    import networkx as nx
+    import numpy as np
+
+    if n not in g or not _is_input_affine(g, n) or len(G.in_edges(g, n)) != 1:
+        return False
+    if any(g.nodes[a]["op"].kind != "input" and not _is_input_affine(g, a) for a in nx.ancestors(g, n)):
+        return False
+    chain, cur = [], n
+    while True:
+        outs = G.consumers(g, cur)
+        if len(outs) != 1 or G.is_output(g, cur):
+            return False
+        cur = outs[0][0]
+        op = g.nodes[cur]["op"]
+        if op.kind == "reshape" and op.subkind in _PADDING and len(G.in_edges(g, cur)) == 1:
+            chain.append(cur)
+            continue
+        break
+    target, top, aff = cur, g.nodes[cur]["op"], g.nodes[n]["op"]
+    if not (isinstance(top, LinearOp) and top.subkind in _FOLD_TARGETS and len(G.in_edges(g, target)) == 1):
+        return False
+    shape = g.nodes[n]["output_shapes"][0]
+    if shape is None or any(d is None for d in shape[1:]):
+        return False  # the bias map needs a static input shape
+    rank, axis = len(shape), top.channel_axis % len(shape)
+    scale = np.asarray(aff.kernel())
+    if scale.ndim > rank or any(d != 1 for i, d in enumerate((1,) * (rank - scale.ndim) + scale.shape)
+                                if i != axis) or scale.size not in (1, shape[axis]):
+        return False  # not a per-channel scale on the channel axis the linear op reads
+    channels, pads = shape[axis], [g.nodes[c]["op"] for c in chain]
+    offset_shape = [1] * rank
+    offset_shape[axis] = -1
+
+    def kernel(top=top, scale=aff.kernel, channels=channels):
+        k = top.kernel()
+        a = tf.broadcast_to(tf.reshape(tf.cast(scale(), k.dtype), [-1]), [channels])
+        return k * tf.reshape(a, [channels, 1])  # input channels are kernel axis -2
+
+    def bias(top=top, offset=aff.bias, pads=pads, shape=shape, offset_shape=offset_shape):
+        k = top.kernel()
+        b = top.bias() if top.bias is not None else None
+        if offset is None:
+            return b
+        c = offset()
+        if len(c.shape) > 1:
+            c = tf.reshape(c, [-1])
+        t = tf.ones([1] + list(shape[1:]), k.dtype) * tf.reshape(tf.cast(c, k.dtype), offset_shape)
+        for pad in pads:
+            t = pad([t])[0]
+        m = top.fn(t, k, None)
+        return m if b is None else top.add_bias(m, b)
+
+    g.nodes[target]["op"] = top.with_params(kernel, bias)
+    g.nodes[target]["folded"] = list(g.nodes[target].get("folded", [])) + [n]
+    G.bypass(g, n)
+    return True
+
+
+def _const(g, n, subkind, scale, offset):
+    op = g.nodes[n]["op"]
+    if not (isinstance(op, LinearOp) and op.subkind == subkind):
+        return False
+    import numpy as np
+
+    ok = np.allclose(op.meta.get("scale"), scale, rtol=1e-6, atol=0)
+    off = op.meta.get("offset")
+    return ok and (offset is None and off is None or off is not None and np.allclose(off, offset))
+
+
+def fuse_hard_sigmoid(g):
+    """``relu6(x + 3) * (1/6)`` written with keras ops (MobileNetV3's hard sigmoid) ->
+    one elementwise ``hard_sigmoid`` node, so that :func:`mark_gates` sees the gate."""
+    g = _copy(g)
+    for m in list(g.nodes):
+        if m not in g:
+            continue
+        if not (_const(g, m, "const_multiply", 1 / 6, None) or _const(g, m, "const_divide", 1 / 6, None)):
+            continue
+        (r, _, _), = G.in_edges(g, m)
+        rop = g.nodes[r]["op"]
+        if not (rop.kind == "elementwise" and rop.subkind == "relu6") or len(G.in_edges(g, r)) != 1:
+            continue
+        (a, _, _), = G.in_edges(g, r)
+        if not _const(g, a, "const_add", 1.0, 3.0) or len(G.in_edges(g, a)) != 1:
+            continue
+        if any(len(G.consumers(g, u)) != 1 or G.is_output(g, u) for u in (a, r)):
+            continue
+        G.bypass(g, a)
+        G.bypass(g, r)
+        g.nodes[m]["op"] = ElementwiseOp(lambda x: tf.nn.relu6(x + 3.0) * (1.0 / 6.0), "hard_sigmoid")
+        g.nodes[m]["fused_from"] = [a, r]
     return g
 
 
@@ -255,6 +382,8 @@ DEFAULT_PASSES = (
     split_activations,
     strip_softmax,
     fold_batchnorm,
+    fold_input_affine,
+    fuse_hard_sigmoid,
     mark_gates,
 )
 

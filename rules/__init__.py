@@ -11,11 +11,12 @@ from .linear import (AlphaBeta, Bounded, Epsilon, Flat, Gamma, WSquare, Z, ZBox,
                      proportional)
 from .presets import PRESETS, P, Preset, get_preset, spec
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
+from .layernorm import LayerNorm
 
 __all__ = [
     "Rule", "BasicRule", "Context", "ParamMod", "KEEP", "identity", "positive", "negative", "ones",
     "square", "zero", "stabilize", "safe_divide", "vjp", "proportional",
     "Z", "Epsilon", "AlphaBeta", "ZPlus", "ZPlusFast", "Gamma", "WSquare", "Flat", "ZBox", "Bounded",
-    "Pass", "Gradient", "GuidedReLU", "DeconvReLU", "Gate",
+    "Pass", "Gradient", "GuidedReLU", "DeconvReLU", "Gate", "LayerNorm",
     "Preset", "PRESETS", "P", "spec", "get_preset",
 ]

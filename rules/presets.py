@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .linear import AlphaBeta, Epsilon, Flat, Gamma, WSquare, Z, ZBox, ZPlus, ZPlusFast
+from .layernorm import LayerNorm
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
 
 __all__ = ["P", "spec", "Preset", "PRESETS", "get_preset"]
@@ -79,6 +80,7 @@ LRP_STRUCTURE = (
     ("kind:concat", spec(Gradient)),        # split
     ("kind:reshape", spec(Gradient)),       # re-index
     ("kind:multiply", spec(Gate)),          # all to the value, none to the gate
+    ("kind:layernorm", spec(LayerNorm)),    # Ali et al. 2022: sigma held constant
 )
 
 # Zennit's composites use its Norm rule (epsilon 1e-6) for sums and average pooling.

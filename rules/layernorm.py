@@ -1,0 +1,82 @@
+"""LRP through LayerNormalization: the LN-rule of Ali et al., "XAI for Transformers:
+Better Explanations through Conservative Propagation", ICML 2022.
+
+LayerNormalization computes y = gamma * (x - mean(x)) / sigma(x) + beta over the
+normalised axes.  Its gradient mixes every position through sigma(x), which breaks
+conservation.  The LN-rule holds the normaliser sigma = sqrt(var(x) + eps) fixed
+(``sigma.detach()`` in the paper).  The centring x - mean(x) is itself linear in x
+and stays: holding the mean fixed too would turn it into a bias -mean/sigma that
+absorbs relevance.  What remains is a linear map without bias,
+
+    z_j = gamma_j / sigma * (x_j - (1/N) sum_i x_i),
+
+and relevance follows it as through a linear layer (LRP-epsilon):
+
+    R_i = x_i * sum_j gamma_j / sigma * (delta_ij - 1/N) * R_j / (z_j + eps * sign(z_j)).
+
+Because z is linear and homogeneous in x, sum_i R_i = sum_j R_j * z_j / (z_j +
+eps sign z_j): conservative up to the stabiliser.  ``bias=True`` divides by the full
+output z_j + beta_j instead (beta then absorbs its share, as a bias does in LRP-epsilon).
+With ``rms_scaling=True`` Keras does not centre: z_j = gamma_j x_j / sigma, and the
+rule hands each position its own relevance.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from .base import Rule, stabilize
+
+__all__ = ["LayerNorm"]
+
+
+def _axes(layer, rank):
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return sorted(a % rank for a in axis)
+
+
+class LayerNorm(Rule):
+    """The LN-rule (Ali et al., ICML 2022) for Keras ``LayerNormalization`` nodes
+    (op kind ``layernorm``): the normaliser sigma is a constant, relevance flows
+    through the centring and scaling like LRP-epsilon through a linear layer
+    without bias (see the module docstring for the formula).
+
+    ``epsilon``: the stabiliser of the division (z + eps * sign(z)).
+    ``bias``: divide by the output including beta (beta absorbs relevance).
+    """
+
+    kinds = ("layernorm",)
+
+    def __init__(self, epsilon=1e-6, bias=False):
+        self.epsilon = epsilon
+        self.bias = bias
+
+    def backward(self, ctx, R):
+        layer = ctx.layer
+        if not all(hasattr(layer, a) for a in ("axis", "epsilon", "gamma", "beta")):
+            raise ValueError(f"LayerNorm rule: node {ctx.name!r} ({type(layer).__name__}) is not a Keras "
+                             "LayerNormalization layer; give it another rule in overrides")
+        x = tf.cast(ctx.x, tf.float32)
+        rank = len(x.shape)
+        axes = _axes(layer, rank)
+        shape = [1] * rank
+        for a in axes:
+            shape[a] = x.shape[a]
+        gamma = None if layer.gamma is None else tf.reshape(tf.cast(layer.gamma.value, x.dtype), shape)
+        beta = None if layer.beta is None else tf.reshape(tf.cast(layer.beta.value, x.dtype), shape)
+        rms = bool(getattr(layer, "rms_scaling", False))
+        _, var = tf.nn.moments(x, axes=axes, keepdims=True)
+        inv = tf.stop_gradient(tf.math.rsqrt(var + layer.epsilon))
+
+        def linear(t):
+            c = t if rms else t - tf.reduce_mean(t, axis=axes, keepdims=True)
+            c = c * inv
+            return c if gamma is None else c * gamma
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            z = linear(x)
+        denom = z + beta if (self.bias and beta is not None and not rms) else z
+        s = tf.cast(R, x.dtype) / stabilize(denom, self.epsilon)
+        c = tape.gradient(z, x, output_gradients=s)
+        return [tf.cast(x * c, ctx.x.dtype)]
