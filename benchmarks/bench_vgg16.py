@@ -3,9 +3,10 @@
     python benchmarks/bench_vgg16.py                      # VGG16, 224x224, batch 1 and 8
     python benchmarks/bench_vgg16.py --small --reps 3     # a tiny CNN (smoke test)
 
-For each batch size: the median of ``--reps`` timed calls after one warm-up call,
-for the baseline (gradient of the target logit w.r.t. the input, one tf.function)
-and for each method; printed as a markdown table of ratios to the baseline.  Also
+For each batch size: ``--reps`` rounds after a warm-up round, each round timing
+the baseline (gradient of the target logit w.r.t. the input, one tf.function) and
+every method once; the table gives each method's median time and the median over
+rounds of its ratio to the same round's baseline (robust to load changes).  Also
 the time to build each analyzer plus its first call (convert, rewrite, compile,
 trace, run).  Ratios, not absolute times, are what to compare across machines.
 """
@@ -67,14 +68,18 @@ def gradient_baseline(model):
     return grad
 
 
-def median_time(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
+def round_robin(calls, reps):
+    """Time every call once per round, for ``reps`` rounds after a warm-up round, so
+    that a change in machine load hits all methods alike; name -> list of seconds."""
+    for fn in calls.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times = {name: [] for name in calls}
+    for _ in range(reps):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv=None):
@@ -106,16 +111,19 @@ def main(argv=None):
         x = rng.uniform(-1, 1, (b,) + tuple(model.input_shape[1:])).astype(np.float32)
         t = np.arange(b, dtype=np.int32) % 10
         xt, tt = tf.constant(x), tf.constant(t)
-        base = median_time(lambda: grad(xt, tt).numpy(), args.reps)
-        lines += [f"### batch {b}", "", f"compiled gradient: {base * 1e3:.1f} ms (median of {args.reps})", "",
-                  "| method | ms | ratio to gradient | bar | build + first call (s) |",
+        calls = {"gradient (baseline)": lambda: grad(xt, tt).numpy()}
+        calls.update({m: (lambda a=analyzers[m]: a.analyze(x, target=t)) for m in methods})
+        times = round_robin(calls, args.reps)
+        base = times.pop("gradient (baseline)")
+        lines += [f"### batch {b}", "",
+                  f"compiled gradient: {statistics.median(base) * 1e3:.1f} ms (median of {args.reps})", "",
+                  "| method | ms (median) | ratio to gradient (median over rounds) | bar | build + first call (s) |",
                   "|---|---:|---:|---:|---:|"]
         for m in methods:
-            a = analyzers[m]
-            dt = median_time(lambda: a.analyze(x, target=t), args.reps)
+            ratio = statistics.median(t_m / t_b for t_m, t_b in zip(times[m], base))
             bar = BARS.get(m)
-            ok = "" if bar is None else (f"<= {bar}" + (" ok" if dt / base <= bar else " MISS"))
-            lines.append(f"| {m} | {dt * 1e3:.1f} | {dt / base:.2f} | {ok} | {builds[m]:.2f} |")
+            ok = "" if bar is None else (f"<= {bar}" + (" ok" if ratio <= bar else " MISS"))
+            lines.append(f"| {m} | {statistics.median(times[m]) * 1e3:.1f} | {ratio:.2f} | {ok} | {builds[m]:.2f} |")
         lines.append("")
     report = "\n".join(lines)
     print(report)
