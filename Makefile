@@ -19,7 +19,8 @@ test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -p no:cacheprovider
 
 test-apps: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -p no:cacheprovider -m apps
+	LRPGRAPH_APPS_JSON=benchmarks/apps_results.jsonl TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -p no:cacheprovider -m apps
+	$(PY) benchmarks/apps_table.py benchmarks/apps_results.jsonl --write
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m lrpgraph demo
