@@ -1,0 +1,101 @@
+"""``lrpgraph demo`` / ``make demo``: the SGLRP paper's comparison on the shipped
+shapes model, offline.
+
+1. One fixed two-object scene (:data:`DEMO_SCENE`) is explained by every method of
+   :data:`lrpgraph.benchmark.PAPER_METHODS`, once per object as the target; the
+   grid (rows: target A, target B; columns: input + methods; the SGLRP code's
+   heatmap convention) is written to ``<out>/demo_grid.png``.
+2. The benchmark metrics on the first ``n_scenes`` scenes of the benchmark's
+   scene set (:data:`BENCHMARK_SEED`) are printed as a markdown table and written
+   to ``<out>/demo_metrics.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_demo", "demo_scene", "load_shapes_model", "BENCHMARK_SEED", "DEMO_SCENE", "INPUT_RANGE"]
+
+# scenes of the benchmark (docs/benchmark_two_object.md, tests/test_two_object.py): a seed
+# disjoint from the training script's (train 0, test 1000, scenes 2000)
+BENCHMARK_SEED = 12345
+# the demo's scene: (seed, index) into shapes.two_object_scenes
+DEMO_SCENE = (12345, 0)
+# the shipped model reads RGB pixels in [0, 1]: the bounds of bounded Deep Taylor
+INPUT_RANGE = (0.0, 1.0)
+
+
+def load_shapes_model(path=None):
+    """The shipped shapes CNN (``lrpgraph/data/shapes_cnn.keras``), loaded in safe mode."""
+    import keras
+
+    from .cli import SHAPES_MODEL, CLIError
+
+    path = Path(path or SHAPES_MODEL)
+    if not path.is_file():
+        raise CLIError(f"the shapes model {path} is missing; create it with `python scripts/train_shapes.py`")
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def demo_scene(seed=DEMO_SCENE[0], index=DEMO_SCENE[1], size=64):
+    """``(x (1, H, W, 3), classes (2,), masks (2, H, W))`` of one benchmark scene."""
+    from . import shapes
+
+    s = shapes.two_object_scenes(index + 1, size=size, seed=seed)
+    return s["x"][index:index + 1], s["classes"][index], s["masks"][index]
+
+
+def method_grid(analyzers, x, classes, class_names):
+    """Figure: rows = the two objects as targets, columns = input + one per method."""
+    from . import viz
+
+    maps = {}
+    for label, a in analyzers.items():
+        maps[label] = np.asarray(a.analyze(x, target=np.asarray([classes]))).reshape((2,) + x.shape[1:3] + (-1,))
+    rows = [f"target: {class_names[c]}" for c in classes]
+    return viz.heatmap_grid(maps, images=np.repeat(x, 2, axis=0), row_titles=rows, cell_size=1.6), maps
+
+
+def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
+    """Write the method grid and the metrics table; returns ``{"grid": path, "table":
+    path, "markdown": str, "seconds": float}``."""
+    import warnings
+
+    from . import benchmark, shapes, viz
+
+    out = sys.stdout if out is None else out
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = load_shapes_model() if model is None else model
+    low, high = INPUT_RANGE
+    print(f"lrpgraph demo: shapes model ({model.count_params()} parameters), classes "
+          f"{', '.join(shapes.CLASS_NAMES)}", file=out)
+    analyzers = benchmark.paper_methods(model, low=low, high=high)
+
+    x, classes, _ = demo_scene()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fig, _ = method_grid(analyzers, x, classes, shapes.CLASS_NAMES)
+    grid = viz.save_figure(fig, out_dir / "demo_grid.png", dpi=110)
+    print(f"scene {DEMO_SCENE[1]} of seed {DEMO_SCENE[0]}: objects {shapes.CLASS_NAMES[classes[0]]} and "
+          f"{shapes.CLASS_NAMES[classes[1]]}; grid of {len(analyzers)} methods x 2 targets", file=out)
+
+    scenes = shapes.two_object_scenes(n_scenes, seed=BENCHMARK_SEED)
+    result = benchmark.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
+    md = benchmark.to_markdown(result)
+    header = (f"Two-object benchmark, {n_scenes} scenes (seed {BENCHMARK_SEED}) x 2 targets; the model ranks "
+              f"both objects as its top 2 in {result.top2.mean():.0%} of the scenes; target logit <= 0 in "
+              f"{(result.target_logits <= 0).mean():.0%} of the (scene, target) pairs.")
+    print("\n" + header + "\n\n" + md + "\n", file=out)
+    table = out_dir / "demo_metrics.md"
+    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/benchmark.py.\n")
+    dt = time.perf_counter() - t0
+    print(f"wrote {grid.resolve()}", file=out)
+    print(f"wrote {table.resolve()}", file=out)
+    print(f"done in {dt:.1f} s", file=out)
+    return {"grid": grid, "table": table, "markdown": md, "seconds": dt, "result": result}
