@@ -41,6 +41,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,11 @@ def _load_keras_file(path, unsafe):
         raise CLIError(f"model file not found: {path}")
     if path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise CLIError(f"cannot load {path}: expected a .keras (or legacy .h5) model file")
+    import zipfile
+
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise CLIError(f"cannot load model {path}: not a .keras file (a .keras file is a zip archive written by "
+                       "model.save)")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as e:  # noqa: BLE001 - one clear line instead of a Keras traceback
@@ -359,6 +365,8 @@ def resolve_target(target, class_names, num_classes):
         return norm.index(_norm_name(t))
     close = difflib.get_close_matches(_norm_name(t), norm, n=3)
     hint = f"; did you mean {', '.join(class_names[norm.index(c)] for c in close)}?" if close else ""
+    if not close and len(class_names) <= 30:
+        hint = f"; the model's classes: {', '.join(class_names)}"
     raise CLIError(f"unknown class name {t!r}{hint}")
 
 
@@ -446,29 +454,37 @@ def cmd_explain(args, out):
     stems = [Path(p).stem for p in args.images]
     dup = {s for s in stems if stems.count(s) > 1}
     bar = ProgressBar(len(args.images), stream=sys.stderr, label=f"{args.method} ")
-    rows = []
+    rows, notes = [], []
     for start in range(0, len(args.images), args.batch_size):
         paths = args.images[start:start + args.batch_size]
         pixels = np.stack([load_image(p, size, shape[-1]) for p in paths])
         x = lm.preprocess(pixels)
         pred = np.asarray(model(x, training=False)).argmax(-1)
         targets = pred if target is None else np.full(len(paths), target)
-        maps = analyzer.analyze(x, target=targets.astype(np.int64))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            maps = analyzer.analyze(x, target=targets.astype(np.int64))
+        for w in caught:
+            msg = str(w.message).split(" for sample(s)")[0]
+            if msg not in notes:
+                notes.append(msg)
+                print(f"lrpgraph: warning: {w.message}", file=sys.stderr)
         for k, p in enumerate(paths):
             i = start + k
             stem = f"{i:04d}_{stems[i]}" if stems[i] in dup else stems[i]
             base = out_dir / f"{_slug(stem)}_{_slug(args.method)}_{int(targets[k])}"
             rgb = viz.heatmap_rgb(maps[k])
-            _imsave(base.with_suffix(".png"), rgb)
-            files = [base.with_suffix(".png")]
+            # names like "lrp.epsilon" hold dots: build file names by string, not with_suffix
+            files = [Path(f"{base}.png")]
+            _imsave(files[0], rgb)
             if args.overlay:
                 ov = viz.overlay(pixels[k].astype(np.uint8) if shape[-1] == 3 else pixels[k, ..., 0] / 255.0,
                                  maps[k])
-                _imsave(Path(f"{base}_overlay.png"), ov)
                 files.append(Path(f"{base}_overlay.png"))
+                _imsave(files[-1], ov)
             if args.npy:
-                np.save(base.with_suffix(".npy"), maps[k])
-                files.append(base.with_suffix(".npy"))
+                files.append(Path(f"{base}.npy"))
+                np.save(files[-1], maps[k])
             rows.append((p, int(pred[k]), int(targets[k]), files))
             bar.update(1, Path(p).name)
     bar.close()

@@ -103,3 +103,100 @@ def test_check_prints_the_report(capsys):
     code, out, _ = run(["check", "shapes"], capsys)
     assert code == 0
     assert "block1_conv1" in out and "predictions" in out
+
+
+# --- exact outputs, application models, helpers -------------------------------------------
+
+
+def test_explain_file_names_and_maps_equal_the_library(tmp_path, capsys, scene_images):
+    """A method name with a dot keeps its full name in the files (not cut by with_suffix); the
+    .npy is the library's map of the resized [0, 1] image and the PNG its seismic heatmap."""
+    import lrpgraph
+    from lrpgraph import viz
+
+    paths, classes = scene_images
+    t = int(classes[0, 1])
+    code, out, err = run(["explain", paths[0], "--method", "lrp.epsilon", "--target", str(t), "--npy",
+                          "--overlay", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    stem = f"scene0_lrp.epsilon_{t}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{stem}.png", f"{stem}.npy", f"{stem}_overlay.png"])
+    model = keras.saving.load_model(cli.SHAPES_MODEL, compile=False)
+    px = cli.load_image(paths[0], (64, 64))
+    want = lrpgraph.create_analyzer("lrp.epsilon", model).analyze(px[None] / 255.0, target=t)[0]
+    got = np.load(tmp_path / f"{stem}.npy")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
+    png = skio.imread(tmp_path / f"{stem}.png")[..., :3].astype(int)
+    assert np.abs(png - np.round(viz.heatmap_rgb(got) * 255).astype(int)).max() <= 1
+
+
+def test_application_model_falls_back_to_random_weights(monkeypatch, tmp_path, capsys, scene_images):
+    """A keras.applications model whose ImageNet download fails runs on random weights and says
+    so; its own preprocess_input (here VGG16's caffe mode) sets low/high."""
+    calls = []
+
+    def tiny(weights=None):
+        calls.append(weights)
+        if weights == "imagenet":
+            raise Exception("URL fetch failure: Name or service not known")
+        inp = keras.Input((16, 16, 3))
+        h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+        return keras.Model(inp, keras.layers.Dense(1000)(keras.layers.Flatten()(h)))
+
+    monkeypatch.setattr(keras.applications, "TinyNet", tiny, raising=False)
+    monkeypatch.setitem(cli.APPLICATIONS, "tinynet", ("TinyNet", "vgg16"))
+    code, out, err = run(["explain", scene_images[0][0], "--model", "tinynet", "--method", "lrp",
+                          "--target", "zebra", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert calls == ["imagenet", None]
+    lines = out.splitlines()
+    assert lines[0].startswith("lrpgraph: could not get the ImageNet weights of tinynet (URL fetch failure")
+    assert "RANDOM weights" in lines[0] and "RANDOM weights" in lines[-1]
+    assert "bounds low=-123.68 high=151.061" in out
+    assert (tmp_path / "scene0_lrp_340.png").is_file()  # zebra is ImageNet class 340
+
+
+def test_usage_errors_exit_2_and_a_non_zip_keras_file_is_named(tmp_path, capsys, scene_images):
+    assert run(["explain"], capsys)[0] == 2
+    assert run(["frobnicate"], capsys)[0] == 2
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"nope")
+    code, _, err = run(["explain", scene_images[0][0], "--model", str(bad), "--out", str(tmp_path)], capsys)
+    assert code == 1 and "not a .keras file" in err and err.count("\n") == 1
+
+
+def test_class_names_bounds_and_labels(tmp_path):
+    import json
+
+    names = cli.imagenet_class_names()
+    assert len(names) == 1000 and names[101] == "tusker"
+    assert cli.resolve_target("zebra", names, 1000) == 340
+    assert cli.resolve_target("African elephant", names, 1000) == 386
+    assert cli.resolve_target("african-elephant", names, 1000) == 386
+    lo, hi = cli.input_bounds(cli._preprocess_fn("caffe"))
+    assert lo == pytest.approx(-123.68, abs=1e-3) and hi == pytest.approx(151.061, abs=1e-3)
+    assert cli.input_bounds(cli._preprocess_fn("tf")) == pytest.approx((-1.0, 1.0))
+    (tmp_path / "labels.json").write_text(json.dumps({"0": ["n0", "cat"], "1": ["n1", "dog"]}))
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    assert cli.read_labels(tmp_path / "labels.json") == cli.read_labels(tmp_path / "labels.txt") == ["cat", "dog"]
+
+
+def test_image_loading_grey16_and_rgba(tmp_path):
+    skio.imsave(tmp_path / "g16.png", np.full((4, 4), 65535, np.uint16), check_contrast=False)
+    np.testing.assert_allclose(cli.load_image(tmp_path / "g16.png", (2, 2)), 255.0, rtol=1e-6)
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red but fully transparent: blended on white
+    skio.imsave(tmp_path / "rgba.png", rgba, check_contrast=False)
+    np.testing.assert_allclose(cli.load_image(tmp_path / "rgba.png", (4, 4)), 255.0, rtol=1e-6)
+
+
+def test_progress_bar_lines():
+    s = io.StringIO()
+    bar = cli.ProgressBar(20, stream=s, width=10)
+    for _ in range(20):
+        bar.update(1, "x")
+    bar.close()
+    lines = s.getvalue().splitlines()
+    assert len(lines) == 10  # one line every total // 10 steps on a non-terminal
+    assert lines[0].startswith("[#.........] 2/20") and lines[-1].startswith("[##########] 20/20")
