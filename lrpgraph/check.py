@@ -203,14 +203,16 @@ def _kind(g, n):
 
 
 def _inputs(g, x, seed):
+    """Arrays in each model input's own dtype (float64 models are checked in float64)."""
+    dtypes = [tf.as_dtype(g.nodes[n]["output_dtypes"][0]).as_numpy_dtype for n in g.graph["inputs"]]
     if x is not None:
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
-        return [np.asarray(a, dtype="float32") for a in xs]
+        return [np.asarray(a, dtype=dt) for a, dt in zip(xs, dtypes)]
     rng = np.random.default_rng(seed)
     xs = []
-    for n in g.graph["inputs"]:
+    for n, dt in zip(g.graph["inputs"], dtypes):
         shape = [2] + [32 if d is None else d for d in g.nodes[n]["output_shapes"][0][1:]]
-        xs.append(rng.standard_normal(shape).astype("float32"))
+        xs.append(rng.standard_normal(shape).astype(dt))
     return xs
 
 

@@ -43,6 +43,8 @@ from keras.src.ops import numpy as knp
 from keras.src.ops import core as kcore
 from keras.src.backend import KerasTensor
 
+from .rules.base import wide_dtype
+
 
 class Op:
     """A node's computation.  ``forward(inputs) -> list of outputs``."""
@@ -240,20 +242,19 @@ def _broadcast_shape(rank, axes, sizes):
 def _batchnorm(layer, rank):
     axes = [a % rank for a in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis])]
     dtype = layer.compute_dtype
+    stat = wide_dtype(dtype)
+
+    def wide_scale():
+        s = tf.math.rsqrt(_var(layer.moving_variance, stat) + layer.epsilon)
+        return s * _var(layer.gamma, stat) if layer.scale else s
 
     def scale():
-        var = _var(layer.moving_variance, "float32")
-        s = tf.math.rsqrt(var + layer.epsilon)
-        if layer.scale:
-            s = s * _var(layer.gamma, "float32")
-        return tf.cast(s, dtype)
+        return tf.cast(wide_scale(), dtype)
 
     def shift():
-        mean = _var(layer.moving_mean, "float32")
-        s = tf.cast(scale(), "float32")
-        t = -mean * s
+        t = -_var(layer.moving_mean, stat) * wide_scale()
         if layer.center:
-            t = t + _var(layer.beta, "float32")
+            t = t + _var(layer.beta, stat)
         return tf.cast(t, dtype)
 
     def fn(x, k, b):

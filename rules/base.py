@@ -23,7 +23,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 __all__ = [
-    "Context", "Rule", "BasicRule", "ParamMod", "stabilize", "safe_divide", "vjp",
+    "Context", "Rule", "BasicRule", "ParamMod", "stabilize", "safe_divide", "vjp", "wide_dtype",
     "identity", "positive", "negative", "ones", "square", "zero",
 ]
 
@@ -69,6 +69,12 @@ class Rule:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+def wide_dtype(dtype):
+    """The dtype for statistics (variances, means) of ``dtype`` data: float32 for
+    float16/bfloat16/float32, as Keras computes them, and float64 kept as float64."""
+    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
 
 
 # ---- stabilisers --------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .base import Rule, stabilize
+from .base import Rule, stabilize, wide_dtype
 
 __all__ = ["LayerNorm"]
 
@@ -56,7 +56,7 @@ class LayerNorm(Rule):
         if not all(hasattr(layer, a) for a in ("axis", "epsilon", "gamma", "beta")):
             raise ValueError(f"LayerNorm rule: node {ctx.name!r} ({type(layer).__name__}) is not a Keras "
                              "LayerNormalization layer; give it another rule in overrides")
-        x = tf.cast(ctx.x, tf.float32)
+        x = tf.cast(ctx.x, wide_dtype(ctx.x.dtype))
         rank = len(x.shape)
         axes = _axes(layer, rank)
         shape = [1] * rank
