@@ -56,12 +56,13 @@ def run_forward(g, inputs, nodes=None):
     return values
 
 
-def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None):
+def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None, guards=None):
     """Propagate ``seeds`` ({(node, out): R}) down to the graph inputs (or to the
     nodes in ``stop``); returns the dict of relevances that reached them.
 
     ``tile(t)`` maps a forward tensor to the reverse pass's batch (used when several
-    heads or targets run as one batch)."""
+    heads or targets run as one batch).  ``guards``: a list that collects the rules'
+    ``ctx.require_nonzero`` conditions."""
     order = order or G.topo_order(g)
     stop = set(stop)
     rel = dict(seeds)
@@ -80,7 +81,7 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
         edges = G.in_edges(g, n)
         xs = [fetch((u, o)) for u, o, _ in edges]
         ctx = Context(op, xs, fetch((n, 0)), [nonneg.get(u, False) for u, _, _ in edges], n,
-                      g.nodes[n]["layer"])
+                      g.nodes[n]["layer"], guards)
         if tile is not None:  # rules may compute batch-independent parts once, then tile
             ctx.tile = tile
             ctx.untiled = ([values[(u, o)] for u, o, _ in edges], values[(n, 0)])
@@ -124,6 +125,10 @@ class Program:
         self.needed = {output[0]} | nx.ancestors(g, output[0])
         self.n_seeds = int(getattr(head, "n_seeds", 1))
         self.combine = getattr(head, "combine", None)
+        # A head of several seeds whose result needs only their sums (scaled SGLRP/CLRP)
+        # runs as one pass where every rule conserves: sum A(s) = sum s.
+        self.one_pass = (self.n_seeds > 1 and hasattr(head, "one_pass") and not multiply_input
+                         and self.stop == list(g.graph["inputs"]) and self._conserving())
         self.traces = 0
         target_spec = tf.TensorSpec([None], tf.int32, name="targets")
         multi_spec = tf.TensorSpec([None, None], tf.int32, name="targets")
@@ -131,6 +136,12 @@ class Program:
                               jit_compile=jit_compile, reduce_retracing=True, autograph=False)
         self.multi_fn = tf.function(self.multi_analysis, input_signature=[list(input_specs), multi_spec],
                                     jit_compile=jit_compile, reduce_retracing=True, autograph=False)
+
+    def _conserving(self):
+        """Every node between the inputs and the output has a rule that conserves."""
+        inputs = set(self.g.graph["inputs"])
+        return all(n in self.rules and self.rules[n].conservative(self.g.nodes[n]["op"])
+                   for n in self.needed - inputs)
 
     # -- traced bodies -----------------------------------------------------------
     def _forward(self, inputs):
@@ -142,14 +153,29 @@ class Program:
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return tf.where(targets < 0, predicted, targets)
 
-    def _backward(self, values, logits, targets, copies):
+    def _maps(self, values, logits, targets, copies):
+        """The head's final maps for ``copies`` x N seeds."""
+        if not self.one_pass:
+            maps = self._backward(values, logits, targets, copies)
+            return [self._combine(m, logits, targets) for m in maps] if self.n_seeds > 1 else maps
+        guards = []
+        maps = self._backward(values, logits, targets, copies, self.head.one_pass, guards)
+        ok = tf.reduce_all(tf.stack(guards)) if guards else tf.constant(True)
+
+        def two_passes():  # a zero denominator lost relevance: sum A(s) != sum s
+            return [self._combine(m, logits, targets) for m in self._backward(values, logits, targets, copies)]
+
+        return tf.cond(ok, lambda: maps, two_passes)
+
+    def _backward(self, values, logits, targets, copies, head=None, guards=None):
         """Reverse pass for a batch of ``copies`` x N seeds; returns maps (copies*S, N, ...)."""
-        seeds = self.head(logits, targets)
-        if self.n_seeds > 1:
+        n_seeds = 1 if head else self.n_seeds
+        seeds = (head or self.head)(logits, targets)
+        if n_seeds > 1:
             seeds = tf.concat(tf.unstack(seeds, axis=0), axis=0) if len(seeds.shape) == 3 else seeds
-        reps = copies * self.n_seeds
+        reps = copies * n_seeds
         tile = None
-        if reps_needed(self.n_seeds, copies):
+        if reps_needed(n_seeds, copies):
             memo = {}
 
             def tile(t, reps=reps):
@@ -158,7 +184,7 @@ class Program:
                     memo[id(t)] = (t, tf.tile(t, mult if isinstance(reps, int) else tf.stack(mult)))
                 return memo[id(t)][1]
         rel = reverse_pass(self.g, self.rules, values, {self.output: seeds}, self.nonneg, self.stop,
-                           self.order, tile)
+                           self.order, tile, guards)
         maps = []
         for n in self.stop:
             x = values[(n, 0)] if tile is None else tile(values[(n, 0)])
@@ -175,9 +201,7 @@ class Program:
         self.traces += 1
         values, logits = self._forward(inputs)
         targets = self._resolve(logits, targets)
-        maps = self._backward(values, logits, targets, 1)
-        if self.n_seeds > 1:
-            maps = [self._combine(m, logits, targets, 1) for m in maps]
+        maps = self._maps(values, logits, targets, 1)
         return maps, logits, [values[(n, 0)] for n in self.stop]
 
     def multi_analysis(self, inputs, targets):
@@ -188,17 +212,15 @@ class Program:
         t = tf.shape(targets)[1]
         logits_t = tf.tile(logits, [t, 1])
         flat = tf.reshape(tf.transpose(self._resolve(tf.repeat(logits[:, None, :], t, axis=1), targets)), [-1])
-        maps = self._backward(values, logits_t, flat, t)
+        maps = self._maps(values, logits_t, flat, t)
         out = []
         for m in maps:
-            if self.n_seeds > 1:
-                m = self._combine(m, logits_t, flat, 1)
             m = tf.reshape(m, tf.concat([[t, n], tf.shape(m)[1:]], 0))
             perm = [1, 0] + list(range(2, len(m.shape)))
             out.append(tf.transpose(m, perm))
         return out, logits, [values[(s, 0)] for s in self.stop]
 
-    def _combine(self, m, logits, targets, _):
+    def _combine(self, m, logits, targets):
         s = self.n_seeds
         m = tf.reshape(m, tf.concat([[s, -1], tf.shape(m)[1:]], 0))
         return self.combine(m, logits, targets)

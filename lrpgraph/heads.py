@@ -119,6 +119,14 @@ class ContrastiveHead:
             return tf.stack([target, dual])
         return target + self.sign * dual
 
+    def one_pass(self, logits, targets):
+        """The scaled result's seed for ONE pass, target - m * dual with
+        m = sum target / sum dual: equal to A(target) - m A(dual) when every rule
+        conserves (sum A(s) = sum s), which the compiled function checks."""
+        target, dual = self.parts(logits, targets, **self.kw)
+        m = tf.math.divide_no_nan(tf.reduce_sum(target, -1, keepdims=True), tf.reduce_sum(dual, -1, keepdims=True))
+        return target + self.sign * m * dual
+
     def combine(self, maps, logits, targets):
         a_t, a_d = maps[0], maps[1]
         axes = list(range(1, len(a_t.shape)))

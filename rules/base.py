@@ -37,9 +37,10 @@ class Context:
     output of a ReLU), ``name`` (node id), ``layer`` (the Keras layer).
     """
 
-    def __init__(self, op, inputs, output, nonneg=None, name=None, layer=None):
+    def __init__(self, op, inputs, output, nonneg=None, name=None, layer=None, guards=None):
         self.tile = None  # set when the reverse pass runs several seeds per sample
         self.untiled = None  # then: (inputs, output) at the forward batch size
+        self.guards = guards  # a list when the pass relies on the rules' conservation
         self.op = op
         self.inputs = inputs
         self.output = output
@@ -50,6 +51,12 @@ class Context:
     @property
     def x(self):
         return self.inputs[0]
+
+    def require_nonzero(self, denominator):
+        """Report a denominator on which the rule's conservation depends (see
+        :meth:`Rule.conservative`); a no-op unless the pass collects guards."""
+        if self.guards is not None:
+            self.guards.append(tf.reduce_all(tf.not_equal(denominator, 0)))
 
 
 class Rule:
@@ -65,6 +72,13 @@ class Rule:
 
     def backward(self, ctx, R):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def conservative(self, op):
+        """True if, on ``op``, sum(R_in) == sum(R) for every R whenever each
+        denominator the rule reports with ``ctx.require_nonzero`` is nonzero.
+        Scaled SGLRP/CLRP then take their sums from the seeds and run one pass
+        (a guard falls back to two when a denominator is zero).  Default: no promise."""
+        return False
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -149,17 +163,25 @@ class BasicRule(Rule):
     ``gradient_mapper(R, zs) -> list of s``: the stabilised division (an
     ``s`` of None skips that term's transposed op).
     ``reducer(xs, cs) -> R_x``: combines the terms.
+    ``denominator(zs)``: for a conservative rule (the reducer's terms sum over
+    the inputs to this, it is safe-divided, no bias enters), the denominator;
+    None makes no conservation promise.
     """
 
     kinds = ("linear",)
 
-    def __init__(self, input_modifiers, param_modifiers, gradient_mapper, reducer):
+    def __init__(self, input_modifiers, param_modifiers, gradient_mapper, reducer, denominator=None):
         if len(input_modifiers) != len(param_modifiers):
             raise ValueError("one parameter modifier per input modifier")
         self._inputs = list(input_modifiers)
         self._params = list(param_modifiers)
         self._mapper = gradient_mapper
         self._reducer = reducer
+        self._denominator = denominator
+
+    def conservative(self, op):
+        biased = op.bias is not None and any(p.bias is not zero for p in self._params)
+        return self._denominator is not None and op.kind == "linear" and op.activation is None and not biased
 
     def backward(self, ctx, R):
         op = ctx.op
@@ -202,6 +224,8 @@ class BasicRule(Rule):
                 z_pos = z0
             xs.append(tile(xk))
             zs.append(tile(z))
+        if self._denominator is not None:
+            ctx.require_nonzero(self._denominator(zs))
         ss = self._mapper(R, zs)
         cs = [tf.zeros_like(xs[0]) if t is None or s is None else t(s) for t, s in zip(transposes, ss)]
         return [self._reducer(xs, cs)]

@@ -51,9 +51,16 @@ class _Proportional(BasicRule):
 
     kinds = ("linear", "add", "pool_avg")
 
+    def conservative(self, op):
+        if op.kind == "linear":
+            return super().conservative(op)
+        return self._denominator is not None  # sum-like ops are homogeneous: only y = 0 loses
+
     def backward(self, ctx, R):
         if ctx.op.kind == "linear":
             return super().backward(ctx, R)
+        if self._denominator is not None:
+            ctx.require_nonzero(ctx.output)
         return proportional(ctx, R, self._divide)
 
 
@@ -80,7 +87,12 @@ class Z(_Proportional):
         self.stabilizer = stabilizer
         self._divide = _divider(stabilizer)
         super().__init__([identity], [KEEP if bias else ParamMod(identity, zero)],
-                         lambda R, zs: [self._divide(R, zs[0])], _x_times_c)
+                         lambda R, zs: [self._divide(R, zs[0])], _x_times_c, _first(stabilizer))
+
+
+def _first(stabilizer):
+    """The denominator of a one-term safe-divided rule (None: epsilon-stabilised, not conservative)."""
+    return (lambda zs: zs[0]) if stabilizer is None else None
 
 
 def _gamma_mod(gamma, part):
@@ -133,7 +145,8 @@ class AlphaBeta(BasicRule):
                 return alpha * pos if alpha != 1 else pos
             return alpha * pos - beta * (xs[2] * cs[2] + xs[3] * cs[3])
 
-        super().__init__(inputs, params, mapper, reducer)
+        conserving = not beta and stabilizer is None
+        super().__init__(inputs, params, mapper, reducer, (lambda zs: zs[0] + zs[1]) if conserving else None)
 
 
 class ZPlus(AlphaBeta):
@@ -151,7 +164,7 @@ class ZPlusFast(BasicRule):
 
     def __init__(self):
         super().__init__([identity], [ParamMod(positive, zero)],
-                         lambda R, zs: [safe_divide(R, zs[0])], _x_times_c)
+                         lambda R, zs: [safe_divide(R, zs[0])], _x_times_c, _first(None))
 
 
 class Gamma(BasicRule):
@@ -183,7 +196,7 @@ class WSquare(BasicRule):
         self.stabilizer = stabilizer
         divide = _divider(stabilizer)
         super().__init__([ones], [ParamMod(square, zero)], lambda R, zs: [divide(R, zs[0])],
-                         lambda xs, cs: cs[0])
+                         lambda xs, cs: cs[0], _first(stabilizer))
 
 
 class Flat(BasicRule):
@@ -194,7 +207,7 @@ class Flat(BasicRule):
         self.stabilizer = stabilizer
         divide = _divider(stabilizer)
         super().__init__([ones], [ParamMod(ones, zero)], lambda R, zs: [divide(R, zs[0])],
-                         lambda xs, cs: cs[0])
+                         lambda xs, cs: cs[0], _first(stabilizer))
 
 
 class ZBox(BasicRule):
@@ -226,6 +239,7 @@ class ZBox(BasicRule):
             [no_bias, ParamMod(positive, zero), ParamMod(negative, zero)],
             lambda R, zs: [divide(R, zs[0] - zs[1] - zs[2])] * 3,
             lambda xs, cs: xs[0] * cs[0] - xs[1] * cs[1] - xs[2] * cs[2],
+            (lambda zs: zs[0] - zs[1] - zs[2]) if stabilizer is None else None,
         )
 
 

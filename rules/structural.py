@@ -23,6 +23,9 @@ from .base import Rule
 __all__ = ["Pass", "Gradient", "GuidedReLU", "DeconvReLU", "Gate", "gate_slot"]
 
 RELU_LIKE = ("relu", "relu6", "leaky_relu")
+# the gradient of these drops what lies on the padded positions; every other shape op
+# and max pooling, concatenation and re-indexing hand on all of R
+_PADDING = ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Pad")
 
 
 class Pass(Rule):
@@ -35,9 +38,16 @@ class Pass(Rule):
             raise ValueError(f"Pass needs a one-input, shape-preserving op; node {ctx.name!r} is not")
         return [R]
 
+    def conservative(self, op):
+        return True
+
 
 class Gradient(Rule):
     """R_x_i = (dy/dx_i)^T R_y: the chain rule (any op)."""
+
+    def conservative(self, op):
+        return type(self) is Gradient and (op.kind in ("pool_max", "concat") or
+                                           (op.kind == "reshape" and op.subkind not in _PADDING))
 
     def backward(self, ctx, R):
         xs = [tf.identity(x) for x in ctx.inputs]  # distinct tensors even for `x + x`
@@ -98,6 +108,9 @@ class Gate(Rule):
         out = [None, None]
         out[1 - g] = _unbroadcast(R, value)
         return out
+
+    def conservative(self, op):
+        return True
 
 
 def _unbroadcast(R, x):

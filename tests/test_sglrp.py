@@ -108,21 +108,71 @@ def test_one_pass_equals_two_passes(case, name):
     assert lrpgraph.create_analyzer(name, m, scaling=False).head.n_seeds == 1
 
 
+def two_calls(m, x, t, name, **kw):
+    """A(target) - m A(dual) from two separate analyzers, m = sum A(target) / sum A(dual);
+    also returns A(dual)."""
+    tgt = H.sglrp_target() if name == "sglrp" else H.clrp_target()
+    dual = H.sglrp_dual() if name == "sglrp" else H.clrp_dual()
+    a_t = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=tgt, **kw).analyze(x, target=t)
+    a_d = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=dual, **kw).analyze(x, target=t)
+    s_t = a_t.reshape(len(x), -1).sum(1)
+    s_d = a_d.reshape(len(x), -1).sum(1)
+    mult = np.divide(s_t, s_d, out=np.zeros_like(s_t), where=s_d != 0)
+    return a_t - a_d * mult.reshape((-1,) + (1,) * (a_t.ndim - 1)), a_d
+
+
 @pytest.mark.parametrize("name", ["sglrp", "clrp"])
 def test_scaled_one_call_equals_two_calls(case, name):
     m, x, t, _ = case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         one = lrpgraph.create_analyzer(name, m).analyze(x, target=t)
-    tgt = H.sglrp_target() if name == "sglrp" else H.clrp_target()
-    dual = H.sglrp_dual() if name == "sglrp" else H.clrp_dual()
-    a_t = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=tgt).analyze(x, target=t)
-    a_d = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=dual).analyze(x, target=t)
-    s_t = a_t.reshape(len(x), -1).sum(1)
-    s_d = a_d.reshape(len(x), -1).sum(1)
-    mult = np.divide(s_t, s_d, out=np.zeros_like(s_t), where=s_d != 0)
-    two = a_t - a_d * mult[:, None, None, None]
+    two, _ = two_calls(m, x, t, name)
     assert np.abs(one - two).max() <= 1e-5 * (np.abs(two).max() + 1e-30)
+
+
+@pytest.mark.parametrize("name", ["sglrp", "clrp"])
+def test_scaled_is_one_pass_only_where_every_rule_conserves(case, name):
+    """Bounded Deep Taylor conserves on this net (z^B, z+ without bias, ReLU, max pooling,
+    flatten), so the scaled result takes m from the seeds and runs ONE reverse pass.  An
+    epsilon rule with bias on fc1 absorbs relevance: that analyzer keeps the two-seed pass,
+    and its result still equals two separate calls with the same override."""
+    m, x, t, _ = case
+    assert lrpgraph.create_analyzer(name, m).program.one_pass
+    eps = {"overrides": {"fc1": lrpgraph.rules.Epsilon(0.1)}}
+    an = lrpgraph.create_analyzer(name, m, **eps)
+    assert not an.program.one_pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        one = an.analyze(x, target=t)
+    two, _ = two_calls(m, x, t, name, **eps)
+    assert np.abs(one - two).max() <= 1e-5 * np.abs(two).max()
+
+
+@pytest.mark.parametrize("name", ["sglrp", "clrp"])
+def test_zero_denominator_falls_back_to_two_passes(name):
+    """Unit 0 of d2 has only negative weights and a large bias: its ReLU is open but its
+    z+ denominator is 0, so the relevance it receives is lost and sum A(dual) differs from
+    the dual seed's sum.  The compiled guard sees the zero and runs the two-seed pass: the
+    result equals two separate calls and sums to zero."""
+    rng = np.random.default_rng(3)
+    m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu", name="d1"),
+                          keras.layers.Dense(4, activation="relu", name="d2"), keras.layers.Dense(3, name="logits")])
+    w2 = rng.normal(0, 1, (5, 4))
+    w2[:, 0] = -np.abs(w2[:, 0])
+    m.set_weights([rng.normal(0, 1, (6, 5)), np.full(5, 0.5), w2, np.array([50.0, 0, 0, 0]),
+                   np.abs(rng.normal(0, 1, (4, 3))), np.zeros(3)])
+    x = rng.uniform(-1, 1, (4, 6)).astype("float32")
+    t = np.array([0, 1, 2, 0])
+    an = lrpgraph.create_analyzer(name, m)
+    assert an.program.one_pass  # conservative rules, so only the runtime guard can catch it
+    one = an.analyze(x, target=t)
+    two, a_d = two_calls(m, x, t, name)
+    assert np.abs(one - two).max() <= 1e-5 * np.abs(two).max()
+    assert np.abs(one.sum(1)).max() <= 1e-5 * np.abs(one).sum(1).max()
+    parts = H.sglrp_parts if name == "sglrp" else H.clrp_parts
+    seed_d = np.asarray(parts(an.last_logits, t)[1]).sum(1)
+    assert np.all(np.abs(a_d.sum(1) - seed_d) > 0.1 * np.abs(seed_d))  # the shortcut alone would be wrong
 
 
 @pytest.mark.parametrize("name,preset", [("sglrp_seq_a", "lrp.sequential_preset_a_flat"),
