@@ -283,8 +283,10 @@ def _elementwise_affine(subkind, scale, offset):
 
 def _rescaling(layer):
     dtype = layer.compute_dtype
-    scale = np.asarray(layer.scale, dtype=np.float64)
-    offset = np.asarray(layer.offset, dtype=np.float64)
+    # the values Keras multiplies by: its cast rounds a Python float through float32
+    # even for a float64 layer, and the rewrite must reproduce the model, not improve it
+    scale = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(layer.scale, dtype)))
+    offset = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(layer.offset, dtype)))
     if scale.ndim > 0 and keras.config.image_data_format() == "channels_first":
         scale = scale.reshape(scale.shape + (1,) * (3 - scale.ndim))
         offset = offset.reshape(offset.shape + (1,) * (3 - offset.ndim)) if offset.ndim else offset

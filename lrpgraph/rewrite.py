@@ -10,13 +10,14 @@ end at the logits.
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from . import graph as G
 from .ops import ElementwiseOp, LinearOp, Op
 
 __all__ = [
-    "inline_nested_models", "remove_noise", "split_separable", "split_activations",
+    "inline_nested_models", "insert_casts", "remove_noise", "split_separable", "split_activations",
     "strip_softmax", "fold_batchnorm", "fold_input_affine", "fuse_hard_sigmoid", "mark_gates",
     "canonicalize", "DEFAULT_PASSES",
 ]
@@ -93,6 +94,41 @@ def _inline_one(g, n):
         g.add_edge(src, v, out=src_out, slot=slot)
     g.graph["outputs"] = [resolve(i) if o == n else (o, i) for o, i in g.graph["outputs"]]
     g.remove_node(n)
+
+
+def _autocast_dtype(layer):
+    """The dtype a Keras layer casts its floating inputs to before calling ``call``
+    (Layer.__call__'s autocast), or None when it takes them as they come."""
+    if not isinstance(layer, keras.Layer) or not getattr(layer, "autocast", False) \
+            or not getattr(layer, "_convert_input_args", True):
+        return None
+    return tf.as_dtype(layer.compute_dtype)
+
+
+def insert_casts(g):
+    """Make Keras's input autocasting explicit: where a layer computing in one float
+    dtype reads a tensor of another (a float64 input into float32 layers, a float32
+    tensor into a mixed_float16 layer), insert a ``reshape/cast`` node.  The ops then
+    see the dtype their parameters have; the cast's gradient hands relevance back in
+    the producer's dtype."""
+    g = _copy(g)
+    for n in list(g.nodes):
+        target = _autocast_dtype(g.nodes[n]["layer"])
+        if target is None or not target.is_floating:
+            continue
+        for u, out, slot in G.in_edges(g, n):
+            have = tf.as_dtype(g.nodes[u]["output_dtypes"][out])
+            if not have.is_floating or have == target:
+                continue
+            c = G.fresh_id(g, f"{u}/cast_{target.name}")
+            g.add_node(c, name=c, layer=None, class_name="Cast", call=None,
+                       op=Op(lambda xs, t=target: [tf.cast(xs[0], t)], kind="reshape", subkind="cast"),
+                       n_inputs=1, n_outputs=1, output_shapes=[g.nodes[u]["output_shapes"][out]],
+                       output_dtypes=[target.name])
+            g.remove_edges_from([(u, n, k) for k, d in g[u][n].items() if d["slot"] == slot and d["out"] == out])
+            g.add_edge(u, c, out=out, slot=0)
+            g.add_edge(c, n, out=0, slot=slot)
+    return g
 
 
 def remove_noise(g):
@@ -261,13 +297,19 @@ def _is_input_affine(g, n):
     return isinstance(op, LinearOp) and op.subkind in _INPUT_AFFINE and op.activation is None
 
 
+def _is_cast(g, n):
+    op = g.nodes[n]["op"]
+    return op.kind == "reshape" and op.subkind == "cast"
+
+
 def _fold_input_affine_once(g, n):
     import networkx as nx
     import numpy as np
 
     if n not in g or not _is_input_affine(g, n) or len(G.in_edges(g, n)) != 1:
         return False
-    if any(g.nodes[a]["op"].kind != "input" and not _is_input_affine(g, a) for a in nx.ancestors(g, n)):
+    if any(g.nodes[a]["op"].kind != "input" and not _is_input_affine(g, a) and not _is_cast(g, a)
+           for a in nx.ancestors(g, n)):
         return False
     chain, cur = [], n
     while True:
@@ -377,6 +419,7 @@ def mark_gates(g):
 
 DEFAULT_PASSES = (
     inline_nested_models,
+    insert_casts,
     remove_noise,
     split_separable,
     split_activations,

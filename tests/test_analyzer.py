@@ -237,3 +237,43 @@ def test_float64_model_is_analysed_in_float64(rng):
         z = tf.reduce_sum(logits_model(xt) * tf.one_hot([0, 1, 2], 4, dtype=tf.float64))
     gxi = (tape.gradient(z, xt) * xt).numpy()
     assert np.abs(r - gxi).max() <= 1e-12 * np.abs(gxi).max()
+
+
+def test_float64_rescaling_reproduces_keras_own_rounding():
+    """Keras's Rescaling casts its Python-float scale through float32 even in a float64
+    layer (1/255 becomes 1/255 * (1 + 5.9e-8)).  The rewritten graph must compute what
+    the model computes: with the exact float64 scale the logits differed by 6e-8."""
+    f64 = {"dtype": "float64"}
+    inp = keras.Input((6, 6, 3), dtype="float64")
+    h = keras.layers.Rescaling(1 / 255.0, **f64)(inp)
+    h = keras.layers.Conv2D(4, 3, padding="same", **f64)(h)
+    h = keras.layers.Flatten(**f64)(h)
+    model = keras.Model(inp, keras.layers.Dense(3, **f64)(h))
+    x = np.random.default_rng(1).uniform(0, 255, (2, 6, 6, 3))
+    report = lrpgraph.check(model, x=x)
+    assert report.logits_rel_diff <= 1e-13, report.logits_rel_diff
+
+
+def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
+    """A float64 Input feeding float32 layers: Keras casts at each layer's call; the
+    graph gets explicit cast nodes (the folded Rescaling's conv used to receive the
+    float64 tensor and fail in Conv2D).  Relevance comes back in the input's dtype and
+    LRP-0 still conserves the logit."""
+    from lrpgraph import graph as G
+    from lrpgraph.rewrite import canonicalize
+
+    inp = keras.Input((8, 8, 3), dtype="float64")
+    h = keras.layers.Rescaling(1 / 255.0)(inp)
+    h = keras.layers.Conv2D(4, 3, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(3)(h))
+    x = rng.uniform(0, 255, (2, 8, 8, 3))
+    g = canonicalize(G.to_graph(model))
+    casts = [n for n in g if g.nodes[n]["op"].subkind == "cast"]
+    assert len(casts) == 1 and g.nodes[casts[0]]["output_dtypes"] == ["float32"]
+    assert lrpgraph.check(model, x=x).logits_rel_diff <= 1e-6
+    a = lrpgraph.create_analyzer("lrp.z", model)
+    r = a.analyze(x)
+    assert r.dtype == np.float64
+    logits = a.predict_logits(x)
+    np.testing.assert_allclose(r.reshape(2, -1).sum(1), logits.max(1), rtol=1e-5)

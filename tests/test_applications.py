@@ -86,14 +86,19 @@ def build(name):
 
 def float64_logits_diff(name, x):
     """The rewrite's logits difference on the float64 build of the architecture (floatx
-    stays float64 while it runs: some Keras ops take their constants' dtype from it)."""
-    floatx = keras.config.floatx()
+    stays float64 while it runs: some Keras ops take their constants' dtype from it;
+    the global dtype policy, fixed once a model has been built, is set with it)."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
-        report = lrpgraph.check(build(name), presets=("lrp.epsilon",), x=x.astype("float64"))
+        model = build(name)
+        assert {w.dtype for w in model.weights} == {"float64"}, "the float64 build is not float64"
+        report = lrpgraph.check(model, presets=("lrp.epsilon",), x=x.astype("float64"))
         return report.logits_rel_diff, report.logits_error
     finally:
         keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
 
 
 def float32_noise(model, x):
