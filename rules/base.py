@@ -56,7 +56,9 @@ class Context:
         """Report a denominator on which the rule's conservation depends (see
         :meth:`Rule.conservative`); a no-op unless the pass collects guards."""
         if self.guards is not None:
-            self.guards.append(tf.reduce_all(tf.not_equal(denominator, 0)))
+            # tf.equal(b, 0) is the op safe_divide builds on the same tensor: graph
+            # optimisation merges the two, so the guard only reads a boolean mask
+            self.guards.append(tf.logical_not(tf.reduce_any(tf.equal(denominator, 0))))
 
 
 class Rule:
