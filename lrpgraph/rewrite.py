@@ -112,6 +112,7 @@ def insert_casts(g):
     see the dtype their parameters have; the cast's gradient hands relevance back in
     the producer's dtype."""
     g = _copy(g)
+    casts = {}  # (producer, output, dtype) -> cast node: one cast serves every reader
     for n in list(g.nodes):
         target = _autocast_dtype(g.nodes[n]["layer"])
         if target is None or not target.is_floating:
@@ -120,13 +121,15 @@ def insert_casts(g):
             have = tf.as_dtype(g.nodes[u]["output_dtypes"][out])
             if not have.is_floating or have == target:
                 continue
-            c = G.fresh_id(g, f"{u}/cast_{target.name}")
-            g.add_node(c, name=c, layer=None, class_name="Cast", call=None,
-                       op=Op(lambda xs, t=target: [tf.cast(xs[0], t)], kind="reshape", subkind="cast"),
-                       n_inputs=1, n_outputs=1, output_shapes=[g.nodes[u]["output_shapes"][out]],
-                       output_dtypes=[target.name])
+            c = casts.get((u, out, target))
+            if c is None:
+                c = casts[(u, out, target)] = G.fresh_id(g, f"{u}/cast_{target.name}")
+                g.add_node(c, name=c, layer=None, class_name="Cast", call=None,
+                           op=Op(lambda xs, t=target: [tf.cast(xs[0], t)], kind="reshape", subkind="cast"),
+                           n_inputs=1, n_outputs=1, output_shapes=[g.nodes[u]["output_shapes"][out]],
+                           output_dtypes=[target.name])
+                g.add_edge(u, c, out=out, slot=0)
             g.remove_edges_from([(u, n, k) for k, d in g[u][n].items() if d["slot"] == slot and d["out"] == out])
-            g.add_edge(u, c, out=out, slot=0)
             g.add_edge(c, n, out=0, slot=slot)
     return g
 

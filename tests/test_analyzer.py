@@ -277,3 +277,23 @@ def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
     assert r.dtype == np.float64
     logits = a.predict_logits(x)
     np.testing.assert_allclose(r.reshape(2, -1).sum(1), logits.max(1), rtol=1e-5)
+
+
+def test_one_cast_serves_every_reader_of_a_tensor(rng):
+    """Two float32 convs reading one float64 input share one cast node; LRP-0 through
+    the residual Add conserves the logit."""
+    from lrpgraph import graph as G
+    from lrpgraph.rewrite import canonicalize
+
+    inp = keras.Input((8, 8, 3), dtype="float64")
+    a = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    b = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b]))
+    model = keras.Model(inp, keras.layers.Dense(3)(h))
+    g = canonicalize(G.to_graph(model))
+    casts = [n for n in g if g.nodes[n]["op"].subkind == "cast"]
+    assert len(casts) == 1 and len(G.consumers(g, casts[0])) == 2
+    x = rng.uniform(-1, 1, (2, 8, 8, 3))
+    an = lrpgraph.create_analyzer("lrp.z", model)
+    r = an.analyze(x)
+    np.testing.assert_allclose(r.reshape(2, -1).sum(1), an.predict_logits(x).max(1), rtol=1e-5)
