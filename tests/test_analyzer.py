@@ -254,6 +254,14 @@ def test_float64_rescaling_reproduces_keras_own_rounding():
     assert report.logits_rel_diff <= 1e-13, report.logits_rel_diff
 
 
+def _assert_conserves(r, z):
+    """sum R = z per sample, to float32 round-off of the total |R| (a logit near zero
+    is a sum of cancelling terms; a relative tolerance on it alone would be too tight)."""
+    sums = r.reshape(len(r), -1).sum(1)
+    scale = np.abs(r).reshape(len(r), -1).sum(1)
+    assert np.all(np.abs(sums - z) <= 1e-5 * scale), (sums, z)
+
+
 def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
     """A float64 Input feeding float32 layers: Keras casts at each layer's call; the
     graph gets explicit cast nodes (the folded Rescaling's conv used to receive the
@@ -262,6 +270,7 @@ def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
     from lrpgraph import graph as G
     from lrpgraph.rewrite import canonicalize
 
+    keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3), dtype="float64")
     h = keras.layers.Rescaling(1 / 255.0)(inp)
     h = keras.layers.Conv2D(4, 3, activation="relu")(h)
@@ -275,8 +284,7 @@ def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
     a = lrpgraph.create_analyzer("lrp.z", model)
     r = a.analyze(x)
     assert r.dtype == np.float64
-    logits = a.predict_logits(x)
-    np.testing.assert_allclose(r.reshape(2, -1).sum(1), logits.max(1), rtol=1e-5)
+    _assert_conserves(r, a.predict_logits(x).max(1))
 
 
 def test_one_cast_serves_every_reader_of_a_tensor(rng):
@@ -285,6 +293,7 @@ def test_one_cast_serves_every_reader_of_a_tensor(rng):
     from lrpgraph import graph as G
     from lrpgraph.rewrite import canonicalize
 
+    keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3), dtype="float64")
     a = keras.layers.Conv2D(4, 3, activation="relu")(inp)
     b = keras.layers.Conv2D(4, 3, activation="relu")(inp)
@@ -296,4 +305,4 @@ def test_one_cast_serves_every_reader_of_a_tensor(rng):
     x = rng.uniform(-1, 1, (2, 8, 8, 3))
     an = lrpgraph.create_analyzer("lrp.z", model)
     r = an.analyze(x)
-    np.testing.assert_allclose(r.reshape(2, -1).sum(1), an.predict_logits(x).max(1), rtol=1e-5)
+    _assert_conserves(r, an.predict_logits(x).max(1))
