@@ -285,8 +285,8 @@ def _rescaling(layer):
     dtype = layer.compute_dtype
     # the values Keras multiplies by: its cast rounds a Python float through float32
     # even for a float64 layer, and the rewrite must reproduce the model, not improve it
-    scale = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(layer.scale, dtype)))
-    offset = np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(layer.offset, dtype)))
+    scale = keras.ops.convert_to_numpy(keras.ops.cast(layer.scale, dtype))
+    offset = keras.ops.convert_to_numpy(keras.ops.cast(layer.offset, dtype))
     if scale.ndim > 0 and keras.config.image_data_format() == "channels_first":
         scale = scale.reshape(scale.shape + (1,) * (3 - scale.ndim))
         offset = offset.reshape(offset.shape + (1,) * (3 - offset.ndim)) if offset.ndim else offset
