@@ -21,13 +21,18 @@ except ImportError as e:  # pragma: no cover
     ) from e
 
 from . import rules  # noqa: E402
-from .analyzer import Analyzer, create_analyzer, methods  # noqa: E402
+from .prepared import Prepared, prepare  # noqa: E402
+from .method import Explanation, Method  # noqa: E402
+from .analyzer import Analyzer  # noqa: E402  (registers the rule presets)
+from . import methods as _families  # noqa: E402,F401  (registers SGLRP/CLRP, CAMs, IG, SmoothGrad, occlusion)
+# after the subpackage import, so that ``lrpgraph.methods`` is the listing function
+# (iNNvestigate's API); the families stay importable as ``lrpgraph.methods.cam`` etc.
+from .registry import create_analyzer, methods  # noqa: E402
 from .assign import UnsupportedLayerError  # noqa: E402
 from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
 from .graph import to_graph  # noqa: E402
 from .rewrite import canonicalize  # noqa: E402
-from . import sglrp  # noqa: E402,F401  (registers the SGLRP paper's methods)
-from . import cam, postprocess, wrappers  # noqa: E402,F401  (register IG, SmoothGrad, occlusion, CAMs)
+from . import postprocess  # noqa: E402,F401
 
-__all__ = ["Analyzer", "create_analyzer", "methods", "rules", "to_graph", "canonicalize",
-           "UnsupportedLayerError", "__version__"]
+__all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules",
+           "to_graph", "canonicalize", "check", "UnsupportedLayerError", "__version__"]

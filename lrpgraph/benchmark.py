@@ -72,16 +72,9 @@ METRICS = {
 def accepted_params(name):
     """Parameter names a method takes explicitly: a preset's defaults, a registered
     factory's named arguments."""
-    import inspect
+    from .registry import parameters
 
-    from .registry import FACTORIES
-    from .rules.presets import PRESETS
-
-    if name in PRESETS:
-        return set(PRESETS[name].defaults)
-    factory = FACTORIES[name][0]
-    return {p.name for p in inspect.signature(factory).parameters.values()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return parameters(name)
 
 
 def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
@@ -93,7 +86,7 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     picks labels (default: all).  ``overrides`` maps a label to a dict of extra
     parameters for that method (e.g. ``{"Grad-CAM": {"layer": "block3_conv2"}}``).
     """
-    from .analyzer import create_analyzer
+    from .registry import create_analyzer
 
     labels = list(PAPER_METHODS) if methods is None else list(methods)
     unknown = [m for m in labels if m not in PAPER_METHODS]
@@ -160,14 +153,14 @@ def evaluate(analyzers, x, classes, masks, *, batch_size=32):
     -------
     BenchmarkResult
     """
-    from .analyzer import Analyzer
+    from .prepared import prepare
 
     x, classes, masks = _check_scenes(x, classes, masks)
     if not analyzers:
         raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. benchmark.paper_methods(model)")
     n = len(x)
     first = next(iter(analyzers.values()))
-    logits = Analyzer(first.model, "gradient").predict_logits(x)
+    logits = prepare(first.model).logits(x)
     target_logits = np.take_along_axis(logits, classes, axis=1)
     top2 = np.sort(np.argsort(-logits, axis=1)[:, :2], axis=1) == np.sort(classes, axis=1)
     scores = {}

@@ -24,6 +24,7 @@ from . import graph as G
 from .assign import UnsupportedLayerError, assign_rules
 from .compile import run_forward
 from .ops import LinearOp
+from .prepared import resolve_output
 from .rewrite import canonicalize
 from .rules.presets import get_preset
 
@@ -156,11 +157,9 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
         ``print(report)`` shows the table; ``report.ok``, ``report.unsupported``,
         ``report.logits_rel_diff`` and ``report.nodes`` hold the data.
     """
-    from .analyzer import _resolve_output
-
     presets = (presets,) if isinstance(presets, str) else tuple(presets)
     g = canonicalize(G.to_graph(model))
-    out = _resolve_output(g, output)
+    out = resolve_output(g, output)
     needed = {out[0]} | nx.ancestors(g, out[0])
     order = [n for n in G.topo_order(g) if n in needed and g.nodes[n]["op"].kind != "input"]
     nodes = {n: NodeCheck(n, g.nodes[n]["class_name"], _kind(g, n), {}) for n in order}

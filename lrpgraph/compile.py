@@ -15,7 +15,7 @@ import tensorflow as tf
 from . import graph as G
 from .rules.base import Context
 
-__all__ = ["infer_nonneg", "run_forward", "reverse_pass", "Program", "compile_program"]
+__all__ = ["infer_nonneg", "run_forward", "reverse_pass", "Program"]
 
 _NONNEG_ACTS = {"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid", "exp", "abs", "square",
                 "sqrt"}
@@ -103,39 +103,58 @@ def reps_needed(n_seeds, copies):
 
 
 class Program:
-    """A compiled analysis of one graph with one rule assignment and one head.
+    """A compiled analysis of one prepared graph with one rule assignment and one head.
 
-    ``fn(*inputs, targets)`` -> (relevance per input (or per stop node), logits,
+    ``fn(inputs, targets)`` -> (relevance per input (or per stop node), logits,
     activations at the stop nodes).  Targets are (N,) int32, -1 meaning "the
     predicted class"; ``multi_fn`` takes (N, T) targets and returns relevances
-    shaped (N, T, ...).
+    shaped (N, T, ...).  ``analysis`` / ``multi_analysis`` are the untraced bodies,
+    usable inside another tf.function.
+
+    The head is a :class:`lrpgraph.heads.Head`.  With several seeds per sample the
+    seeds run as one batched pass and ``head.combine`` merges them, unless the
+    head's one-pass form is exact here (``one_pass``): every rule on the path is
+    linear in the relevance it receives and, where the head needs it, conserves
+    it (then a guard checks the denominators at run time and falls back to the
+    batched pass when one is zero).
     """
 
-    def __init__(self, g, rules, head, output, input_specs, stop=None, multiply_input=False,
-                 jit_compile=False):
+    def __init__(self, prepared, rules, head, stop=None, multiply_input=False, jit_compile=False):
+        g = prepared.graph
         self.g = g
         self.head = head
-        self.output = output
+        self.output = prepared.output
+        self.needed = prepared.needed
         self.stop = list(stop) if stop else list(g.graph["inputs"])
         below = set().union(*(nx.descendants(g, s) for s in self.stop))
         self.rules = {n: r for n, r in rules.items() if n in below}
         self.multiply_input = multiply_input
         self.order = G.topo_order(g)
         self.nonneg = infer_nonneg(g)
-        self.needed = {output[0]} | nx.ancestors(g, output[0])
-        self.n_seeds = int(getattr(head, "n_seeds", 1))
-        self.combine = getattr(head, "combine", None)
-        # A head of several seeds whose result needs only their sums (scaled SGLRP/CLRP)
-        # runs as one pass where every rule conserves: sum A(s) = sum s.
-        self.one_pass = (self.n_seeds > 1 and hasattr(head, "one_pass") and not multiply_input
-                         and self.stop == list(g.graph["inputs"]) and self._conserving())
+        self.n_seeds = int(head.n_seeds)
+        self.one_pass = False  # run the head's one-pass form
+        self.guarded = False   # ... behind a run-time conservation guard
+        if self.n_seeds > 1 and head.one_pass is not None and self._linear():
+            if not head.one_pass_needs_conservation:
+                self.one_pass = True
+            elif not multiply_input and self.stop == list(g.graph["inputs"]) and self._conserving():
+                self.one_pass = self.guarded = True
         self.traces = 0
         target_spec = tf.TensorSpec([None], tf.int32, name="targets")
         multi_spec = tf.TensorSpec([None, None], tf.int32, name="targets")
-        self.fn = tf.function(self.analysis, input_signature=[list(input_specs), target_spec],
+        specs = list(prepared.input_specs)
+        self.fn = tf.function(self.analysis, input_signature=[specs, target_spec],
                               jit_compile=jit_compile, reduce_retracing=True, autograph=False)
-        self.multi_fn = tf.function(self.multi_analysis, input_signature=[list(input_specs), multi_spec],
+        self.multi_fn = tf.function(self.multi_analysis, input_signature=[specs, multi_spec],
                                     jit_compile=jit_compile, reduce_retracing=True, autograph=False)
+
+    def _path(self):
+        inputs = set(self.g.graph["inputs"])
+        return [n for n in self.needed - inputs if n in self.rules]
+
+    def _linear(self):
+        """Every rule between the stop nodes and the output is linear in R."""
+        return all(self.rules[n].linear_in_relevance for n in self._path())
 
     def _conserving(self):
         """Every node between the inputs and the output has a rule that conserves."""
@@ -146,33 +165,34 @@ class Program:
     # -- traced bodies -----------------------------------------------------------
     def _forward(self, inputs):
         values = run_forward(self.g, inputs, self.needed)
-        logits = values[self.output]
-        return values, logits
+        return values, values[self.output]
 
-    def _resolve(self, logits, targets):
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return tf.where(targets < 0, predicted, targets)
+    @staticmethod
+    def _resolve(logits, targets):
+        return tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32), targets)
 
     def _maps(self, values, logits, targets, copies):
         """The head's final maps for ``copies`` x N seeds."""
+        if self.n_seeds == 1:
+            return self._backward(values, self.head.seeds(logits, targets), 1, copies)
+
+        def batched():
+            seeds = self.head.seeds(logits, targets)
+            seeds = tf.concat(tf.unstack(seeds, axis=0), axis=0)
+            maps = self._backward(values, seeds, self.n_seeds, copies)
+            return [self._combine(m, logits, targets) for m in maps]
+
         if not self.one_pass:
-            maps = self._backward(values, logits, targets, copies)
-            return [self._combine(m, logits, targets) for m in maps] if self.n_seeds > 1 else maps
-        guards = []
-        maps = self._backward(values, logits, targets, copies, self.head.one_pass, guards)
-        ok = tf.reduce_all(tf.stack(guards)) if guards else tf.constant(True)
+            return batched()
+        guards = [] if self.guarded else None
+        maps = self._backward(values, self.head.one_pass(logits, targets), 1, copies, guards)
+        if not guards:
+            return maps
+        # a zero denominator lost relevance: sum A(s) != sum s, take the batched pass
+        return tf.cond(tf.reduce_all(tf.stack(guards)), lambda: maps, batched)
 
-        def two_passes():  # a zero denominator lost relevance: sum A(s) != sum s
-            return [self._combine(m, logits, targets) for m in self._backward(values, logits, targets, copies)]
-
-        return tf.cond(ok, lambda: maps, two_passes)
-
-    def _backward(self, values, logits, targets, copies, head=None, guards=None):
-        """Reverse pass for a batch of ``copies`` x N seeds; returns maps (copies*S, N, ...)."""
-        n_seeds = 1 if head else self.n_seeds
-        seeds = (head or self.head)(logits, targets)
-        if n_seeds > 1:
-            seeds = tf.concat(tf.unstack(seeds, axis=0), axis=0) if len(seeds.shape) == 3 else seeds
+    def _backward(self, values, seeds, n_seeds, copies, guards=None):
+        """Reverse pass for a batch of ``copies`` x ``n_seeds`` x N seeds."""
         reps = copies * n_seeds
         tile = None
         if reps_needed(n_seeds, copies):
@@ -223,8 +243,5 @@ class Program:
     def _combine(self, m, logits, targets):
         s = self.n_seeds
         m = tf.reshape(m, tf.concat([[s, -1], tf.shape(m)[1:]], 0))
-        return self.combine(m, logits, targets)
+        return self.head.combine(m, logits, targets)
 
-
-def compile_program(g, rules, head, output, input_specs, **kw):
-    return Program(g, rules, head, output, input_specs, **kw)

@@ -222,3 +222,15 @@ def fresh_id(g, base):
     while f"{base}#{k}" in g:
         k += 1
     return f"{base}#{k}"
+
+
+def layer_output_node(g, name, candidates=None):
+    """Node id for a layer name (or node id); ValueError listing the candidates."""
+    if name in g:
+        return name
+    hits = [n for n in g.nodes if n.split("#")[0] == name or g.nodes[n].get("fused_in") == name]
+    hits = [n for n in hits if g.nodes[n].get("fused_in") is None] or hits
+    if hits:
+        return hits[0]
+    pool = sorted(n for n in (candidates or g.nodes) if g.nodes[n]["op"].kind != "input")
+    raise ValueError(f"no layer named {name!r} in the model; layers: {', '.join(pool)}")

@@ -1,15 +1,27 @@
 """Heads: the initial relevance at the logits, from the logits and the targets.
 
-A head is any callable ``head(logits, targets) -> R0`` with ``logits`` (N, K)
-and ``targets`` (N,) int32; it runs inside the compiled function, so it must be
-written with TensorFlow ops.  A user can pass their own.
+The compiled analysis talks to a head through one small protocol, :class:`Head`:
+
+- ``n_seeds``: how many seeds per sample the head starts (1 for plain heads);
+- ``seeds(logits, targets)``: the seed(s), (N, K) or, for ``n_seeds > 1``, (S, N, K);
+- ``combine(maps, logits, targets)``: the final map from the S maps (S, N, ...),
+  for ``n_seeds > 1``;
+- ``one_pass``: None, or a function ``(logits, targets) -> (N, K)`` whose single
+  reverse pass gives the same result as seeds + combine, provided every rule on
+  the path is linear in the relevance it receives (``Rule.linear_in_relevance``)
+  and, when ``one_pass_needs_conservation``, conserves it (``Rule.conservative``,
+  checked at run time by a guard).  The compiled function uses it only then.
+
+A plain callable ``head(logits, targets) -> R0`` (``logits`` (N, K), ``targets``
+(N,) int32, TensorFlow ops) is a one-seed head: :func:`get_head` wraps it in
+:class:`FunctionHead`.  A user can pass either.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["HEADS", "get_head", "logit", "logit_relu", "one", "all_logits", "all_ones", "one_hot",
+__all__ = ["Head", "FunctionHead", "HEADS", "get_head", "logit", "logit_relu", "one", "all_logits", "all_ones", "one_hot",
            "ContrastiveHead", "sglrp_parts", "clrp_parts", "sglrp_head", "clrp_head",
            "signed_softmax_gradient", "sglrp_target", "sglrp_dual", "clrp_target", "clrp_dual"]
 
@@ -47,13 +59,50 @@ HEADS = {"logit": logit, "logit_relu": logit_relu, "one": one, "all_logits": all
          "all_ones": all_ones}
 
 
+class Head:
+    """The head protocol (see the module docstring); subclass it or duck-type it."""
+
+    n_seeds = 1
+    one_pass = None
+    one_pass_needs_conservation = False
+
+    def seeds(self, logits, targets):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def combine(self, maps, logits, targets):
+        """The final map from the ``n_seeds`` maps; one seed: that map."""
+        return maps[0]
+
+
+class FunctionHead(Head):
+    """A one-seed head from a function ``fn(logits, targets) -> R0``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+
+    def seeds(self, logits, targets):
+        return self.fn(logits, targets)
+
+    __call__ = seeds
+
+    def __repr__(self):
+        return f"FunctionHead({self.__name__})"
+
+
 def get_head(head):
-    if callable(head):
+    """A :class:`Head` for a head name (:data:`HEADS`), a Head, or a callable."""
+    if isinstance(head, Head):
         return head
-    try:
-        return HEADS[head]
-    except KeyError:
-        raise ValueError(f"unknown head {head!r}; known: {sorted(HEADS)} or a callable") from None
+    if isinstance(head, str):
+        try:
+            return FunctionHead(HEADS[head])
+        except KeyError:
+            raise ValueError(f"unknown head {head!r}; known: {sorted(HEADS)}, a Head or a callable") from None
+    if callable(head):
+        return FunctionHead(head)
+    raise TypeError(f"head must be a name ({sorted(HEADS)}), a lrpgraph.heads.Head or a callable "
+                    f"head(logits, targets) -> R0; got {type(head).__name__}")
 
 
 # ---- the SGLRP paper's heads (Iwana, Kuroki, Uchida, ICCV Workshops 2019) ------------
@@ -95,40 +144,43 @@ def clrp_parts(logits, targets, output_relu=True):
     return target, dual
 
 
-class ContrastiveHead:
+class ContrastiveHead(Head):
     """A head made of a target seed and a dual seed, result A(target) - m * A(dual).
 
-    ``scaling=False``: m = 1, and the subtraction runs as ONE reverse pass seeded
-    with target - dual (every LRP rule is linear in the relevance it receives).
-    ``scaling=True``: m = sum A(target) / sum A(dual) per sample, so each map sums
-    to zero; both seeds run as one batched pass (``n_seeds = 2``) and ``combine``
-    subtracts.  A sample whose sums are both zero (its gated target logit is <= 0)
-    gets an all-zero map instead of 0/0.
+    The two seeds run as one batched pass (``n_seeds = 2``) and ``combine``
+    subtracts: ``scaling=True``: m = sum A(target) / sum A(dual) per sample, so
+    each map sums to zero (a sample whose sums are both zero, its gated target
+    logit <= 0, gets an all-zero map instead of 0/0); ``scaling=False``: m = 1.
+
+    ``one_pass`` seeds ONE reverse pass with target - m * dual.  It is exact when
+    every rule on the path is linear in the relevance (A(a) - A(b) = A(a - b)), and
+    for ``scaling=True`` also conservative, so that m = sum target / sum dual
+    (``one_pass_needs_conservation``; the compiled function guards it at run time).
     """
+
+    n_seeds = 2
 
     def __init__(self, parts, scaling=True, sign=-1.0, **kw):
         self.parts = parts
         self.scaling = scaling
         self.sign = sign
         self.kw = kw
-        self.n_seeds = 2 if scaling else 1
+        self.one_pass_needs_conservation = bool(scaling)
 
-    def __call__(self, logits, targets):
-        target, dual = self.parts(logits, targets, **self.kw)
-        if self.scaling:
-            return tf.stack([target, dual])
-        return target + self.sign * dual
+    def seeds(self, logits, targets):
+        return tf.stack(self.parts(logits, targets, **self.kw))
 
     def one_pass(self, logits, targets):
-        """The scaled result's seed for ONE pass, target - m * dual with
-        m = sum target / sum dual: equal to A(target) - m A(dual) when every rule
-        conserves (sum A(s) = sum s), which the compiled function checks."""
         target, dual = self.parts(logits, targets, **self.kw)
+        if not self.scaling:
+            return target + self.sign * dual
         m = tf.math.divide_no_nan(tf.reduce_sum(target, -1, keepdims=True), tf.reduce_sum(dual, -1, keepdims=True))
         return target + self.sign * m * dual
 
     def combine(self, maps, logits, targets):
         a_t, a_d = maps[0], maps[1]
+        if not self.scaling:
+            return a_t + self.sign * a_d
         axes = list(range(1, len(a_t.shape)))
         s_t = tf.reduce_sum(a_t, axis=axes, keepdims=True)
         s_d = tf.reduce_sum(a_d, axis=axes, keepdims=True)

@@ -1,18 +1,57 @@
-"""Methods that are not plain presets (CAM family, integrated gradients, SmoothGrad,
-occlusion, SGLRP/CLRP) register a factory here under their name, so that
-``create_analyzer(name, model, **params)`` and ``methods()`` list them beside
-the presets."""
+"""The one table of method names: ``METHODS[name] = (factory, doc)``.
+
+Every method is registered here under its name: the rule presets (by
+:mod:`lrpgraph.analyzer`) and the families in :mod:`lrpgraph.methods` (SGLRP/CLRP,
+the CAM family, integrated gradients, SmoothGrad, VarGrad, occlusion).
+``create_analyzer(name, model, **params)`` builds one, ``methods()`` lists them.
+"""
 
 from __future__ import annotations
 
-FACTORIES = {}
+__all__ = ["METHODS", "register", "create_analyzer", "methods", "parameters"]
+
+METHODS = {}
 
 
 def register(name, doc):
-    """Decorator: ``@register("gradcam", "Grad-CAM ...")`` on ``factory(model, **params)``."""
+    """Decorator: ``@register("gradcam", "Grad-CAM ...")`` on ``factory(model, **params)``
+    (a function or a :class:`lrpgraph.method.Method` subclass)."""
 
     def deco(factory):
-        FACTORIES[name] = (factory, doc)
+        if name in METHODS and METHODS[name][0] is not factory:
+            raise ValueError(f"a method named {name!r} is already registered")
+        METHODS[name] = (factory, doc)
         return factory
 
     return deco
+
+
+def create_analyzer(name, model, **params):
+    """``create_analyzer("lrp.epsilon", model, epsilon=0.01)``: iNNvestigate's entry point.
+
+    ``name`` is any name from :func:`methods`; ``model`` a keras.Model or a
+    :class:`lrpgraph.Prepared`; ``params`` the method's parameters."""
+    try:
+        factory = METHODS[name][0]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}") from None
+    return factory(model, **params)
+
+
+def methods():
+    """dict method name -> one-line description."""
+    return {name: doc for name, (_, doc) in METHODS.items()}
+
+
+def parameters(name):
+    """The parameter names method ``name`` takes explicitly: a preset's defaults
+    (``factory.parameters``), else the factory's named arguments."""
+    import inspect
+
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+    factory = METHODS[name][0]
+    if hasattr(factory, "parameters"):
+        return set(factory.parameters)
+    return {p.name for p in inspect.signature(factory).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "model"}

@@ -191,4 +191,4 @@ def test_gradcam_stops_early(gap_model):
     model, _ = gap_model
     a = lrpgraph.create_analyzer("gradcam", model)
     # only the layers after the CAM layer carry a rule in the truncated reverse pass
-    assert set(a.program.rules) <= {"gap", "out"}
+    assert set(a.gradient.program.rules) <= {"gap", "out"}

@@ -6,7 +6,8 @@ import pytest
 import keras
 
 import lrpgraph
-from lrpgraph import postprocess, wrappers
+from lrpgraph import postprocess
+from lrpgraph.methods import perturbation
 from conftest import build_small_cnn, load_golden
 
 GOLDEN_METHODS = ["gradient", "input_t_gradient", "guided_backprop", "deconvnet", "integrated_gradients"]
@@ -201,7 +202,7 @@ def test_registered():
     names = lrpgraph.methods()
     for name in ("integrated_gradients", "smoothgrad", "vargrad", "occlusion"):
         assert name in names
-    assert isinstance(lrpgraph.create_analyzer("vargrad", _linear_model()), wrappers.VarGrad)
+    assert isinstance(lrpgraph.create_analyzer("vargrad", _linear_model()), perturbation.VarGrad)
 
 
 def test_bench_families_smoke(capsys):

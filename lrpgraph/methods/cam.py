@@ -13,8 +13,8 @@ final map (after resizing, as the SGLRP code does).  The default is
 ``relu=False``: the signed map of the SGLRP code and of REFERENCE.md's
 formulas; the Grad-CAM paper's map is ``relu=True``.
 
-The gradient methods stop the reverse pass at ``layer`` (a truncated
-:class:`lrpgraph.compile.Program`), so they cost a forward pass plus the
+The gradient methods stop the reverse pass at ``layer`` (a gradient
+:class:`lrpgraph.Analyzer` with ``stop_at``), so they cost a forward pass plus the
 backward pass of the layers after ``layer``.  Models with several inputs (the
 SGLRP code's MultiGradCAM case) get one map per input: for each input the named
 layer's call that depends on it (a shared layer called once per input), or with
@@ -33,12 +33,11 @@ import numpy as np
 import tensorflow as tf
 from skimage.transform import resize as _sk_resize
 
-from . import graph as G
-from .analyzer import Analyzer
-from .compile import Program, run_forward
-from .ops import LinearOp
-from .registry import register
-from .wrappers import MethodBase, _check_batch_size, _chunked
+from .. import graph as G
+from ..analyzer import Analyzer
+from ..method import Method, check_batch_size, chunked
+from ..ops import LinearOp
+from ..registry import register
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "GuidedGradCAM", "find_cam_layers"]
 
@@ -108,22 +107,20 @@ def _sk_upsample(maps, spatial):
     return _sk_resize(maps, shape, mode="reflect", anti_aliasing=True).astype(maps.dtype, copy=False)
 
 
-class _CAMBase(MethodBase):
-    """Layer selection, the truncated program, resizing and ReLU shared by the family."""
+class _CAMBase(Method):
+    """Layer selection, the truncated gradient, resizing and ReLU shared by the family."""
 
     needs_gradient = True
-    method_name = "cam"
+    supports_all = False
+    name = "cam"
 
     def __init__(self, model, layer=None, *, resize=True, relu=False, neuron_selection_mode="max_activation",
                  output=None, postprocess=None):
-        if neuron_selection_mode == "all":
-            raise ValueError(f"{self.method_name} explains one class per sample; use neuron_selection_mode="
-                             "'max_activation' or 'index'")
-        inner = Analyzer(model, "gradient", neuron_selection_mode=neuron_selection_mode, output=output)
-        self._setup(inner, postprocess)
-        g = inner.graph
-        needed = inner.program.needed
-        self.input_nodes = list(g.graph["inputs"])
+        super().__init__(model, neuron_selection_mode=neuron_selection_mode, output=output, postprocess=postprocess)
+        prepared = self.prepared
+        g = prepared.graph
+        needed = prepared.needed
+        self.input_nodes = list(prepared.input_nodes)
         self.nodes = find_cam_layers(g, self.input_nodes, needed, layer)
         self.layer = layer
         self.resize, self.relu = bool(resize), bool(relu)
@@ -135,14 +132,9 @@ class _CAMBase(MethodBase):
                                      f"to have the rank of its input {g.nodes[m]['output_shapes'][0]}; pass "
                                      "resize=False for maps at the layer's resolution")
         # The reverse pass of the gradient stops at the CAM layer(s).
-        self.program = Program(g, inner.rules, inner.head, inner.output, inner.input_specs,
-                               stop=self.stop) if self.needs_gradient else None
+        self.gradient = Analyzer(prepared, "gradient", stop_at=self.stop) if self.needs_gradient else None
         self._fn = tf.function(self._body, input_signature=[list(self.input_specs), tf.TensorSpec([None], tf.int32)],
                                reduce_retracing=True, autograph=False)
-
-    @staticmethod
-    def _resolve(logits, targets):
-        return tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32), targets)
 
     @staticmethod
     def _weighted(acts, weights):
@@ -162,9 +154,9 @@ class _CAMBase(MethodBase):
             out.append(np.maximum(m, 0) if self.relu else m)
         return out
 
-    def _run(self, xs, targets):
+    def compute(self, xs, targets):
         maps = self._fn([tf.convert_to_tensor(x) for x in xs], tf.convert_to_tensor(targets))
-        return self._finish([m.numpy() for m in maps], xs)
+        return self._finish([m.numpy() for m in maps], xs), None
 
 
 class GradCAM(_CAMBase):
@@ -176,10 +168,10 @@ class GradCAM(_CAMBase):
     (the SGLRP code's GradCAM/MultiGradCAM; the paper's map is ``relu=True``).
     Parameters: ``layer``, ``resize``, ``relu`` (see :mod:`lrpgraph.cam`)."""
 
-    method_name = "gradcam"
+    name = "gradcam"
 
     def _body(self, inputs, targets):
-        grads, _, acts = self.program.analysis(inputs, targets)
+        grads, _, acts = self.gradient.traced(inputs, targets)
         return [self._weighted(a, tf.reduce_mean(g, axis=list(range(1, len(g.shape) - 1))))
                 for g, a in zip(grads, acts)]
 
@@ -194,11 +186,11 @@ class GradCAMPlusPlus(_CAMBase):
 
     (exp(z_t) only scales the map; it overflows float32 for logits above ~88)."""
 
-    method_name = "gradcampp"
+    name = "gradcampp"
 
     def _body(self, inputs, targets):
-        grads, logits, acts = self.program.analysis(inputs, targets)
-        t = self._resolve(logits, targets)
+        grads, logits, acts = self.gradient.traced(inputs, targets)
+        t = self.prepared.resolve_predicted(logits, targets)
         scale = tf.exp(tf.gather(logits, t, batch_dims=1))
         out = []
         for g, a in zip(grads, acts):
@@ -222,17 +214,17 @@ class CAM(_CAMBase):
     up to the factor 1/(h w))."""
 
     needs_gradient = False
-    method_name = "cam"
+    name = "cam"
 
     def __init__(self, model, layer=None, **kw):
         super().__init__(model, layer, **kw)
-        g = self.inner.graph
+        g = self.prepared.graph
         self._dense = {}
         for n in self.stop:
             self._dense[n] = self._dense_after_gap(g, n)
 
     def _dense_after_gap(self, g, n):
-        out_node = self.inner.output[0]
+        out_node = self.prepared.output_node
         hint = ("CAM needs the layer to feed GlobalAveragePooling and then the output Dense layer "
                 "(Zhou et al. 2016); use 'gradcam' for other architectures")
         cons = G.consumers(g, n)
@@ -253,9 +245,9 @@ class CAM(_CAMBase):
         return op
 
     def _body(self, inputs, targets):
-        inner = self.inner
-        values = run_forward(inner.graph, inputs, inner.program.needed)
-        t = self._resolve(values[inner.output], targets)
+        prepared = self.prepared
+        values = prepared.activations(inputs)
+        t = prepared.resolve_predicted(values[prepared.output], targets)
         out = []
         for n in self.stop:
             kernel = self._dense[n].kernel()
@@ -291,13 +283,13 @@ class ScoreCAM(_CAMBase):
     are left unmasked."""
 
     needs_gradient = False
-    method_name = "scorecam"
+    name = "scorecam"
 
     def __init__(self, model, layer=None, *, batch_size=64, softmax=False, **kw):
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.softmax = bool(softmax)
         super().__init__(model, layer, **kw)
-        g = self.inner.graph
+        g = self.prepared.graph
         for m, n in zip(self.input_nodes, self.nodes):
             if n is not None and (_rank(g, n) != _rank(g, m) or _rank(g, m) not in (3, 4)):
                 raise ValueError(f"Score-CAM masks input {m!r} (shape {g.nodes[m]['output_shapes'][0]}) with "
@@ -305,9 +297,9 @@ class ScoreCAM(_CAMBase):
                                  "1 or 2 spatial axes")
 
     def _body(self, inputs, targets):
-        inner = self.inner
-        values = run_forward(inner.graph, inputs, inner.program.needed)
-        t = self._resolve(values[inner.output], targets)
+        prepared = self.prepared
+        values = prepared.activations(inputs)
+        t = prepared.resolve_predicted(values[prepared.output], targets)
         n_samples = tf.shape(inputs[0])[0]
         out = []
         for n in self.stop:
@@ -324,7 +316,7 @@ class ScoreCAM(_CAMBase):
                 return chunk, i, shown, tf.cast(valid, mask.dtype)
 
             def fold(acc, chunk, i, shown, valid):
-                z = run_forward(inner.graph, chunk, inner.program.needed)[inner.output]
+                z = prepared.forward(chunk)
                 if self.softmax:
                     z = tf.nn.softmax(z, axis=-1)
                 s = tf.gather(z, tf.gather(t, i), batch_dims=1) * valid
@@ -333,12 +325,12 @@ class ScoreCAM(_CAMBase):
 
             size = list(spatial) if self.resize else list(acts.shape[1:-1])
             init = tf.zeros(tf.concat([[n_samples], size, [1]], 0), acts.dtype)
-            out.append(_chunked(k_channels, n_samples, self.batch_size, make, fold, init))
+            out.append(chunked(k_channels, n_samples, self.batch_size, make, fold, init))
         return out
 
-    def _run(self, xs, targets):
+    def compute(self, xs, targets):
         maps = self._fn([tf.convert_to_tensor(x) for x in xs], tf.convert_to_tensor(targets))
-        return self._finish([m.numpy() for m in maps], xs, upsampled=True)
+        return self._finish([m.numpy() for m in maps], xs, upsampled=True), None
 
 
 class GuidedGradCAM(GradCAM):
@@ -347,19 +339,18 @@ class GuidedGradCAM(GradCAM):
     guided backpropagation map (``guided_backprop``, from the target logit).
     Returns maps shaped like the input."""
 
-    method_name = "guided_gradcam"
+    name = "guided_gradcam"
 
     def __init__(self, model, layer=None, *, resize=True, **kw):
         if not resize:
             raise ValueError("guided_gradcam multiplies by an input-sized map: it needs resize=True")
         super().__init__(model, layer, resize=True, **kw)
-        self.guided = Analyzer(model, "guided_backprop", neuron_selection_mode=self.inner.neuron_selection_mode,
-                               output=kw.get("output"))
+        self.guided = Analyzer(self.prepared, "guided_backprop", neuron_selection_mode=self.neuron_selection_mode)
 
-    def _run(self, xs, targets):
-        cams = super()._run(xs, targets)
-        gbp = self.guided.program.fn([tf.convert_to_tensor(x) for x in xs], tf.convert_to_tensor(targets))[0]
-        return [None if c is None else c * g.numpy() for c, g in zip(cams, gbp)]
+    def compute(self, xs, targets):
+        cams, _ = super().compute(xs, targets)
+        gbp, logits = self.guided.compute(xs, targets)
+        return [None if c is None else c * g for c, g in zip(cams, gbp)], logits
 
 
 register("cam", "CAM: the output Dense layer's weights on the channels before global average pooling "

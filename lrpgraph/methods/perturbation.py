@@ -4,13 +4,12 @@ integrated gradients, SmoothGrad, VarGrad and occlusion.
 All perturbed batches are built and analysed inside ONE compiled tf.function:
 a ``tf.while_loop`` walks over the (copies x samples) items in chunks of at most
 ``batch_size`` items, calling the wrapped method's traced body
-(:meth:`lrpgraph.compile.Program.analysis`) on each chunk and accumulating the
+(:meth:`lrpgraph.Analyzer.traced`) on each chunk and accumulating the
 result per sample.  There is never one Python call per step.
 
-Every object here has ``analyze(x, target=None)`` with the semantics of
-:meth:`lrpgraph.Analyzer.analyze` (an int, one int per sample, an (N, T)
-array, or None for the predicted class at the unperturbed input) and returns
-numpy maps.  Inputs and targets are validated by the wrapped Analyzer.
+Every class here is a :class:`lrpgraph.method.Method`: ``analyze(x, target=None)``
+with the shared target semantics (an int, one int per sample, an (N, T) array,
+or None for the predicted class at the unperturbed input), numpy maps out.
 """
 
 from __future__ import annotations
@@ -18,56 +17,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import postprocess as _post
-from .analyzer import Analyzer
-from .compile import run_forward
-from .registry import register
-from .rules.presets import PRESETS
+from ..analyzer import Analyzer
+from ..method import Method, check_batch_size, chunked
+from ..registry import register
+from ..rules.presets import PRESETS
 
 __all__ = ["IntegratedGradients", "SmoothGrad", "VarGrad", "Occlusion"]
-
-
-class MethodBase:
-    """Shared front of the wrapper and CAM methods: validation (by the inner
-    :class:`~lrpgraph.Analyzer`), (N, T) targets, post-processing.
-
-    Subclasses set ``self.inner`` (an Analyzer) and implement
-    ``_run(xs, targets) -> list of numpy maps`` (one per model input, or None
-    where a method has no map for that input) for (N,) int32 targets, -1 meaning
-    the predicted class."""
-
-    inner: Analyzer
-
-    def _setup(self, inner, postprocess):
-        self.inner = inner
-        self.model = inner.model
-        self.postprocess = _post.check(postprocess)
-        self.input_specs = inner.input_specs
-
-    @property
-    def num_classes(self):
-        return self.inner.num_classes
-
-    def analyze(self, x, target=None, *, neuron_selection=None):
-        """Maps for ``x`` (numpy); see the module docstring for ``target``.  Models
-        with several inputs take and return lists (one map per input)."""
-        if neuron_selection is not None:
-            if target is not None:
-                raise TypeError("pass either target or neuron_selection, not both")
-            target = neuron_selection
-        xs, single = self.inner._check_inputs(x)
-        targets, multi = self.inner._check_targets(target, xs[0].shape[0])
-        if multi:
-            cols = [self._run(xs, np.ascontiguousarray(targets[:, t])) for t in range(targets.shape[1])]
-            maps = [None if cols[0][i] is None else np.stack([c[i] for c in cols], axis=1)
-                    for i in range(len(cols[0]))]
-        else:
-            maps = self._run(xs, targets)
-        maps = [None if m is None else _post.apply(m, self.postprocess, 2 if multi else 1) for m in maps]
-        return maps[0] if single else maps
-
-    def _run(self, xs, targets):  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 def _inner_analyzer(model, method, neuron_selection_mode, output, params):
@@ -76,41 +31,15 @@ def _inner_analyzer(model, method, neuron_selection_mode, output, params):
     return Analyzer(model, method, neuron_selection_mode=neuron_selection_mode, output=output, **params)
 
 
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (items per compiled chunk), got {batch_size!r}")
-    return int(batch_size)
-
-
-def _resolve_targets(inner, inputs, targets):
+def _resolve_targets(prepared, inputs, targets, mode):
     """-1 -> the predicted class at the unperturbed inputs (one forward pass, only if needed)."""
     def predicted():
-        logits = run_forward(inner.graph, inputs, inner.program.needed)[inner.output]
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return tf.argmax(prepared.forward(inputs), axis=-1, output_type=tf.int32)
 
-    if inner.neuron_selection_mode == "all":
+    if mode == "all":
         return targets
     return tf.cond(tf.reduce_any(targets < 0), lambda: tf.where(targets < 0, predicted(), targets),
                    lambda: targets)
-
-
-def _chunked(n_copies, n, batch_size, make_chunk, analyze_chunk, init):
-    """Loop over the n_copies * n items (item j: copy j // n of sample j % n) in
-    chunks of at most ``batch_size``; ``make_chunk(copy_idx, sample_idx, valid, c)``
-    builds a chunk, ``analyze_chunk(acc, chunk, sample_idx, weights)`` folds it in.
-    The last chunk is padded with repeats whose ``valid`` is 0."""
-    total = n_copies * n
-    b = tf.minimum(tf.constant(batch_size), total)
-    n_chunks = (total + b - 1) // b
-
-    def body(c, accs):
-        j = c * b + tf.range(b)
-        valid = j < total
-        j = tf.minimum(j, total - 1)
-        return c + 1, analyze_chunk(accs, *make_chunk(j // n, j % n, valid, c))
-
-    _, accs = tf.while_loop(lambda c, _: c < n_chunks, body, (tf.constant(0), init))
-    return accs
 
 
 def _broadcast_reference(ref, xs, what):
@@ -152,7 +81,7 @@ def _check_reference(ref, specs):
                              f"{tuple(spec.shape[1:])}, or the batch's shape")
 
 
-class IntegratedGradients(MethodBase):
+class IntegratedGradients(Method):
     """Integrated gradients (Sundararajan, Taly, Yan, "Axiomatic Attribution for
     Deep Networks", ICML 2017), wrapping any preset (default ``"gradient"``).
 
@@ -176,6 +105,8 @@ class IntegratedGradients(MethodBase):
     (e.g. ``epsilon``).
     """
 
+    name = "integrated_gradients"
+
     def __init__(self, model, method="gradient", *, steps=16, reference_inputs=0.0, baseline=None,
                  rule="left", multiply=None, batch_size=64, neuron_selection_mode="max_activation",
                  output=None, postprocess=None, **params):
@@ -186,10 +117,11 @@ class IntegratedGradients(MethodBase):
         if baseline is not None:
             reference_inputs = baseline
         self.steps, self.rule = int(steps), rule
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.multiply = (method == "gradient") if multiply is None else bool(multiply)
         self.method = method
-        self._setup(_inner_analyzer(model, method, neuron_selection_mode, output, params), postprocess)
+        super().__init__(model, neuron_selection_mode=neuron_selection_mode, output=output, postprocess=postprocess)
+        self.inner = _inner_analyzer(self.prepared, method, neuron_selection_mode, output, params)
         self.reference_inputs = reference_inputs
         _check_reference(reference_inputs, self.input_specs)
         k = np.arange(self.steps + (rule == "trapezoid"), dtype=np.float64)
@@ -202,7 +134,7 @@ class IntegratedGradients(MethodBase):
                                reduce_retracing=True, autograph=False)
 
     def _body(self, inputs, refs, targets):
-        targets = _resolve_targets(self.inner, inputs, targets)
+        targets = _resolve_targets(self.prepared, inputs, targets, self.neuron_selection_mode)
         n = tf.shape(inputs[0])[0]
         dtype = inputs[0].dtype
         alphas = tf.constant(self._alphas, dtype)
@@ -217,25 +149,25 @@ class IntegratedGradients(MethodBase):
             return chunk, i, tf.gather(weights, k) * tf.cast(valid, dtype)
 
         def fold(accs, chunk, i, w):
-            maps, _, _ = self.inner.program.analysis(chunk, tf.gather(targets, i))
+            maps, _, _ = self.inner.traced(chunk, tf.gather(targets, i))
             return [acc + tf.math.unsorted_segment_sum(
                 m * tf.reshape(tf.cast(w, m.dtype), [-1] + [1] * (len(m.shape) - 1)), i, n)
                 for acc, m in zip(accs, maps)]
 
         init = [tf.zeros_like(x) for x in inputs]
-        accs = _chunked(len(self._alphas), n, self.batch_size, make, fold, init)
+        accs = chunked(len(self._alphas), n, self.batch_size, make, fold, init)
         if self.multiply:
             accs = [a * d for a, d in zip(accs, deltas)]
         return accs
 
-    def _run(self, xs, targets):
+    def compute(self, xs, targets):
         refs = _broadcast_reference(self.reference_inputs, xs, "reference_inputs")
         out = self._fn([tf.convert_to_tensor(x) for x in xs], [tf.convert_to_tensor(r) for r in refs],
                        tf.convert_to_tensor(targets))
-        return [o.numpy() for o in out]
+        return [o.numpy() for o in out], None
 
 
-class SmoothGrad(MethodBase):
+class SmoothGrad(Method):
     """SmoothGrad (Smilkov et al., "SmoothGrad: removing noise by adding noise",
     2017), wrapping any preset (default ``"gradient"``):
 
@@ -251,6 +183,8 @@ class SmoothGrad(MethodBase):
     Other keyword arguments go to the wrapped preset.
     """
 
+    name = "smoothgrad"
+
     _reduce = "mean"
 
     def __init__(self, model, method="gradient", *, n=16, noise_scale=0.15, relative=True, seed=0,
@@ -265,16 +199,17 @@ class SmoothGrad(MethodBase):
         if seed is not None and not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.n, self.noise_scale, self.relative, self.seed = int(n), float(noise_scale), relative, seed
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.method = method
-        self._setup(_inner_analyzer(model, method, neuron_selection_mode, output, params), postprocess)
+        super().__init__(model, neuron_selection_mode=neuron_selection_mode, output=output, postprocess=postprocess)
+        self.inner = _inner_analyzer(self.prepared, method, neuron_selection_mode, output, params)
         specs = list(self.input_specs)
         self._fn = tf.function(self._body, input_signature=[specs, tf.TensorSpec([None], tf.int32),
                                                             tf.TensorSpec([], tf.int64)],
                                reduce_retracing=True, autograph=False)
 
     def _body(self, inputs, targets, seed):
-        targets = _resolve_targets(self.inner, inputs, targets)
+        targets = _resolve_targets(self.prepared, inputs, targets, self.neuron_selection_mode)
         n = tf.shape(inputs[0])[0]
         sigmas = []
         for x in inputs:
@@ -295,7 +230,7 @@ class SmoothGrad(MethodBase):
             return chunk, i, tf.cast(valid, tf.float64) / self.n
 
         def fold(accs, chunk, i, w):
-            maps, _, _ = self.inner.program.analysis(chunk, tf.gather(targets, i))
+            maps, _, _ = self.inner.traced(chunk, tf.gather(targets, i))
             out = []
             for (s1, s2), m in zip(accs, maps):
                 m = tf.cast(m, tf.float64)
@@ -307,16 +242,16 @@ class SmoothGrad(MethodBase):
             return out
 
         init = [(tf.zeros(tf.shape(x), tf.float64), tf.zeros(tf.shape(x), tf.float64)) for x in inputs]
-        accs = _chunked(self.n, n, self.batch_size, make, fold, init)
+        accs = chunked(self.n, n, self.batch_size, make, fold, init)
         if self._reduce == "var":
             return [tf.cast(tf.maximum(s2 - s1 * s1, 0.0), x.dtype) for (s1, s2), x in zip(accs, inputs)]
         return [tf.cast(s1, x.dtype) for (s1, _), x in zip(accs, inputs)]
 
-    def _run(self, xs, targets):
+    def compute(self, xs, targets):
         seed = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
         out = self._fn([tf.convert_to_tensor(x) for x in xs], tf.convert_to_tensor(targets),
                        tf.constant(seed, tf.int64))
-        return [o.numpy() for o in out]
+        return [o.numpy() for o in out], None
 
 
 class VarGrad(SmoothGrad):
@@ -325,10 +260,12 @@ class VarGrad(SmoothGrad):
     noisy maps, (1/n) sum_j A(x + e_j)^2 - SG(x)^2, with SmoothGrad's noise and
     parameters (population variance, accumulated in float64)."""
 
+    name = "vargrad"
+
     _reduce = "var"
 
 
-class Occlusion(MethodBase):
+class Occlusion(Method):
     """Occlusion (Zeiler & Fergus, "Visualizing and Understanding Convolutional
     Networks", ECCV 2014): slide a ``window`` (h, w) with ``stride`` over the
     image, replace it by ``baseline`` in every channel, and record the drop of
@@ -342,15 +279,17 @@ class Occlusion(MethodBase):
     ``batch_size``.  ``stride`` defaults to the window (no overlap).
     """
 
+    name = "occlusion"
+    supports_all = False
+
     def __init__(self, model, *, window=8, stride=None, baseline=0.0, batch_size=64,
                  neuron_selection_mode="max_activation", output=None, postprocess=None):
-        inner = Analyzer(model, "gradient", neuron_selection_mode=neuron_selection_mode, output=output)
-        if neuron_selection_mode == "all":
-            raise ValueError("occlusion explains one class per sample; use 'max_activation' or 'index'")
-        if len(inner.input_specs) != 1 or len(inner.input_specs[0].shape) != 4:
+        super().__init__(model, neuron_selection_mode=neuron_selection_mode, output=output, postprocess=postprocess)
+        specs = self.input_specs
+        if len(specs) != 1 or len(specs[0].shape) != 4:
             raise ValueError("occlusion needs a model with one image input (N, H, W, C); this model's inputs "
-                             f"are {[tuple(s.shape) for s in inner.input_specs]}")
-        h, w = inner.input_specs[0].shape[1:3]
+                             f"are {[tuple(s.shape) for s in specs]}")
+        h, w = specs[0].shape[1:3]
         if h is None or w is None:
             raise ValueError("occlusion needs a fixed input height and width")
         self.window = _pair(window, "window")
@@ -360,8 +299,7 @@ class Occlusion(MethodBase):
         if not np.isfinite(baseline):
             raise ValueError(f"baseline must be a finite number, got {baseline!r}")
         self.baseline = float(baseline)
-        self.batch_size = _check_batch_size(batch_size)
-        self._setup(inner, postprocess)
+        self.batch_size = check_batch_size(batch_size)
         rows = np.arange(0, h - self.window[0] + 1, self.stride[0])
         cols = np.arange(0, w - self.window[1] + 1, self.stride[1])
         masks = np.zeros((len(rows) * len(cols), h, w, 1), np.float32)
@@ -374,10 +312,10 @@ class Occlusion(MethodBase):
                                reduce_retracing=True, autograph=False)
 
     def _body(self, inputs, targets):
-        inner = self.inner
+        prepared = self.prepared
         x = inputs[0]
-        logits = run_forward(inner.graph, inputs, inner.program.needed)[inner.output]
-        targets = tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32), targets)
+        logits = prepared.forward(inputs)
+        targets = prepared.resolve_predicted(logits, targets)
         ref = tf.gather(logits, targets, batch_dims=1)
         masks = tf.constant(self._masks, x.dtype)
         n = tf.shape(x)[0]
@@ -387,17 +325,17 @@ class Occlusion(MethodBase):
             return [tf.gather(x, i) * (1 - mk) + self.baseline * mk], i, mk, tf.cast(valid, x.dtype)
 
         def fold(acc, chunk, i, mk, valid):
-            z = run_forward(inner.graph, chunk, inner.program.needed)[inner.output]
+            z = prepared.forward(chunk)
             drop = (tf.gather(ref, i) - tf.gather(z, tf.gather(targets, i), batch_dims=1)) * valid
             return acc + tf.math.unsorted_segment_sum(drop[:, None, None, None] * mk, i, n)
 
-        acc = _chunked(len(self._masks), n, self.batch_size, make, fold, tf.zeros(tf.concat([tf.shape(x)[:3], [1]], 0), x.dtype))
+        acc = chunked(len(self._masks), n, self.batch_size, make, fold, tf.zeros(tf.concat([tf.shape(x)[:3], [1]], 0), x.dtype))
         count = tf.constant(self._count, x.dtype)
         return [tf.math.divide_no_nan(acc, count)]
 
-    def _run(self, xs, targets):
+    def compute(self, xs, targets):
         out = self._fn([tf.convert_to_tensor(xs[0])], tf.convert_to_tensor(targets))
-        return [o.numpy() for o in out]
+        return [o.numpy() for o in out], None
 
 
 def _pair(v, what):

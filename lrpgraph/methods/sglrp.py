@@ -29,9 +29,9 @@ import warnings
 
 import numpy as np
 
-from .analyzer import Analyzer
-from .heads import clrp_head, signed_softmax_gradient, sglrp_head
-from .registry import register
+from ..analyzer import Analyzer
+from ..heads import clrp_head, signed_softmax_gradient, sglrp_head
+from ..registry import register
 
 __all__ = ["SGLRP", "CLRP", "SGLRPSeqA", "SGLRPSeqB", "OriginalLRP"]
 
@@ -41,33 +41,26 @@ class _PaperAnalyzer(Analyzer):
     whose logit the output ReLU gates to zero."""
 
     def __init__(self, model, preset, *, method, relu=False, gated=False, contrastive=False, **kw):
-        self.method = method
+        super().__init__(model, preset, **kw)
+        self.name = method
         self.relu = relu
         self.gated = gated
-        super().__init__(model, preset, **kw)
         if contrastive and self.num_classes < 2:
             raise ValueError(f"{method} contrasts the target with the other classes: the model needs at least "
                              f"two classes, its output has {self.num_classes}")
 
-    def analyze(self, x, target=None, **kw):
-        out = super().analyze(x, target, **kw)
-        if self.gated:
-            self._warn_gated(target)
+    def finalize(self, maps, logits, targets):
+        if self.gated and targets.min() >= 0:
+            t = targets.reshape(len(logits), -1)
+            bad = sorted(set(np.nonzero(np.take_along_axis(logits, t, axis=1) <= 0)[0].tolist()))
+            if bad:
+                warnings.warn(
+                    f"{self.name}: the target logit is <= 0 for sample(s) {bad}; the original code's output "
+                    "ReLU gates it, so their maps are all zero. Pass output_relu=False for the paper's formula.",
+                    RuntimeWarning, stacklevel=4)
         if self.relu:
-            out = [np.maximum(o, 0) for o in out] if isinstance(out, list) else np.maximum(out, 0)
-        return out
-
-    def _warn_gated(self, target):
-        logits = self.last_logits
-        t, _ = self._check_targets(target, len(logits))
-        t = t.reshape(len(logits), -1)
-        t = np.where(t < 0, logits.argmax(-1)[:, None], t)
-        bad = sorted(set(np.nonzero(np.take_along_axis(logits, t, axis=1) <= 0)[0].tolist()))
-        if bad:
-            warnings.warn(
-                f"{self.method}: the target logit is <= 0 for sample(s) {bad}; the original code's output "
-                "ReLU gates it, so their maps are all zero. Pass output_relu=False for the paper's formula.",
-                RuntimeWarning, stacklevel=3)
+            maps = [None if m is None else np.maximum(m, 0) for m in maps]
+        return maps
 
 
 def _contrastive(method, head_factory, model, low, high, relu, scaling, output_relu, **kw):

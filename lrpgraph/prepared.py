@@ -1,0 +1,238 @@
+"""One prepared model: the rewritten graph and everything every method needs of it.
+
+``prepare(model)`` runs the first two stages (graph, rewrite passes) once per
+model and returns a :class:`Prepared`: the canonical graph, the explained output,
+the input specs, the nodes the output needs, the number of classes, input and
+target validation, a compiled ``logits(x)`` and target resolution.  Every method
+(:mod:`lrpgraph.methods`), the dataset runner, the evaluation metrics,
+:func:`lrpgraph.check` and the CLI are built on it; ``prepare`` caches it on the
+model object, so ``create_analyzer("sglrp", m)`` and ``create_analyzer("gradcam", m)``
+convert ``m`` once.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import networkx as nx
+import numpy as np
+import tensorflow as tf
+
+from . import graph as G
+from .compile import run_forward
+from .rewrite import canonicalize
+
+__all__ = ["Prepared", "prepare", "resolve_output"]
+
+_CACHE = weakref.WeakKeyDictionary()
+
+
+def prepare(model, output=None, *, class_names=None):
+    """The :class:`Prepared` form of ``model`` (built once per model and output).
+
+    ``model`` may already be a :class:`Prepared` (returned as is; then ``output``
+    must be None or the same).  ``class_names`` (a list, one per class) lets
+    targets be given by name; it is attached to the cached object."""
+    if isinstance(model, Prepared):
+        if output is not None and resolve_output(model.graph, output) != model.output:
+            raise ValueError(f"this prepared model explains output {model.output_name!r}; prepare the "
+                             f"keras model again with output={output!r}")
+        prepared = model
+    else:
+        key = output
+        per_model = _CACHE.get(model)
+        if per_model is None:
+            per_model = {}
+            try:
+                _CACHE[model] = per_model
+            except TypeError:  # not weak-referenceable: no caching
+                pass
+        prepared = per_model.get(key)
+        if prepared is None:
+            prepared = per_model[key] = Prepared(model, output)
+    if class_names is not None:
+        prepared.set_class_names(class_names)
+    return prepared
+
+
+def resolve_output(g, output):
+    """The ``(node, out_index)`` of the model output ``output`` (None: the first;
+    an int index or an output name)."""
+    outs = g.graph["outputs"]
+    names = g.graph["output_names"]
+    if output is None:
+        return outs[0]
+    if isinstance(output, (int, np.integer)) and not isinstance(output, bool):
+        if not 0 <= output < len(outs):
+            raise ValueError(f"output index {output} out of range: the model has {len(outs)} output(s)")
+        return outs[output]
+    if output in names:
+        return outs[names.index(output)]
+    raise ValueError(f"unknown output {output!r}; the model's outputs are {names}")
+
+
+def _input_spec(g, n):
+    shape = g.nodes[n]["output_shapes"][0]
+    dtype = g.nodes[n]["output_dtypes"][0]
+    return tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=n.replace("/", "_").replace("#", "_"))
+
+
+class Prepared:
+    """A Keras model converted once: what every method shares.
+
+    Attributes
+    ----------
+    model : keras.Model
+    graph : networkx.MultiDiGraph
+        The canonical (rewritten) graph, :func:`lrpgraph.rewrite.canonicalize`.
+    output : (node, out_index)
+        The explained output; ``output_node`` is its node, ``output_name`` its name.
+    input_specs : list of tf.TensorSpec
+        One per model input, batch dimension None.
+    needed : frozenset
+        The nodes the output depends on (the only ones any method evaluates).
+    num_classes : int
+        Width of the explained output, a (batch, classes) score vector.
+    class_names : list of str or None
+        Optional, for targets given by name.
+    """
+
+    def __init__(self, model, output=None):
+        self.model = model
+        self.graph = canonicalize(G.to_graph(model))
+        self.output = resolve_output(self.graph, output)
+        self.output_node = self.output[0]
+        self.output_name = self.graph.graph["output_names"][self.graph.graph["outputs"].index(self.output)]
+        out_shape = self.graph.nodes[self.output_node]["output_shapes"][self.output[1]]
+        if out_shape is None or len(out_shape) != 2:
+            raise ValueError(f"the explained output must be a (batch, classes) score vector; output "
+                             f"{self.output_node!r} has shape {out_shape}. Pick another output with output=...")
+        self.num_classes = int(out_shape[1])
+        self.needed = frozenset({self.output_node} | nx.ancestors(self.graph, self.output_node))
+        self.input_nodes = list(self.graph.graph["inputs"])
+        self.input_specs = [_input_spec(self.graph, n) for n in self.input_nodes]
+        self.class_names = None
+        self.logits_fn = tf.function(self.forward, input_signature=[list(self.input_specs)],
+                                     reduce_retracing=True, autograph=False)
+
+    @property
+    def name(self):
+        return self.model.name
+
+    def set_class_names(self, names):
+        names = [str(n) for n in names]
+        if len(names) != self.num_classes:
+            raise ValueError(f"class_names has {len(names)} entries; the model has {self.num_classes} classes")
+        self.class_names = names
+
+    # -- traceable pieces (for use inside other tf.functions) ---------------------
+    def activations(self, inputs, nodes=None):
+        """dict (node, out_index) -> tensor for the nodes the output needs (or
+        ``nodes`` and their ancestors); ``inputs`` a list of tensors."""
+        return run_forward(self.graph, list(inputs), self.needed if nodes is None else nodes)
+
+    def forward(self, inputs):
+        """The logits (the rewritten graph's output) for a list of input tensors."""
+        return self.activations(inputs)[self.output]
+
+    @staticmethod
+    def resolve_predicted(logits, targets):
+        """Targets with -1 replaced by the predicted class (argmax of ``logits``)."""
+        return tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32), targets)
+
+    # -- numpy front ------------------------------------------------------------------
+    def logits(self, x, batch_size=None):
+        """The logits the analyses start from, for numpy input(s) (validated)."""
+        xs, _ = self.check_inputs(x)
+        n = xs[0].shape[0]
+        step = batch_size or n
+        out = [self.logits_fn([tf.convert_to_tensor(a[s:s + step]) for a in xs]).numpy()
+               for s in range(0, n, step)]
+        return np.concatenate(out, axis=0)
+
+    def layer_node(self, name):
+        """The node whose output is the Keras layer ``name``'s output (see
+        :func:`lrpgraph.graph.layer_output_node`)."""
+        return G.layer_output_node(self.graph, name, self.needed)
+
+    # -- validation ---------------------------------------------------------------------
+    def check_inputs(self, x):
+        """(list of arrays in the model's input dtypes, single) for ``x``: an array for a
+        one-input model or a list/tuple with one array per input.  Errors name the
+        cause and the fix: count, dtype, rank, shape, empty batch, NaN/Inf."""
+        single = not isinstance(x, (list, tuple))
+        xs = [x] if single else list(x)
+        if len(xs) != len(self.input_specs):
+            raise ValueError(f"model {self.model.name!r} has {len(self.input_specs)} input(s); got {len(xs)} "
+                             "array(s). Pass a list with one array per model input.")
+        out = []
+        for i, (a, spec) in enumerate(zip(xs, self.input_specs)):
+            a = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
+            name = f"input {i}" if len(xs) > 1 else "x"
+            if a.dtype.kind not in "f":
+                raise TypeError(f"{name} has dtype {a.dtype}; pass floating-point data (e.g. "
+                                f"x.astype('float32') after the model's preprocessing)")
+            if a.ndim != len(spec.shape):
+                raise ValueError(f"{name} has rank {a.ndim} (shape {a.shape}); the model expects rank "
+                                 f"{len(spec.shape)}: (batch,) + {tuple(spec.shape[1:])}. Add a batch "
+                                 "axis with x[None] for one sample.")
+            for ax, (got, want) in enumerate(zip(a.shape[1:], spec.shape[1:]), start=1):
+                if want is not None and got != want:
+                    raise ValueError(f"{name} has shape {a.shape}; the model expects (batch,) + "
+                                     f"{tuple(spec.shape[1:])} (axis {ax} differs)")
+            if a.shape[0] == 0:
+                raise ValueError(f"{name} is an empty batch (shape {a.shape})")
+            finite = np.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
+            if not finite.all():
+                bad = np.nonzero(~finite)[0]
+                what = "NaN" if np.isnan(a[bad]).any() else "Inf"
+                raise ValueError(f"{name} contains {what} values (sample(s) {bad[:10].tolist()}); relevance "
+                                 "of non-finite inputs is undefined")
+            out.append(a.astype(spec.dtype.as_numpy_dtype, copy=False))
+        sizes = {a.shape[0] for a in out}
+        if len(sizes) != 1:
+            raise ValueError(f"all inputs must have the same batch size, got {sorted(sizes)}")
+        return out, single
+
+    def check_targets(self, target, n, *, required=False):
+        """(int32 targets, multi): ``target`` an int, a class name, one per sample
+        ((n,)), several per sample ((n, T), multi=True), or None (-1: the predicted
+        class; an error when ``required``)."""
+        if target is None:
+            if required:
+                raise ValueError("neuron_selection_mode='index' needs a target: analyze(x, target=...)")
+            return np.full(n, -1, np.int32), False
+        t = np.asarray(target)
+        if t.dtype.kind in "US":
+            t = self._names_to_indices(t)
+        if t.dtype.kind not in "iu":
+            if t.dtype.kind == "f" and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
+                t = t.astype(np.int64)
+            else:
+                raise TypeError(f"target must be integer class indices (or class names), got dtype {t.dtype}")
+        if t.ndim == 0:
+            t = np.full(n, int(t))
+        if t.ndim > 2 or t.shape[0] != n:
+            raise ValueError(f"target must be an int, one int per sample (shape ({n},)) or (N, T) for T "
+                             f"targets per sample; got shape {t.shape}")
+        if t.size and (t.min() < 0 or t.max() >= self.num_classes):
+            raise ValueError(f"target {t.min() if t.min() < 0 else t.max()} is out of range: the model has "
+                             f"{self.num_classes} classes (0..{self.num_classes - 1})")
+        return t.astype(np.int32), t.ndim == 2
+
+    def _names_to_indices(self, t):
+        if self.class_names is None:
+            raise TypeError(f"target {t.tolist()!r} is a class name, but the model has no class names; pass "
+                            "integer indices or prepare(model, class_names=[...])")
+        lookup = {c.lower(): i for i, c in enumerate(self.class_names)}
+        flat = []
+        for s in t.reshape(-1).tolist():
+            if s.lower() not in lookup:
+                close = [c for c in self.class_names if s.lower() in c.lower()][:5]
+                raise ValueError(f"unknown class name {s!r}" + (f"; close: {close}" if close else ""))
+            flat.append(lookup[s.lower()])
+        return np.asarray(flat, np.int64).reshape(t.shape)
+
+    def __repr__(self):
+        return (f"<Prepared {self.model.name!r}: {self.graph.number_of_nodes()} nodes, output "
+                f"{self.output_name!r}, {self.num_classes} classes>")
