@@ -64,9 +64,13 @@ class Context:
 class Rule:
     """Base class: ``backward(ctx, R) -> list of relevances, one per input``.
 
-    ``kinds`` names the op kinds the rule can handle (empty: any).  A rule
-    must be linear in ``R`` for SGLRP/CLRP's one-pass subtraction; set
-    ``linear_in_relevance = False`` otherwise.
+    ``kinds`` names the op kinds the rule can handle (empty: any).
+    ``linear_in_relevance``: True when backward(ctx, a R1 + b R2) = a backward(ctx, R1)
+    + b backward(ctx, R2) (denominators from the forward pass only).  A head's
+    one-pass form (SGLRP/CLRP: A(target) - m A(dual) = A(target - m dual)) is used
+    only where every rule on the path says so; a rule that is not (GuidedReLU,
+    DeconvReLU: they clip R) sets it to False and the compiled function runs the
+    seeds as a batch instead.
     """
 
     kinds: tuple = ()

@@ -59,9 +59,10 @@ class Gradient(Rule):
 
 class GuidedReLU(Gradient):
     """Guided backprop at ReLU-like activations: R_x = relu'(x) * max(R_y, 0);
-    other activations get the plain gradient."""
+    other activations get the plain gradient.  Not linear in R (max(R, 0))."""
 
     kinds = ("elementwise",)
+    linear_in_relevance = False
 
     def backward(self, ctx, R):
         if ctx.op.subkind not in RELU_LIKE:
@@ -72,9 +73,10 @@ class GuidedReLU(Gradient):
 
 class DeconvReLU(Gradient):
     """DeconvNet at ReLU-like activations: R_x = max(R_y, 0), ignoring the forward
-    input; other activations get the plain gradient."""
+    input; other activations get the plain gradient.  Not linear in R."""
 
     kinds = ("elementwise",)
+    linear_in_relevance = False
 
     def backward(self, ctx, R):
         if ctx.op.subkind not in RELU_LIKE:
