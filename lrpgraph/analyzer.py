@@ -67,7 +67,7 @@ class Analyzer:
     def __init__(self, model, preset, overrides=None, *, neuron_selection_mode="max_activation",
                  output=None, head=None, stop_at=None, jit_compile=False, postprocess=None, **params):
         self.preset = get_preset(preset)
-        self.postprocess = _postprocess.check(postprocess)
+        self.postprocess = _postprocess.parse_steps(postprocess)
         self.model = model
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
             raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "

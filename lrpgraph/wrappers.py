@@ -41,7 +41,7 @@ class MethodBase:
     def _setup(self, inner, postprocess):
         self.inner = inner
         self.model = inner.model
-        self.postprocess = _post.check(postprocess)
+        self.postprocess = _post.parse_steps(postprocess)
         self.input_specs = inner.input_specs
 
     @property
