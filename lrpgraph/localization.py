@@ -1,8 +1,9 @@
-"""The offline two-object benchmark: does an explanation separate the target
-object from the other object of the scene?
+"""The two-object localisation benchmark (offline): does an explanation separate
+the target object from the other object of the scene?  (Not a speed benchmark:
+those live in benchmarks/.)
 
 Each scene holds two objects of different classes with their masks
-(:func:`lrpgraph.shapes.two_object_scenes`, or any data set of that form).  Every
+(:func:`lrpgraph.synthetic.two_object_scenes`, or any data set of that form).  Every
 method explains the scene twice, once with each object's class as the target,
 and every map is scored with the metrics of :mod:`lrpgraph.metrics`:
 
@@ -25,11 +26,11 @@ The table is the mean of each column over all (scene, target) pairs.
 
 Usage::
 
-    from lrpgraph import benchmark, shapes
-    scenes = shapes.two_object_scenes(100, seed=12345)
-    result = benchmark.evaluate(benchmark.paper_methods(model, low=0, high=1),
+    from lrpgraph import localization, synthetic
+    scenes = synthetic.two_object_scenes(100, seed=12345)
+    result = localization.evaluate(localization.paper_methods(model, low=0, high=1),
                                 scenes["x"], scenes["classes"], scenes["masks"])
-    print(benchmark.to_markdown(result))
+    print(localization.to_markdown(result))
 
 The functions work on any model and data set with this layout; nothing here
 knows about the shapes classes.
@@ -164,7 +165,7 @@ def evaluate(analyzers, x, classes, masks, *, batch_size=32):
 
     x, classes, masks = _check_scenes(x, classes, masks)
     if not analyzers:
-        raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. benchmark.paper_methods(model)")
+        raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. localization.paper_methods(model)")
     n = len(x)
     first = next(iter(analyzers.values()))
     logits = Analyzer(first.model, "gradient").predict_logits(x)
