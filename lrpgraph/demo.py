@@ -2,7 +2,7 @@
 shapes model, offline.
 
 1. One fixed two-object scene (:data:`DEMO_SCENE`) is explained by every method of
-   :data:`lrpgraph.benchmark.PAPER_METHODS`, once per object as the target; the
+   :data:`lrpgraph.localization.PAPER_METHODS`, once per object as the target; the
    grid (rows: target A, target B; columns: input + methods; the SGLRP code's
    heatmap convention) is written to ``<out>/demo_grid.png``.
 2. The benchmark metrics on the first ``n_scenes`` scenes of the benchmark's
@@ -18,34 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_demo", "demo_scene", "load_shapes_model", "BENCHMARK_SEED", "DEMO_SCENE", "INPUT_RANGE"]
+from .assets import SHAPES_CLASS_NAMES, SHAPES_INPUT_RANGE, load_shapes_model
+
+__all__ = ["run_demo", "demo_scene", "method_grid", "BENCHMARK_SEED", "DEMO_SCENE"]
 
 # scenes of the benchmark (docs/benchmark_two_object.md, tests/test_two_object.py): a seed
 # disjoint from the training script's (train 0, test 1000, scenes 2000)
 BENCHMARK_SEED = 12345
-# the demo's scene: (seed, index) into shapes.two_object_scenes
+# the demo's scene: (seed, index) into synthetic.two_object_scenes
 DEMO_SCENE = (12345, 0)
-# the shipped model reads RGB pixels in [0, 1]: the bounds of bounded Deep Taylor
-INPUT_RANGE = (0.0, 1.0)
-
-
-def load_shapes_model(path=None):
-    """The shipped shapes CNN (``lrpgraph/data/shapes_cnn.keras``), loaded in safe mode."""
-    import keras
-
-    from .cli import SHAPES_MODEL, CLIError
-
-    path = Path(path or SHAPES_MODEL)
-    if not path.is_file():
-        raise CLIError(f"the shapes model {path} is missing; create it with `python scripts/train_shapes.py`")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def demo_scene(seed=DEMO_SCENE[0], index=DEMO_SCENE[1], size=64):
     """``(x (1, H, W, 3), classes (2,), masks (2, H, W))`` of one benchmark scene."""
-    from . import shapes
+    from . import synthetic
 
-    s = shapes.two_object_scenes(index + 1, size=size, seed=seed)
+    s = synthetic.two_object_scenes(index + 1, size=size, seed=seed)
     return s["x"][index:index + 1], s["classes"][index], s["masks"][index]
 
 
@@ -65,35 +53,35 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     path, "markdown": str, "seconds": float}``."""
     import warnings
 
-    from . import benchmark, shapes, viz
+    from . import localization, synthetic, viz
 
     out = sys.stdout if out is None else out
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_shapes_model() if model is None else model
-    low, high = INPUT_RANGE
+    low, high = SHAPES_INPUT_RANGE
     print(f"lrpgraph demo: shapes model ({model.count_params()} parameters), classes "
-          f"{', '.join(shapes.CLASS_NAMES)}", file=out)
-    analyzers = benchmark.paper_methods(model, low=low, high=high)
+          f"{', '.join(SHAPES_CLASS_NAMES)}", file=out)
+    analyzers = localization.paper_methods(model, low=low, high=high)
 
     x, classes, _ = demo_scene()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fig, _ = method_grid(analyzers, x, classes, shapes.CLASS_NAMES)
+        fig, _ = method_grid(analyzers, x, classes, SHAPES_CLASS_NAMES)
     grid = viz.save_figure(fig, out_dir / "demo_grid.png", dpi=110)
-    print(f"scene {DEMO_SCENE[1]} of seed {DEMO_SCENE[0]}: objects {shapes.CLASS_NAMES[classes[0]]} and "
-          f"{shapes.CLASS_NAMES[classes[1]]}; grid of {len(analyzers)} methods x 2 targets", file=out)
+    print(f"scene {DEMO_SCENE[1]} of seed {DEMO_SCENE[0]}: objects {SHAPES_CLASS_NAMES[classes[0]]} and "
+          f"{SHAPES_CLASS_NAMES[classes[1]]}; grid of {len(analyzers)} methods x 2 targets", file=out)
 
-    scenes = shapes.two_object_scenes(n_scenes, seed=BENCHMARK_SEED)
-    result = benchmark.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
-    md = benchmark.to_markdown(result)
+    scenes = synthetic.two_object_scenes(n_scenes, seed=BENCHMARK_SEED)
+    result = localization.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
+    md = localization.to_markdown(result)
     header = (f"Two-object benchmark, {n_scenes} scenes (seed {BENCHMARK_SEED}) x 2 targets; the model ranks "
               f"both objects as its top 2 in {result.top2.mean():.0%} of the scenes; target logit <= 0 in "
               f"{(result.target_logits <= 0).mean():.0%} of the (scene, target) pairs.")
     print("\n" + header + "\n\n" + md + "\n", file=out)
     table = out_dir / "demo_metrics.md"
-    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/benchmark.py.\n")
+    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/localization.py.\n")
     dt = time.perf_counter() - t0
     print(f"wrote {grid.resolve()}", file=out)
     print(f"wrote {table.resolve()}", file=out)

@@ -72,7 +72,7 @@ def is_nested_model(op):
     return isinstance(op, keras.Model) and _is_graph_model(op)
 
 
-def check_model(model):
+def require_graph_model(model):
     """Raise a TypeError unless ``model`` is a Keras 3 model with a functional graph."""
     if not isinstance(model, keras.Model):
         raise TypeError(
@@ -92,7 +92,7 @@ def check_model(model):
 
 def to_graph(model) -> nx.MultiDiGraph:
     """Convert a functional or Sequential Keras 3 model into a node-per-call DAG."""
-    check_model(model)
+    require_graph_model(model)
     g = nx.MultiDiGraph()
     ids = {}  # (id(op), node_index) -> node id
     rank = _call_ranks(model)  # name calls in call order: first `name`, then `name#1`, ...

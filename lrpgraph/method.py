@@ -76,7 +76,7 @@ class Method:
         self.prepared = prepare(model, output)
         self.model = self.prepared.model
         self.neuron_selection_mode = neuron_selection_mode
-        self.postprocess = _post.check(postprocess)
+        self.postprocess = _post.parse_steps(postprocess)
         self.last_logits = None
 
     @property

@@ -26,26 +26,37 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STEPS", "reduce_channels", "normalize", "check", "apply"]
+__all__ = ["STEPS", "reduce_channels", "normalize", "parse_steps", "apply"]
+
+
+REDUCTIONS = ("sum", "max", "absmax", "abs")
 
 
 def reduce_channels(maps, how="sum", keepdims=True):
-    """Reduce the channel (last) axis of a batch of maps.
+    """Reduce the channel (last) axis of a map or a batch of maps.
 
-    ``how``: "sum" (LRP's convention), "max" (AUCMEDI's for gradients) or
-    "absmax" (the signed value of largest magnitude)."""
+    ``how``: "sum" (LRP's convention, sum_c R_c), "max" (AUCMEDI's for gradients,
+    max_c R_c), "absmax" (the signed R_c of largest magnitude) or "abs" (sum_c
+    |R_c|, unsigned).  ``keepdims=True`` keeps the axis with size 1 (the
+    postprocess steps: the result broadcasts against the input);
+    ``keepdims=False`` drops it (:mod:`lrpgraph.viz`: an (H, W, C) map becomes the
+    (H, W) image it plots)."""
     maps = np.asarray(maps)
+    if how not in REDUCTIONS:
+        raise ValueError(f"unknown channel reduction {how!r}; use one of {', '.join(map(repr, REDUCTIONS))}")
     if maps.ndim < 2:
         raise ValueError(f"channel reduction needs maps with a channel axis, got shape {maps.shape}")
+    if maps.shape[-1] == 0:
+        raise ValueError(f"the maps have no channels: shape {maps.shape}")
     if how == "sum":
         out = maps.sum(axis=-1, keepdims=True)
     elif how == "max":
         out = maps.max(axis=-1, keepdims=True)
-    elif how == "absmax":
+    elif how == "abs":
+        out = np.abs(maps).sum(axis=-1, keepdims=True)
+    else:  # absmax
         idx = np.argmax(np.abs(maps), axis=-1)[..., None]
         out = np.take_along_axis(maps, idx, axis=-1)
-    else:
-        raise ValueError(f"unknown channel reduction {how!r}; use 'sum', 'max' or 'absmax'")
     return out if keepdims else out[..., 0]
 
 
@@ -73,8 +84,9 @@ STEPS = {
 }
 
 
-def check(spec):
-    """Validate a ``postprocess`` argument; returns a tuple of steps."""
+def parse_steps(spec):
+    """Validate a ``postprocess`` argument; returns it as a tuple of steps (step
+    names and callables), empty for None."""
     if spec is None:
         return ()
     steps = spec if isinstance(spec, (list, tuple)) else [spec]
@@ -86,7 +98,7 @@ def check(spec):
 
 
 def apply(maps, spec, batch_dims=1):
-    """Apply the steps of ``spec`` (see :func:`check`) in order to numpy ``maps``."""
-    for s in check(spec):
+    """Apply the steps of ``spec`` (see :func:`parse_steps`) in order to numpy ``maps``."""
+    for s in parse_steps(spec):
         maps = s(maps) if callable(s) else STEPS[s](maps, batch_dims)
     return maps

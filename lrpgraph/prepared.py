@@ -12,6 +12,8 @@ convert ``m`` once.
 
 from __future__ import annotations
 
+import difflib
+import re
 import weakref
 
 import networkx as nx
@@ -22,7 +24,7 @@ from . import graph as G
 from .compile import run_forward
 from .rewrite import canonicalize
 
-__all__ = ["Prepared", "prepare", "resolve_output"]
+__all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 
 _CACHE = weakref.WeakKeyDictionary()
 
@@ -69,6 +71,24 @@ def resolve_output(g, output):
     if output in names:
         return outs[names.index(output)]
     raise ValueError(f"unknown output {output!r}; the model's outputs are {names}")
+
+
+def _norm_name(s):
+    return re.sub(r"[\s_\-]+", "_", str(s).strip().lower())
+
+
+def class_index(name, class_names):
+    """The index of class ``name`` in ``class_names`` (case, spaces, dashes and
+    underscores do not matter); a ValueError with the closest names otherwise."""
+    norm = [_norm_name(n) for n in class_names]
+    key = _norm_name(name)
+    if key in norm:
+        return norm.index(key)
+    close = difflib.get_close_matches(key, norm, n=3)
+    hint = f"; did you mean {', '.join(class_names[norm.index(c)] for c in close)}?" if close else ""
+    if not close and len(class_names) <= 30:
+        hint = f"; the model's classes: {', '.join(class_names)}"
+    raise ValueError(f"unknown class name {name!r}{hint}")
 
 
 def _input_spec(g, n):
@@ -224,13 +244,7 @@ class Prepared:
         if self.class_names is None:
             raise TypeError(f"target {t.tolist()!r} is a class name, but the model has no class names; pass "
                             "integer indices or prepare(model, class_names=[...])")
-        lookup = {c.lower(): i for i, c in enumerate(self.class_names)}
-        flat = []
-        for s in t.reshape(-1).tolist():
-            if s.lower() not in lookup:
-                close = [c for c in self.class_names if s.lower() in c.lower()][:5]
-                raise ValueError(f"unknown class name {s!r}" + (f"; close: {close}" if close else ""))
-            flat.append(lookup[s.lower()])
+        flat = [class_index(s, self.class_names) for s in t.reshape(-1).tolist()]
         return np.asarray(flat, np.int64).reshape(t.shape)
 
     def __repr__(self):

@@ -3,7 +3,8 @@
 Conventions (as in the SGLRP paper's ``heatmap()`` helper):
 
 * a relevance map of shape ``(H, W, C)`` is reduced to ``(H, W)`` by summing
-  over the channels (see :func:`reduce_channels` for other reductions);
+  over the channels (``reduce=`` picks another reduction of
+  :func:`lrpgraph.postprocess.reduce_channels`);
 * colormap ``"seismic"``: red = positive, blue = negative, white = zero;
 * symmetric colour limits ``[-M, M]`` with ``M = max|R|`` (``M = 0`` uses
   ``1``, so an all-zero map is white);
@@ -30,8 +31,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 
+from .postprocess import REDUCTIONS, reduce_channels
+
 __all__ = [
-    "reduce_channels",
     "heatmap_rgb",
     "plot_heatmap",
     "overlay",
@@ -41,7 +43,6 @@ __all__ = [
     "figure_to_array",
 ]
 
-_REDUCTIONS = ("sum", "max", "absmax", "abs")
 _SCALES = ("per_map", "per_method", "global")
 _SAVE_FORMATS = {".png": "png", ".pdf": "pdf"}
 
@@ -51,52 +52,24 @@ _SAVE_FORMATS = {".png": "png", ".pdf": "pdf"}
 # ---------------------------------------------------------------------------
 
 
-def reduce_channels(R: Any, how: str = "sum") -> np.ndarray:
-    """Reduce a relevance map to a 2-D ``(H, W)`` float array.
+def _map_2d(R: Any, how: str = "sum") -> np.ndarray:
+    """The 2-D ``(H, W)`` float64 array a relevance map is plotted as.
 
-    Parameters
-    ----------
-    R:
-        Relevance map of shape ``(H, W)`` or ``(H, W, C)``.
-    how:
-        Channel reduction for 3-D input:
-
-        * ``"sum"`` (default, the LRP convention): sum over channels;
-        * ``"max"``: largest (signed) value over channels;
-        * ``"absmax"``: the signed value with the largest magnitude;
-        * ``"abs"``: sum of absolute values over channels (unsigned magnitude).
-
-        For 2-D input the map is returned as is, except ``"abs"``, which
-        returns ``|R|``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W)`` array of dtype float64 (a new array).
-
-    Raises
-    ------
-    ValueError
-        If ``R`` is not 2-D or 3-D, or ``how`` is unknown.
+    ``(H, W, C)`` maps are reduced over the channels with
+    :func:`lrpgraph.postprocess.reduce_channels` (``how``: ``"sum"``, the default
+    and the LRP convention; ``"max"``; ``"absmax"``; ``"abs"``, the sum of
+    ``|R|``) with ``keepdims=False``.  An ``(H, W)`` map is returned as a copy
+    (``"abs"``: ``|R|``).  Raises ValueError for any other rank, a map without
+    channels, or an unknown ``how``.
     """
-    if how not in _REDUCTIONS:
-        raise ValueError(f"unknown channel reduction {how!r}; expected one of {_REDUCTIONS}")
+    if how not in REDUCTIONS:
+        raise ValueError(f"unknown channel reduction {how!r}; expected one of {REDUCTIONS}")
     R = np.asarray(R, dtype=np.float64)
     if R.ndim == 2:
         return np.abs(R) if how == "abs" else R.copy()
     if R.ndim != 3:
         raise ValueError(f"relevance map must have shape (H, W) or (H, W, C), got {R.shape}")
-    if R.shape[-1] == 0:
-        raise ValueError(f"relevance map has no channels: shape {R.shape}")
-    if how == "sum":
-        return R.sum(axis=-1)
-    if how == "max":
-        return R.max(axis=-1)
-    if how == "abs":
-        return np.abs(R).sum(axis=-1)
-    # absmax: signed value of the channel with the largest magnitude
-    idx = np.argmax(np.abs(R), axis=-1)
-    return np.take_along_axis(R, idx[..., None], axis=-1)[..., 0]
+    return reduce_channels(R, how, keepdims=False)
 
 
 def _get_cmap(cmap: str | Colormap) -> Colormap:
@@ -132,9 +105,10 @@ def heatmap_rgb(
 ) -> np.ndarray:
     """Colour image of a relevance map.
 
-    The map is reduced to 2-D with :func:`reduce_channels` (``reduce``), then
-    mapped through ``cmap`` with symmetric limits ``[-M, M]``, where
-    ``M = max|R|`` (``1`` for an all-zero map) unless ``limit`` is given.
+    An ``(H, W, C)`` map is reduced to 2-D with
+    :func:`lrpgraph.postprocess.reduce_channels` (``reduce``), then mapped
+    through ``cmap`` with symmetric limits ``[-M, M]``, where ``M = max|R|``
+    (``1`` for an all-zero map) unless ``limit`` is given.
     Values beyond ``±limit`` are clipped to the ends of the colormap.
     Non-finite values take the colormap's "bad" colour (black for
     ``seismic``), so they stand out rather than being hidden.
@@ -144,7 +118,7 @@ def heatmap_rgb(
     numpy.ndarray
         ``(H, W, 3)`` float64 array with values in ``[0, 1]``.
     """
-    R2 = reduce_channels(R, reduce)
+    R2 = _map_2d(R, reduce)
     M = _symmetric_limit(R2, limit)
     norm = Normalize(vmin=-M, vmax=M, clip=True)
     rgba = _get_cmap(cmap)(norm(np.ma.masked_invalid(R2)))
@@ -257,15 +231,15 @@ def plot_heatmap(
     Uses ``imshow`` with ``cmap`` (default ``"seismic"``), symmetric limits
     ``[-M, M]`` (``M = max|R|``, ``1`` if zero, or ``limit``),
     ``interpolation="none"`` and no ticks.  ``(H, W, C)`` maps are reduced
-    with :func:`reduce_channels` (``reduce``).  Extra keyword arguments go
-    to ``ax.imshow`` (and may override the defaults).  With
+    with :func:`lrpgraph.postprocess.reduce_channels` (``reduce``).  Extra
+    keyword arguments go to ``ax.imshow`` (and may override the defaults).  With
     ``colorbar=True`` a colourbar is added next to the axes.
 
     Returns
     -------
     matplotlib.image.AxesImage
     """
-    R2 = reduce_channels(R, reduce)
+    R2 = _map_2d(R, reduce)
     M = _symmetric_limit(R2, limit)
     kw = dict(cmap=_get_cmap(cmap), vmin=-M, vmax=M, interpolation="none")
     kw.update(imshow_kw)
@@ -424,7 +398,7 @@ def heatmap_grid(
             raise ValueError(f"row_titles has {len(row_titles)} entries; expected {n}")
 
     # 2-D maps, computed once (also needed for shared limits).
-    reduced = [[reduce_channels(a[i], reduce) for i in range(n)] for a in arrays]
+    reduced = [[_map_2d(a[i], reduce) for i in range(n)] for a in arrays]
     limits: list[list[float | None]]
     if limit is not None:
         limits = [[limit] * n for _ in arrays]

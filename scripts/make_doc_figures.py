@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
 import lrpgraph  # noqa: E402
-from lrpgraph import shapes, viz  # noqa: E402
+from lrpgraph import synthetic, viz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def pick_scene(model, seed, n=16):
     """The first of ``n`` scenes whose two objects both have a positive logit (the
     original code's output ReLU gates a target whose logit is <= 0 to an empty map)."""
-    scenes = shapes.two_object_scenes(n, seed=seed)
+    scenes = synthetic.two_object_scenes(n, seed=seed)
     logits = lrpgraph.create_analyzer("gradient", model).predict_logits(scenes["x"])
     for i in range(n):
         if np.all(logits[i, scenes["classes"][i]] > 0):
@@ -48,7 +48,7 @@ def main(seed=7, out=ROOT / "docs" / "methods" / "sglrp_figure.png"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         maps = {name: a.analyze(x, target=targets) for name, a in methods.items()}
-    names = [shapes.CLASS_NAMES[c] for c in targets]
+    names = [synthetic.CLASS_NAMES[c] for c in targets]
     fig = viz.heatmap_grid(maps, images=x, row_titles=[f"target: {n}" for n in names])
     print("wrote", viz.save_figure(fig, out))
 

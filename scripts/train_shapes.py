@@ -1,6 +1,6 @@
 """Train the small VGG-style CNN of the offline two-object benchmark.
 
-Trains on single-object images from :mod:`lrpgraph.shapes`, evaluates on a
+Trains on single-object images from :mod:`lrpgraph.synthetic`, evaluates on a
 held-out single-object test set (different seed) and on two-object scenes
 (top-2 predicted classes == the two objects), then writes
 
@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrpgraph import shapes  # noqa: E402
+from lrpgraph import synthetic  # noqa: E402
 
 DATA_DIR = ROOT / "lrpgraph" / "data"
 
@@ -108,28 +108,28 @@ def main(argv=None) -> dict:
 
     t0 = time.perf_counter()
     # Disjoint seeds: train = seed, test = seed + 1000, scenes = seed + 2000.
-    x_train, y_train, _ = shapes.single_object_dataset(args.n_train, args.size, seed=args.seed)
-    x_test, y_test, _ = shapes.single_object_dataset(args.n_test, args.size, seed=args.seed + 1000)
-    scenes = shapes.two_object_scenes(args.n_scenes, args.size, seed=args.seed + 2000)
+    x_train, y_train, _ = synthetic.single_object_dataset(args.n_train, args.size, seed=args.seed)
+    x_test, y_test, _ = synthetic.single_object_dataset(args.n_test, args.size, seed=args.seed + 1000)
+    scenes = synthetic.two_object_scenes(args.n_scenes, args.size, seed=args.seed + 2000)
     t_data = time.perf_counter() - t0
 
-    model = build_model(shapes.NUM_CLASSES, args.size, args.final_pool)
+    model = build_model(synthetic.NUM_CLASSES, args.size, args.final_pool)
     model.compile(optimizer=keras.optimizers.Adam(args.lr),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
                   metrics=["accuracy"])
     t1 = time.perf_counter()
-    model.fit(x_train, np.eye(shapes.NUM_CLASSES, dtype=np.float32)[y_train],
+    model.fit(x_train, np.eye(synthetic.NUM_CLASSES, dtype=np.float32)[y_train],
               batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=2)
     t_train = time.perf_counter() - t1
 
     pred = model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
     test_acc = float((pred == y_test).mean())
-    confusion = np.zeros((shapes.NUM_CLASSES,) * 2, dtype=int)
+    confusion = np.zeros((synthetic.NUM_CLASSES,) * 2, dtype=int)
     np.add.at(confusion, (y_test, pred), 1)
     scene_stats = top2_scene_rate(model, scenes)
 
     # Save an uncompiled copy: no optimizer state keeps the file small.
-    export = build_model(shapes.NUM_CLASSES, args.size, args.final_pool)
+    export = build_model(synthetic.NUM_CLASSES, args.size, args.final_pool)
     export.set_weights(model.get_weights())
     args.out_dir.mkdir(parents=True, exist_ok=True)
     model_path = args.out_dir / "shapes_cnn.keras"
@@ -138,7 +138,7 @@ def main(argv=None) -> dict:
     info = {
         "model_file": model_path.name,
         "seed": args.seed,
-        "class_names": list(shapes.CLASS_NAMES),
+        "class_names": list(synthetic.CLASS_NAMES),
         "image_size": [args.size, args.size, 3],
         "n_train": args.n_train,
         "n_test": args.n_test,

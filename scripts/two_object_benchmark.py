@@ -4,7 +4,7 @@
     python scripts/two_object_benchmark.py --scenes 24 --out /tmp/table.md
 
 The shipped shapes model explains every two-object scene twice (each object as the
-target) with the SGLRP paper's methods; lrpgraph.benchmark scores relevance mass
+target) with the SGLRP paper's methods; lrpgraph.localization scores relevance mass
 inside the target's mask, the pointing game, the share of negative relevance on the
 other object and the share of positive relevance on the other object.  Both the
 original code's SGLRP/CLRP (output ReLU, scaling) and the paper's formula are scored.
@@ -22,18 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(n_scenes, seed):
-    from lrpgraph import benchmark, shapes
+    from lrpgraph import localization, synthetic
     from lrpgraph.analyzer import create_analyzer
-    from lrpgraph.demo import INPUT_RANGE, load_shapes_model
+    from lrpgraph.assets import SHAPES_INPUT_RANGE, load_shapes_model
 
     model = load_shapes_model()
-    low, high = INPUT_RANGE
-    analyzers = benchmark.paper_methods(model, low=low, high=high)
+    low, high = SHAPES_INPUT_RANGE
+    analyzers = localization.paper_methods(model, low=low, high=high)
     for name in ("sglrp", "clrp"):
         analyzers[f"{name.upper()} (paper: no output ReLU, no scaling)"] = create_analyzer(
             name, model, low=low, high=high, output_relu=False, scaling=False)
-    scenes = shapes.two_object_scenes(n_scenes, seed=seed)
-    return benchmark.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
+    scenes = synthetic.two_object_scenes(n_scenes, seed=seed)
+    return localization.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
 
 
 def main(argv=None):
@@ -42,18 +42,18 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmark_two_object.md"))
     args = ap.parse_args(argv)
-    from lrpgraph import benchmark
+    from lrpgraph import localization
 
     t0 = time.perf_counter()
     result = run(args.scenes, args.seed)
-    all_md = benchmark.to_markdown(result)
-    top2_md = benchmark.to_markdown(result, where=result.top2)
+    all_md = localization.to_markdown(result)
+    top2_md = localization.to_markdown(result, where=result.top2)
     cmd = "python scripts/two_object_benchmark.py" + ("" if argv is None else " " + " ".join(argv))
     text = f"""# The offline two-object benchmark
 
 Command: `{cmd}` ({time.perf_counter() - t0:.0f} s on 2 CPU cores). Model: the shipped
 `lrpgraph/data/shapes_cnn.keras` (`scripts/train_shapes.py`, test accuracy 1.00 on single
-objects). Scenes: `lrpgraph.shapes.two_object_scenes({args.scenes}, seed={args.seed})`, each with
+objects). Scenes: `lrpgraph.synthetic.two_object_scenes({args.scenes}, seed={args.seed})`, each with
 two objects of different classes and their masks; every scene is explained twice, once
 for each object as the target ({2 * args.scenes} (scene, target) pairs). Bounded rules use
 the model's input range, low = 0, high = 1.

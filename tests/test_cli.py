@@ -7,7 +7,8 @@ import pytest
 from skimage import io as skio
 
 import keras
-from lrpgraph import cli, shapes
+from lrpgraph import assets, cli, synthetic
+from lrpgraph import io as lio
 
 
 def run(argv, capsys):
@@ -20,7 +21,7 @@ def run(argv, capsys):
 @pytest.fixture(scope="module")
 def scene_images(tmp_path_factory):
     d = tmp_path_factory.mktemp("imgs")
-    s = shapes.two_object_scenes(2, seed=5)
+    s = synthetic.two_object_scenes(2, seed=5)
     paths = []
     for i, x in enumerate(s["x"]):
         p = d / f"scene{i}.png"
@@ -53,7 +54,7 @@ def test_explain_writes_one_heatmap_per_image(tmp_path, capsys, scene_images):
 
 def test_explain_by_class_name(tmp_path, capsys, scene_images):
     paths, classes = scene_images
-    target = shapes.CLASS_NAMES[classes[0, 0]]
+    target = synthetic.CLASS_NAMES[classes[0, 0]]
     code, out, _ = run(["explain", paths[0], "--method", "lrp.epsilon", "--target", target,
                         "--out", str(tmp_path), "--npy"], capsys)
     assert code == 0
@@ -122,8 +123,8 @@ def test_explain_file_names_and_maps_equal_the_library(tmp_path, capsys, scene_i
     stem = f"scene0_lrp.epsilon_{t}"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"{stem}.png", f"{stem}.npy", f"{stem}_overlay.png"])
-    model = keras.saving.load_model(cli.SHAPES_MODEL, compile=False)
-    px = cli.load_image(paths[0], (64, 64))
+    model = keras.saving.load_model(assets.SHAPES_MODEL, compile=False)
+    px = lio.load_image(paths[0], (64, 64))
     want = lrpgraph.create_analyzer("lrp.epsilon", model).analyze(px[None] / 255.0, target=t)[0]
     got = np.load(tmp_path / f"{stem}.npy")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
@@ -145,7 +146,7 @@ def test_application_model_falls_back_to_random_weights(monkeypatch, tmp_path, c
         return keras.Model(inp, keras.layers.Dense(1000)(keras.layers.Flatten()(h)))
 
     monkeypatch.setattr(keras.applications, "TinyNet", tiny, raising=False)
-    monkeypatch.setitem(cli.APPLICATIONS, "tinynet", ("TinyNet", "vgg16"))
+    monkeypatch.setitem(lio.APPLICATIONS, "tinynet", ("TinyNet", "vgg16"))
     code, out, err = run(["explain", scene_images[0][0], "--model", "tinynet", "--method", "lrp",
                           "--target", "zebra", "--out", str(tmp_path)], capsys)
     assert code == 0, err
@@ -166,37 +167,12 @@ def test_usage_errors_exit_2_and_a_non_zip_keras_file_is_named(tmp_path, capsys,
     assert code == 1 and "not a .keras file" in err and err.count("\n") == 1
 
 
-def test_class_names_bounds_and_labels(tmp_path):
-    import json
-
-    names = cli.imagenet_class_names()
-    assert len(names) == 1000 and names[101] == "tusker"
-    assert cli.resolve_target("zebra", names, 1000) == 340
-    assert cli.resolve_target("African elephant", names, 1000) == 386
-    assert cli.resolve_target("african-elephant", names, 1000) == 386
-    lo, hi = cli.input_bounds(cli._preprocess_fn("caffe"))
-    assert lo == pytest.approx(-123.68, abs=1e-3) and hi == pytest.approx(151.061, abs=1e-3)
-    assert cli.input_bounds(cli._preprocess_fn("tf")) == pytest.approx((-1.0, 1.0))
-    (tmp_path / "labels.json").write_text(json.dumps({"0": ["n0", "cat"], "1": ["n1", "dog"]}))
-    (tmp_path / "labels.txt").write_text("cat\ndog\n")
-    assert cli.read_labels(tmp_path / "labels.json") == cli.read_labels(tmp_path / "labels.txt") == ["cat", "dog"]
-
-
-def test_image_loading_grey16_and_rgba(tmp_path):
-    skio.imsave(tmp_path / "g16.png", np.full((4, 4), 65535, np.uint16), check_contrast=False)
-    np.testing.assert_allclose(cli.load_image(tmp_path / "g16.png", (2, 2)), 255.0, rtol=1e-6)
-    rgba = np.zeros((4, 4, 4), np.uint8)
-    rgba[..., 0] = 255  # red but fully transparent: blended on white
-    skio.imsave(tmp_path / "rgba.png", rgba, check_contrast=False)
-    np.testing.assert_allclose(cli.load_image(tmp_path / "rgba.png", (4, 4)), 255.0, rtol=1e-6)
-
-
-def test_progress_bar_lines():
-    s = io.StringIO()
-    bar = cli.ProgressBar(20, stream=s, width=10)
-    for _ in range(20):
-        bar.update(1, "x")
-    bar.close()
-    lines = s.getvalue().splitlines()
-    assert len(lines) == 10  # one line every total // 10 steps on a non-terminal
-    assert lines[0].startswith("[#.........] 2/20") and lines[-1].startswith("[##########] 20/20")
+def test_progress_goes_to_stderr_with_count_and_rate(tmp_path, capsys, scene_images):
+    """keras.utils.Progbar on stderr (stdout keeps the report): the final line counts
+    every image and gives the time per image."""
+    paths, _ = scene_images
+    code, out, err = run(["explain", *paths, "--method", "gradient", "--batch-size", "1",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "2/2" in err and "/image" in err
+    assert "/image" not in out and out.count("explained") == 2

@@ -54,7 +54,7 @@ def test_targets_by_class_name(net):
     assert not multi and t.tolist() == [2] * 5
     t, multi = p.check_targets([["cat", "dog"]] * 5, 5)
     assert multi and t.tolist() == [[0, 1]] * 5
-    with pytest.raises(ValueError, match="unknown class name 'horse'"):
+    with pytest.raises(ValueError, match="unknown class name .horse.; the model.s classes: cat, dog, zebra"):
         p.check_targets("horse", 5)
     by_name = lrpgraph.create_analyzer("gradient", model).analyze(x, target="dog")
     by_index = lrpgraph.create_analyzer("gradient", model).analyze(x, target=1)

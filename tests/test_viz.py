@@ -7,6 +7,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from lrpgraph import viz
+from lrpgraph.postprocess import reduce_channels
 
 SEISMIC = matplotlib.colormaps["seismic"]
 
@@ -17,28 +18,42 @@ def seismic_rgb(x):
 
 
 # ---------------------------------------------------------------------------
-# reduce_channels
+# channel reduction: lrpgraph.postprocess.reduce_channels, the one implementation viz plots with
 # ---------------------------------------------------------------------------
 
 
 def test_reduce_channels_modes():
     R = np.array([[[1.0, -3.0, 0.5], [2.0, 1.0, -0.5]]])  # (1, 2, 3)
-    np.testing.assert_allclose(viz.reduce_channels(R), [[-1.5, 2.5]])
-    np.testing.assert_allclose(viz.reduce_channels(R, "max"), [[1.0, 2.0]])
-    np.testing.assert_allclose(viz.reduce_channels(R, "absmax"), [[-3.0, 2.0]])
-    np.testing.assert_allclose(viz.reduce_channels(R, "abs"), [[4.5, 3.5]])
-    R2 = np.array([[1.0, -2.0]])
-    np.testing.assert_allclose(viz.reduce_channels(R2), R2)
-    np.testing.assert_allclose(viz.reduce_channels(R2, "abs"), [[1.0, 2.0]])
+    np.testing.assert_allclose(reduce_channels(R, keepdims=False), [[-1.5, 2.5]])
+    np.testing.assert_allclose(reduce_channels(R, "max", keepdims=False), [[1.0, 2.0]])
+    np.testing.assert_allclose(reduce_channels(R, "absmax", keepdims=False), [[-3.0, 2.0]])
+    np.testing.assert_allclose(reduce_channels(R, "abs", keepdims=False), [[4.5, 3.5]])
+    # keepdims (the postprocess steps) keeps a size-1 channel axis with the same values
+    np.testing.assert_allclose(reduce_channels(R, "abs")[..., 0], [[4.5, 3.5]])
+
+
+def test_viz_plots_the_channel_reduction_and_2d_maps_as_given():
+    R = np.array([[[1.0, -3.0, 0.5], [2.0, 1.0, -0.5]]])  # (1, 2, 3)
+    for how in ("sum", "max", "absmax", "abs"):
+        np.testing.assert_allclose(viz.heatmap_rgb(R, reduce=how),
+                                   viz.heatmap_rgb(reduce_channels(R, how, keepdims=False)))
+    R2 = np.array([[1.0, -2.0]])  # (H, W): no channel axis to reduce
+    np.testing.assert_allclose(viz.heatmap_rgb(R2), viz.heatmap_rgb(R2[..., None]))
+    np.testing.assert_allclose(viz.heatmap_rgb(R2, reduce="abs"), viz.heatmap_rgb(np.abs(R2)))
+    assert not np.allclose(viz.heatmap_rgb(R2, reduce="abs"), viz.heatmap_rgb(R2))
 
 
 def test_reduce_channels_rejects_bad_input():
     with pytest.raises(ValueError):
-        viz.reduce_channels(np.zeros((1, 2, 2, 3)))
+        viz.heatmap_rgb(np.zeros((1, 2, 2, 3)))
     with pytest.raises(ValueError):
-        viz.reduce_channels(np.zeros(4))
-    with pytest.raises(ValueError):
-        viz.reduce_channels(np.zeros((2, 2)), how="mean")
+        viz.heatmap_rgb(np.zeros(4))
+    with pytest.raises(ValueError, match="mean"):
+        viz.heatmap_rgb(np.zeros((2, 2)), reduce="mean")
+    with pytest.raises(ValueError, match="mean"):
+        reduce_channels(np.zeros((2, 2, 3)), how="mean")
+    with pytest.raises(ValueError, match="no channels"):
+        reduce_channels(np.zeros((2, 2, 0)))
 
 
 # ---------------------------------------------------------------------------

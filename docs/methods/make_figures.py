@@ -4,7 +4,7 @@
 
 Model: the shipped ``lrpgraph/data/shapes_cnn.keras`` when it exists; otherwise a
 tiny global-average-pooling CNN trained here for two epochs on 1200 images of
-:mod:`lrpgraph.shapes` (seed 0, about half a minute on 2 CPU cores).  Images:
+:mod:`lrpgraph.synthetic` (seed 0, about half a minute on 2 CPU cores).  Images:
 three two-object scenes (``two_object_scenes(3, seed=11)``), each explained for
 its first object's class.  The caption line printed at the end says which model
 was used.
@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import lrpgraph  # noqa: E402
-from lrpgraph import shapes, viz  # noqa: E402
+from lrpgraph import synthetic, viz  # noqa: E402
 
 SHIPPED = ROOT / "lrpgraph" / "data" / "shapes_cnn.keras"
 
 
 def tiny_model():
     keras.utils.set_random_seed(0)
-    x, y, _ = shapes.single_object_dataset(1200, size=64, seed=0)
+    x, y, _ = synthetic.single_object_dataset(1200, size=64, seed=0)
     model = keras.Sequential([
         keras.Input((64, 64, 3)),
         keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
@@ -43,7 +43,7 @@ def tiny_model():
         keras.layers.MaxPooling2D(2, name="pool2"),
         keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv3"),
         keras.layers.GlobalAveragePooling2D(name="gap"),
-        keras.layers.Dense(shapes.NUM_CLASSES, name="logits"),
+        keras.layers.Dense(synthetic.NUM_CLASSES, name="logits"),
     ], name="tiny_shapes_gap_cnn")
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -59,9 +59,9 @@ def main(argv=None):
         model, what = keras.models.load_model(SHIPPED), "the shipped lrpgraph/data/shapes_cnn.keras"
     else:
         model, what = tiny_model()
-    scenes = shapes.two_object_scenes(3, size=64, seed=11)
+    scenes = synthetic.two_object_scenes(3, size=64, seed=11)
     x, target = scenes["x"], scenes["classes"][:, 0]
-    rows = [f"{shapes.CLASS_NAMES[t]}" for t in target]
+    rows = [f"{synthetic.CLASS_NAMES[t]}" for t in target]
 
     grad = {
         "gradient": lrpgraph.create_analyzer("gradient", model),

@@ -1,8 +1,9 @@
-"""The offline two-object benchmark: does an explanation separate the target
-object from the other object of the scene?
+"""The two-object localisation benchmark (offline): does an explanation separate
+the target object from the other object of the scene?  (Not a speed benchmark:
+those live in benchmarks/.)
 
 Each scene holds two objects of different classes with their masks
-(:func:`lrpgraph.shapes.two_object_scenes`, or any data set of that form).  Every
+(:func:`lrpgraph.synthetic.two_object_scenes`, or any data set of that form).  Every
 method explains the scene twice, once with each object's class as the target,
 and every map is scored with the metrics of :mod:`lrpgraph.metrics`:
 
@@ -25,11 +26,11 @@ The table is the mean of each column over all (scene, target) pairs.
 
 Usage::
 
-    from lrpgraph import benchmark, shapes
-    scenes = shapes.two_object_scenes(100, seed=12345)
-    result = benchmark.evaluate(benchmark.paper_methods(model, low=0, high=1),
+    from lrpgraph import localization, synthetic
+    scenes = synthetic.two_object_scenes(100, seed=12345)
+    result = localization.evaluate(localization.paper_methods(model, low=0, high=1),
                                 scenes["x"], scenes["classes"], scenes["masks"])
-    print(benchmark.to_markdown(result))
+    print(localization.to_markdown(result))
 
 The functions work on any model and data set with this layout; nothing here
 knows about the shapes classes.
@@ -44,7 +45,7 @@ import numpy as np
 
 from . import metrics as M
 
-__all__ = ["PAPER_METHODS", "METRICS", "accepted_params", "paper_methods", "evaluate", "BenchmarkResult", "summarize",
+__all__ = ["PAPER_METHODS", "METRICS", "paper_methods", "evaluate", "BenchmarkResult", "summarize",
            "to_markdown"]
 
 # label -> (method name, extra parameters); low/high are added where the method takes them
@@ -69,14 +70,6 @@ METRICS = {
 }
 
 
-def accepted_params(name):
-    """Parameter names a method takes explicitly: a preset's defaults, a registered
-    factory's named arguments."""
-    from .registry import parameters
-
-    return parameters(name)
-
-
 def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     """The benchmark's analyzers, ``{label: analyzer}``, in :data:`PAPER_METHODS` order.
 
@@ -86,7 +79,7 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     picks labels (default: all).  ``overrides`` maps a label to a dict of extra
     parameters for that method (e.g. ``{"Grad-CAM": {"layer": "block3_conv2"}}``).
     """
-    from .registry import create_analyzer
+    from .registry import create_analyzer, parameters
 
     labels = list(PAPER_METHODS) if methods is None else list(methods)
     unknown = [m for m in labels if m not in PAPER_METHODS]
@@ -96,7 +89,7 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     for label in labels:
         name, params = PAPER_METHODS[label]
         params = dict(params, **overrides.get(label, {}))
-        accepted = accepted_params(name)
+        accepted = parameters(name)
         for k, v in (("low", low), ("high", high)):
             if k in accepted:
                 params.setdefault(k, v)
@@ -157,7 +150,7 @@ def evaluate(analyzers, x, classes, masks, *, batch_size=32):
 
     x, classes, masks = _check_scenes(x, classes, masks)
     if not analyzers:
-        raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. benchmark.paper_methods(model)")
+        raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. localization.paper_methods(model)")
     n = len(x)
     first = next(iter(analyzers.values()))
     logits = prepare(first.model).logits(x)

@@ -1,0 +1,105 @@
+"""lrpgraph.io and lrpgraph.assets: class names, bounds, labels, image decoding, image folders."""
+
+import json
+
+import numpy as np
+import pytest
+from skimage import io as skio
+
+from lrpgraph import assets
+from lrpgraph import io as lio
+
+
+def _png(path, value=128, shape=(6, 8, 3)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skio.imsave(path, np.full(shape, value, np.uint8), check_contrast=False)
+    return path
+
+
+def test_class_names_bounds_and_labels(tmp_path):
+    names = assets.imagenet_class_names()
+    assert len(names) == 1000 and names[101] == "tusker"
+    assert lio.resolve_target("zebra", names, 1000) == 340
+    assert lio.resolve_target("African elephant", names, 1000) == 386
+    assert lio.resolve_target("african-elephant", names, 1000) == 386
+    assert lio.resolve_target(" 7 ", names, 1000) == 7 and lio.resolve_target(None, names, 1000) is None
+    with pytest.raises(lio.InputError, match="did you mean zebra"):
+        lio.resolve_target("zebrra", names, 1000)
+    lo, hi = lio.input_bounds(lio.preprocess_fn("caffe"))
+    assert lo == pytest.approx(-123.68, abs=1e-3) and hi == pytest.approx(151.061, abs=1e-3)
+    assert lio.input_bounds(lio.preprocess_fn("tf")) == pytest.approx((-1.0, 1.0))
+    assert lio.input_bounds(lio.preprocess_fn("unit")) == (0.0, 1.0)
+    (tmp_path / "labels.json").write_text(json.dumps({"0": ["n0", "cat"], "1": ["n1", "dog"]}))
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    assert lio.read_labels(tmp_path / "labels.json") == lio.read_labels(tmp_path / "labels.txt") == ["cat", "dog"]
+
+
+def test_shapes_model_is_loaded_with_its_class_names_and_bounds():
+    lm = lio.load_model("shapes")
+    assert lm.class_names == list(assets.SHAPES_CLASS_NAMES) and lm.num_classes == 6
+    assert lm.bounds == assets.SHAPES_INPUT_RANGE == (0.0, 1.0)
+    assert lm.image_shape() == (64, 64, 3) and lm.weights_note == ""
+    with pytest.raises(lio.InputError, match="did you mean shapes"):
+        lio.load_model("shapess")
+
+
+def test_image_loading_grey16_and_rgba(tmp_path):
+    skio.imsave(tmp_path / "g16.png", np.full((4, 4), 65535, np.uint16), check_contrast=False)
+    np.testing.assert_allclose(lio.load_image(tmp_path / "g16.png", (2, 2)), 255.0, rtol=1e-6)
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red but fully transparent: blended on white
+    skio.imsave(tmp_path / "rgba.png", rgba, check_contrast=False)
+    np.testing.assert_allclose(lio.load_image(tmp_path / "rgba.png", (4, 4)), 255.0, rtol=1e-6)
+
+
+def test_load_input_resizes_to_the_model_and_preprocesses(tmp_path):
+    """A 6x8 image of value 51 becomes the shapes model's (64, 64, 3) input at 51 / 255 = 0.2."""
+    lm = lio.load_model("shapes")
+    x = lio.load_input(_png(tmp_path / "a.png", value=51), lm)
+    assert x.shape == (64, 64, 3) and x.dtype == np.float32
+    np.testing.assert_allclose(x, 0.2, atol=1e-6)
+
+
+def test_image_errors_name_the_file_and_the_fix(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(lio.InputError, match=r"cannot read image .*broken\.png.*PNG, JPEG"):
+        lio.load_image(bad, (4, 4))
+    with pytest.raises(lio.InputError, match=r"image not found: .*missing\.png"):
+        lio.load_image(tmp_path / "missing.png", (4, 4))
+    skio.imsave(tmp_path / "volume.tif", np.zeros((2, 3, 3, 3), np.uint8), check_contrast=False)
+    with pytest.raises(lio.InputError, match=r"volume\.tif: shape .* save one frame"):
+        lio.load_image(tmp_path / "volume.tif", (4, 4))
+
+
+def test_list_images_with_class_subfolders(tmp_path):
+    """Like keras.utils.image_dataset_from_directory: sorted subfolder names are the classes,
+    a file's label is its subfolder's index, files below a class folder count at any depth;
+    non-images and hidden folders are skipped."""
+    for rel in ("dog/b.png", "dog/a.JPG", "cat/x.png", "cat/deep/y.png", "zebra/1.bmp",
+                ".ipynb_checkpoints/z.png", "cat/.hidden.png"):
+        _png(tmp_path / rel)
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    found = lio.list_images(tmp_path)
+    assert found.class_names == ["cat", "dog", "zebra"]
+    rel = [p.relative_to(tmp_path).as_posix() for p in found.paths]
+    assert rel == ["cat/deep/y.png", "cat/x.png", "dog/a.JPG", "dog/b.png", "zebra/1.bmp"]
+    assert found.labels.dtype == np.int64 and found.labels.tolist() == [0, 0, 1, 1, 2]
+
+
+def test_list_images_flat_folder_and_errors(tmp_path):
+    for name in ("b.png", "a.jpg", "c.jpeg"):
+        _png(tmp_path / "flat" / name)
+    found = lio.list_images(tmp_path / "flat")
+    assert [p.name for p in found.paths] == ["a.jpg", "b.png", "c.jpeg"]
+    assert found.labels is None and found.class_names is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(lio.InputError, match=r"no image files .* in .*empty: put the images in it"):
+        lio.list_images(tmp_path / "empty")
+    with pytest.raises(lio.InputError, match=r"image folder not found: .*nowhere"):
+        lio.list_images(tmp_path / "nowhere")
+    with pytest.raises(lio.InputError, match="that is a file"):
+        lio.list_images(tmp_path / "flat" / "a.jpg")
+    _png(tmp_path / "flat" / "cls" / "d.png")  # loose files and a class folder: ambiguous
+    with pytest.raises(lio.InputError, match=r"both image files \(a\.jpg, \.\.\.\) and class subfolders"):
+        lio.list_images(tmp_path / "flat")
