@@ -20,7 +20,8 @@ except ImportError as e:  # pragma: no cover
         "`pip install lrpgraph[cpu]` (tensorflow-cpu) or `pip install lrpgraph[gpu]` (tensorflow[and-cuda])."
     ) from e
 
-from . import rules  # noqa: E402
+from . import ops, rules  # noqa: E402
+from .ops import register_layer  # noqa: E402  (custom layers: docs/rules.md, "Custom layers")
 from .analyzer import Analyzer, create_analyzer, methods  # noqa: E402
 from .assign import UnsupportedLayerError  # noqa: E402
 from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
@@ -29,5 +30,5 @@ from .rewrite import canonicalize  # noqa: E402
 from . import sglrp  # noqa: E402,F401  (registers the SGLRP paper's methods)
 from . import cam, postprocess, wrappers  # noqa: E402,F401  (register IG, SmoothGrad, occlusion, CAMs)
 
-__all__ = ["Analyzer", "create_analyzer", "methods", "rules", "to_graph", "canonicalize",
-           "UnsupportedLayerError", "__version__"]
+__all__ = ["Analyzer", "create_analyzer", "methods", "rules", "ops", "register_layer", "to_graph",
+           "canonicalize", "UnsupportedLayerError", "__version__"]
