@@ -88,7 +88,7 @@ def _reader(value, what):
     if callable(value):
         return value
     raise TypeError(
-        f"Linear {what}= must be a Keras variable (e.g. layer.kernel) or a zero-argument callable "
+        f"{what}= must be a Keras variable (e.g. layer.kernel) or a zero-argument callable "
         f"returning a tensor, got {type(value).__name__}: a fixed value would be baked into the compiled "
         "function and miss later weight updates")
 
@@ -255,10 +255,21 @@ class Noise(Op):
 
 @_op
 class LayerNorm(Op):
-    """LayerNormalization (its rule: ``rules.LayerNorm``)."""
+    """y = gamma * (x - mean(x)) / sqrt(var(x) + epsilon) + beta over ``axes`` (without
+    the centring when ``rms_scaling``); its rule: ``rules.LayerNorm``.  ``gamma`` and
+    ``beta``: Keras variables or zero-argument callables (None: absent)."""
 
     kind = "layernorm"
     call: Callable | None = None
+    axes: tuple = (-1,)
+    epsilon: float = 1e-3
+    gamma: Callable | None = None
+    beta: Callable | None = None
+    rms_scaling: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "gamma", _reader(self.gamma, "gamma"))
+        object.__setattr__(self, "beta", _reader(self.beta, "beta"))
 
 
 @_op

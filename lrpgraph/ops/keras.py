@@ -204,6 +204,12 @@ def _normalization(layer, call, rank):
     return _elementwise_affine("normalization", scale, shift)
 
 
+def _layernorm(layer, call, rank):
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return LayerNorm(call, tuple(axis), layer.epsilon, layer.gamma, layer.beta,
+                     bool(getattr(layer, "rms_scaling", False)))
+
+
 def _layer_scale(layer, call, rank):
     """ConvNeXt's layer scale y = x * gamma (gamma per channel): an elementwise linear op."""
     return _elementwise_affine("layer_scale", _reads(layer, "gamma"), None, scale_axes=((rank or 1) - 1,))
@@ -319,7 +325,7 @@ BUILDERS = [
     ((L.BatchNormalization,), _batchnorm),
     ((L.Rescaling,), _rescaling),
     ((L.Normalization,), _normalization),
-    ((L.LayerNormalization,), lambda layer, call, rank: LayerNorm(call)),
+    ((L.LayerNormalization,), _layernorm),
     (tuple(c for c in (_LAYER_SCALE,) if c is not None), _layer_scale),
     (tuple(c for c in (_CUSTOM_SCALE,) if c is not None), lambda layer, call, rank: Add("scaled", call)),
     (tuple(_CONST_ARITH), _constant_arith),
