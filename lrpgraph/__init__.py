@@ -20,7 +20,8 @@ except ImportError as e:  # pragma: no cover
         "`pip install lrpgraph[cpu]` (tensorflow-cpu) or `pip install lrpgraph[gpu]` (tensorflow[and-cuda])."
     ) from e
 
-from . import rules  # noqa: E402
+from . import ops, rules  # noqa: E402
+from .ops import register_layer  # noqa: E402  (custom layers: docs/rules.md, "Custom layers")
 from .prepared import Prepared, prepare  # noqa: E402
 from .method import Explanation, Method  # noqa: E402
 from .analyzer import Analyzer  # noqa: E402  (registers the rule presets)
@@ -34,5 +35,6 @@ from .graph import to_graph  # noqa: E402
 from .rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
 
-__all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules",
+__all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules", "ops",
+           "register_layer",
            "to_graph", "canonicalize", "check", "UnsupportedLayerError", "__version__"]

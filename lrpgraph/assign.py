@@ -154,10 +154,15 @@ def _explicit(entries, info):
 def _unsupported_message(g, n, preset):
     d = g.nodes[n]
     op = d["op"]
-    reason = op.meta.get("reason", f"preset {preset.name!r} has no rule for op kind {op.kind!r}")
+    reason = getattr(op, "reason", None) or f"preset {preset.name!r} has no rule for op kind {op.kind!r}"
+    register = (
+        f"Say what the layer computes with lrpgraph.register_layer({d['class_name']}, describe), e.g. "
+        f"describe = lambda layer: lrpgraph.ops.Linear(forward=lambda x, k: tf.matmul(x, k), "
+        f"kernel=layer.kernel, bias=layer.bias), and every preset applies its rules to it; or attach "
+        if op.kind == "unknown" and d["class_name"] != "Lambda" else "Attach ")
     return (
         f"layer {n!r} of class {d['class_name']} is not supported: {reason}. "
-        f"Attach a rule to it with overrides, e.g. "
+        f"{register}a rule to it with overrides, e.g. "
         f"lrpgraph.Analyzer(model, {preset.name!r}, overrides={{{_base(n)!r}: lrpgraph.rules.Gradient()}}) "
         f"(or your own lrpgraph.rules.Rule subclass; see docs/rules.md)."
     )

@@ -23,7 +23,7 @@ import keras
 from . import graph as G
 from .assign import UnsupportedLayerError, assign_rules
 from .compile import run_forward
-from .ops import LinearOp
+from .ops import Linear
 from .prepared import resolve_output
 from .rewrite import canonicalize
 from .rules.presets import get_preset
@@ -123,8 +123,8 @@ def _rule_name(rule):
 
 def _reason(g, n, preset, message):
     op = g.nodes[n]["op"]
-    if op.meta.get("reason"):
-        return op.meta["reason"]
+    if getattr(op, "reason", None):
+        return op.reason
     if "handles only" in message:
         return message.split(": ", 1)[0] if ": " in message else message
     return f"preset {preset.name!r} has no rule for op kind {op.kind!r}"
@@ -231,7 +231,7 @@ def reference_logits(model, index, xs):
     op, layer = g0.nodes[node]["op"], g0.nodes[node]["layer"]
     inputs = [tf.constant(a) for a in xs]
     inputs = inputs[0] if len(inputs) == 1 else inputs
-    softmax_act = op.kind == "softmax" or (isinstance(op, LinearOp) and op.activation is not None
+    softmax_act = op.kind == "softmax" or (isinstance(op, Linear) and op.activation is not None
                                            and op.activation[0] == "softmax")
     if softmax_act and hasattr(layer, "activation"):
         saved = layer.activation

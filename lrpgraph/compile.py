@@ -13,7 +13,7 @@ import networkx as nx
 import tensorflow as tf
 
 from . import graph as G
-from .rules.base import Context
+from .context import Context
 
 __all__ = ["infer_nonneg", "run_forward", "reverse_pass", "Program"]
 
@@ -80,11 +80,10 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
             continue
         edges = G.in_edges(g, n)
         xs = [fetch((u, o)) for u, o, _ in edges]
-        ctx = Context(op, xs, fetch((n, 0)), [nonneg.get(u, False) for u, _, _ in edges], n,
-                      g.nodes[n]["layer"], guards)
-        if tile is not None:  # rules may compute batch-independent parts once, then tile
-            ctx.tile = tile
-            ctx.untiled = ([values[(u, o)] for u, o, _ in edges], values[(n, 0)])
+        # with tile, rules may compute batch-independent parts once on `untiled`, then tile
+        untiled = ([values[(u, o)] for u, o, _ in edges], values[(n, 0)]) if tile is not None else None
+        ctx = Context(op, xs, fetch((n, 0)), nonneg=[nonneg.get(u, False) for u, _, _ in edges], name=n,
+                      layer=g.nodes[n]["layer"], guards=guards, tile=tile, untiled=untiled)
         R_in = rules[n].backward(ctx, R)
         if len(R_in) != len(edges):
             raise ValueError(f"rule {rules[n]!r} returned {len(R_in)} relevances for node {n!r} "

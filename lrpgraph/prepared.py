@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from . import graph as G
 from .compile import run_forward
+from .ops import registrations_generation
 from .rewrite import canonicalize
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
@@ -41,7 +42,7 @@ def prepare(model, output=None, *, class_names=None):
                              f"keras model again with output={output!r}")
         prepared = model
     else:
-        key = output
+        key = (output, registrations_generation())  # a new register_layer: convert again
         per_model = _CACHE.get(model)
         if per_model is None:
             per_model = {}

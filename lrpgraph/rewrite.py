@@ -14,10 +14,10 @@ import keras
 import tensorflow as tf
 
 from . import graph as G
-from .ops import ElementwiseOp, LinearOp, Op
+from .ops import Chain, Elementwise, Linear, Multiply, Reshape, Softmax, replace
 
 __all__ = [
-    "inline_nested_models", "insert_casts", "remove_noise", "split_separable", "split_activations",
+    "inline_nested_models", "insert_casts", "remove_noise", "split_chains", "split_activations",
     "strip_softmax", "fold_batchnorm", "fold_input_affine", "fuse_hard_sigmoid", "mark_gates",
     "canonicalize", "DEFAULT_PASSES",
 ]
@@ -125,7 +125,7 @@ def insert_casts(g):
             if c is None:
                 c = casts[(u, out, target)] = G.fresh_id(g, f"{u}/cast_{target.name}")
                 g.add_node(c, name=c, layer=None, class_name="Cast", call=None,
-                           op=Op(lambda xs, t=target: [tf.cast(xs[0], t)], kind="reshape", subkind="cast"),
+                           op=Reshape("cast", lambda xs, t=target: [tf.cast(xs[0], t)]),
                            n_inputs=1, n_outputs=1, output_shapes=[g.nodes[u]["output_shapes"][out]],
                            output_dtypes=[target.name])
                 g.add_edge(u, c, out=out, slot=0)
@@ -143,60 +143,35 @@ def remove_noise(g):
     return g
 
 
-def split_separable(g):
-    """SeparableConv -> DepthwiseConv (no bias) + pointwise 1x1 Conv (bias, activation)."""
+def split_chains(g):
+    """A :class:`~lrpgraph.ops.Chain` node (SeparableConv: depthwise then pointwise) ->
+    one node per part, in a row; the first part keeps the node id, the others get
+    ``id/suffix``.  The last part's node produces the original output."""
     g = _copy(g)
-    for n in [n for n in g.nodes if g.nodes[n]["op"].kind == "separable"]:
-        layer = g.nodes[n]["op"].meta["layer"]
-        dw, pw = _separable_parts(layer)
-        pid = G.fresh_id(g, f"{n}/pointwise")
-        _insert_after(g, n, pid, _node_attrs(g, n, name=pid, op=pw, call=None, n_inputs=1))
-        g.nodes[n]["op"] = dw
-        g.nodes[n]["output_shapes"] = [None]
+    for n in [n for n in g.nodes if isinstance(g.nodes[n]["op"], Chain)]:
+        (_, first), *rest = g.nodes[n]["op"].parts
+        prev = n
+        for suffix, op in rest:
+            pid = G.fresh_id(g, f"{n}/{suffix}")
+            _insert_after(g, prev, pid, _node_attrs(g, n, name=pid, op=op, call=None, n_inputs=1))
+            prev = pid
+        g.nodes[n]["op"] = first
+        if rest:
+            g.nodes[n]["output_shapes"] = [None]
     return g
-
-
-def _separable_parts(layer):
-    import keras
-
-    fmt = layer.data_format
-    axis = -1 if fmt == "channels_last" else 1
-    dtype = layer.compute_dtype
-
-    def dw_fn(x, k, b):
-        return keras.ops.depthwise_conv(x, k, strides=layer.strides, padding=layer.padding,
-                                        dilation_rate=layer.dilation_rate, data_format=fmt)
-
-    dw = LinearOp(dw_fn, lambda: tf.cast(layer.depthwise_kernel.value, dtype), None, "depthwise",
-                  None, channel_axis=axis, kernel_out_axis="depthwise",
-                  depth_multiplier=layer.depth_multiplier)
-    ref = {}
-
-    def pw_fn(x, k, b):
-        y = keras.ops.conv(x, k, strides=1, padding="valid", data_format=fmt)
-        return ref["op"].add_bias(y, b)
-
-    bias = (lambda: tf.cast(layer.bias.value, dtype)) if layer.use_bias else None
-    act = getattr(layer, "activation", None)
-    act_name = getattr(act, "__name__", "linear")
-    pw = LinearOp(pw_fn, lambda: tf.cast(layer.pointwise_kernel.value, dtype), bias,
-                  f"conv{layer.rank}d", None if act_name == "linear" else (act_name, act),
-                  channel_axis=axis, kernel_out_axis=-1)
-    ref["op"] = pw
-    return dw, pw
 
 
 def split_activations(g):
     """Linear op with a fused activation -> linear op + elementwise (or softmax) node."""
     g = _copy(g)
-    for n in [n for n in g.nodes if isinstance(g.nodes[n]["op"], LinearOp) and g.nodes[n]["op"].activation]:
+    for n in [n for n in g.nodes if isinstance(g.nodes[n]["op"], Linear) and g.nodes[n]["op"].activation]:
         op = g.nodes[n]["op"]
         name, fn = op.activation
-        g.nodes[n]["op"] = op.with_params(op.kernel, op.bias, activation=None)
+        g.nodes[n]["op"] = replace(op, activation=None)
         if name == "softmax":
-            act = Op(lambda xs, fn=fn: [fn(xs[0])], kind="softmax")
+            act = Softmax(lambda xs, fn=fn: [fn(xs[0])])
         else:
-            act = ElementwiseOp(fn, name)
+            act = Elementwise(fn, name)
         aid = G.fresh_id(g, f"{n}/{name}")
         _insert_after(g, n, aid, _node_attrs(g, n, name=aid, op=act, call=None, n_inputs=1,
                                              class_name="Activation", fused_in=n))
@@ -212,8 +187,8 @@ def strip_softmax(g):
         op = g.nodes[o]["op"]
         if op.kind == "softmax" and g.nodes[o]["n_inputs"] == 1:
             G.bypass(g, o)
-        elif isinstance(op, LinearOp) and op.activation and op.activation[0] == "softmax":
-            g.nodes[o]["op"] = op.with_params(op.kernel, op.bias, activation=None)
+        elif isinstance(op, Linear) and op.activation and op.activation[0] == "softmax":
+            g.nodes[o]["op"] = replace(op, activation=None)
     return g
 
 
@@ -243,19 +218,19 @@ def fold_batchnorm(g):
         if n not in g:
             continue
         bn = g.nodes[n]["op"]
-        if not (isinstance(bn, LinearOp) and bn.subkind in ("batchnorm", "layer_scale")):
+        if not (isinstance(bn, Linear) and bn.subkind in ("batchnorm", "layer_scale")):
             continue
         ins = G.in_edges(g, n)
         if len(ins) != 1:
             continue
         p, out, _ = ins[0]
         prev = g.nodes[p]["op"]
-        if not (isinstance(prev, LinearOp) and prev.kernel_out_axis is not None and prev.activation is None):
+        if not (isinstance(prev, Linear) and prev.kernel_out_axis is not None and prev.activation is None):
             continue
         if len(G.consumers(g, p)) != 1 or G.is_output(g, p):
             continue
         rank = len(g.nodes[n]["output_shapes"][0])
-        if bn.meta.get("axes") != [prev.channel_axis % rank]:
+        if bn.scale_axes != (prev.channel_axis % rank,):
             continue
         scale, shift = bn.kernel, bn.bias
 
@@ -266,7 +241,7 @@ def fold_batchnorm(g):
                 return t
             return b * scale() if t is None else b * scale() + t
 
-        folded = prev.with_params(_fold_scale(prev, scale), bias)
+        folded = replace(prev, kernel=_fold_scale(prev, scale), bias=bias)
         g.nodes[p]["op"] = folded
         g.nodes[p]["folded"] = list(g.nodes[p].get("folded", [])) + [n]
         G.bypass(g, n)
@@ -297,7 +272,7 @@ def fold_input_affine(g):
 
 def _is_input_affine(g, n):
     op = g.nodes[n]["op"]
-    return isinstance(op, LinearOp) and op.subkind in _INPUT_AFFINE and op.activation is None
+    return isinstance(op, Linear) and op.subkind in _INPUT_AFFINE and op.activation is None
 
 
 def _is_cast(g, n):
@@ -326,7 +301,7 @@ def _fold_input_affine_once(g, n):
             continue
         break
     target, top, aff = cur, g.nodes[cur]["op"], g.nodes[n]["op"]
-    if not (isinstance(top, LinearOp) and top.subkind in _FOLD_TARGETS and len(G.in_edges(g, target)) == 1):
+    if not (isinstance(top, Linear) and top.subkind in _FOLD_TARGETS and len(G.in_edges(g, target)) == 1):
         return False
     shape = g.nodes[n]["output_shapes"][0]
     if shape is None or any(d is None for d in shape[1:]):
@@ -356,10 +331,10 @@ def _fold_input_affine_once(g, n):
         t = tf.ones([1] + list(shape[1:]), k.dtype) * tf.reshape(tf.cast(c, k.dtype), offset_shape)
         for pad in pads:
             t = pad([t])[0]
-        m = top.fn(t, k, None)
+        m = top.forward(t, k)
         return m if b is None else top.add_bias(m, b)
 
-    g.nodes[target]["op"] = top.with_params(kernel, bias)
+    g.nodes[target]["op"] = replace(top, kernel=kernel, bias=bias)
     g.nodes[target]["folded"] = list(g.nodes[target].get("folded", [])) + [n]
     G.bypass(g, n)
     return True
@@ -367,13 +342,15 @@ def _fold_input_affine_once(g, n):
 
 def _const(g, n, subkind, scale, offset):
     op = g.nodes[n]["op"]
-    if not (isinstance(op, LinearOp) and op.subkind == subkind):
+    if not (isinstance(op, Linear) and op.subkind == subkind):
         return False
     import numpy as np
 
-    ok = np.allclose(op.meta.get("scale"), scale, rtol=1e-6, atol=0)
-    off = op.meta.get("offset")
-    return ok and (offset is None and off is None or off is not None and np.allclose(off, offset))
+    k = np.asarray(op.kernel())
+    rtol = max(1e-6, float(np.finfo(k.dtype).eps))  # the constant as the op's dtype holds it
+    off = None if op.bias is None else np.asarray(op.bias())
+    return np.allclose(k, scale, rtol=rtol, atol=0) and (
+        offset is None and off is None or off is not None and np.allclose(off, offset, rtol=rtol))
 
 
 def fuse_hard_sigmoid(g):
@@ -396,7 +373,7 @@ def fuse_hard_sigmoid(g):
             continue
         G.bypass(g, a)
         G.bypass(g, r)
-        g.nodes[m]["op"] = ElementwiseOp(lambda x: tf.nn.relu6(x + 3.0) * (1.0 / 6.0), "hard_sigmoid")
+        g.nodes[m]["op"] = Elementwise(lambda x: tf.nn.relu6(x + 3.0) * (1.0 / 6.0), "hard_sigmoid")
         g.nodes[m]["fused_from"] = [a, r]
     return g
 
@@ -409,14 +386,13 @@ def mark_gates(g):
     g = _copy(g)
     for n in g.nodes:
         op = g.nodes[n]["op"]
-        if op.kind != "multiply":
+        if not isinstance(op, Multiply):
             continue
         slots = [slot for u, _, slot in G.in_edges(g, n)
                  if g.nodes[u]["op"].kind in ("elementwise", "softmax")
                  and (g.nodes[u]["op"].subkind in GATE_ACTIVATIONS or g.nodes[u]["op"].kind == "softmax")]
         if len(slots) == 1:
-            new = Op(op.forward, kind=op.kind, subkind=op.subkind, **dict(op.meta, gate_slot=slots[0]))
-            g.nodes[n]["op"] = new
+            g.nodes[n]["op"] = replace(op, gate_slot=slots[0])
     return g
 
 
@@ -424,7 +400,7 @@ DEFAULT_PASSES = (
     inline_nested_models,
     insert_casts,
     remove_noise,
-    split_separable,
+    split_chains,
     split_activations,
     strip_softmax,
     fold_batchnorm,

@@ -22,43 +22,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from lrpgraph.context import Context  # noqa: F401  (re-exported: rules import from the core)
+from lrpgraph.ops import wide_dtype  # noqa: F401
+
 __all__ = [
     "Context", "Rule", "BasicRule", "ParamMod", "stabilize", "safe_divide", "vjp", "wide_dtype",
     "identity", "positive", "negative", "ones", "square", "zero",
 ]
-
-
-class Context:
-    """What a rule sees of one node.
-
-    Attributes: ``op`` (the node's :class:`lrpgraph.ops.Op`), ``inputs`` (forward
-    input tensors, one per slot), ``output`` (the forward output), ``nonneg``
-    (per input: True where the input is known to be >= 0 everywhere, e.g. the
-    output of a ReLU), ``name`` (node id), ``layer`` (the Keras layer).
-    """
-
-    def __init__(self, op, inputs, output, nonneg=None, name=None, layer=None, guards=None):
-        self.tile = None  # set when the reverse pass runs several seeds per sample
-        self.untiled = None  # then: (inputs, output) at the forward batch size
-        self.guards = guards  # a list when the pass relies on the rules' conservation
-        self.op = op
-        self.inputs = inputs
-        self.output = output
-        self.nonneg = nonneg if nonneg is not None else [False] * len(inputs)
-        self.name = name
-        self.layer = layer
-
-    @property
-    def x(self):
-        return self.inputs[0]
-
-    def require_nonzero(self, denominator):
-        """Report a denominator on which the rule's conservation depends (see
-        :meth:`Rule.conservative`); a no-op unless the pass collects guards."""
-        if self.guards is not None:
-            # tf.equal(b, 0) is the op safe_divide builds on the same tensor: graph
-            # optimisation merges the two, so the guard only reads a boolean mask
-            self.guards.append(tf.logical_not(tf.reduce_any(tf.equal(denominator, 0))))
 
 
 class Rule:
@@ -89,12 +59,6 @@ class Rule:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
-
-
-def wide_dtype(dtype):
-    """The dtype for statistics (variances, means) of ``dtype`` data: float32 for
-    float16/bfloat16/float32, as Keras computes them, and float64 kept as float64."""
-    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
 
 
 # ---- stabilisers --------------------------------------------------------------
@@ -217,13 +181,13 @@ class BasicRule(Rule):
                 z = op.add_bias(y0 - z_pos, b)
                 transposes.append(_transpose(op, tile(xk), k))
             elif ctx.tile:
-                z0 = op.fn(xk, k, None)
+                z0 = op.forward(xk, k)
                 z = op.add_bias(z0, b)
                 transposes.append(_transpose(op, tile(xk), k))
             else:
                 with tf.GradientTape() as tape:
                     tape.watch(xk)
-                    z0 = op.fn(xk, k, None)
+                    z0 = op.forward(xk, k)
                 z = op.add_bias(z0, b)
                 transposes.append(_Transpose(tape, z0, xk))
             if imod is positive and pmod.kernel is positive and not skip and z_pos is None:
@@ -246,4 +210,4 @@ class _Transpose:
 
 
 def _transpose(op, x, kernel):
-    return lambda s: vjp(lambda t: op.fn(t, kernel, None), x, s)
+    return lambda s: vjp(lambda t: op.forward(t, kernel), x, s)

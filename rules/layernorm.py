@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from lrpgraph import ops
+
 from .base import Rule, stabilize, wide_dtype
 
 __all__ = ["LayerNorm"]
-
-
-def _axes(layer, rank):
-    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    return sorted(a % rank for a in axis)
 
 
 class LayerNorm(Rule):
@@ -52,21 +49,21 @@ class LayerNorm(Rule):
         self.bias = bias
 
     def backward(self, ctx, R):
-        layer = ctx.layer
-        if not all(hasattr(layer, a) for a in ("axis", "epsilon", "gamma", "beta")):
-            raise ValueError(f"LayerNorm rule: node {ctx.name!r} ({type(layer).__name__}) is not a Keras "
-                             "LayerNormalization layer; give it another rule in overrides")
+        op = ctx.op
+        if not isinstance(op, ops.LayerNorm):
+            raise ValueError(f"LayerNorm rule: node {ctx.name!r} ({type(ctx.layer).__name__}) is not a "
+                             "LayerNormalization (op kind 'layernorm'); give it another rule in overrides")
         x = tf.cast(ctx.x, wide_dtype(ctx.x.dtype))
         rank = len(x.shape)
-        axes = _axes(layer, rank)
+        axes = sorted(a % rank for a in op.axes)
         shape = [1] * rank
         for a in axes:
             shape[a] = x.shape[a]
-        gamma = None if layer.gamma is None else tf.reshape(tf.cast(layer.gamma.value, x.dtype), shape)
-        beta = None if layer.beta is None else tf.reshape(tf.cast(layer.beta.value, x.dtype), shape)
-        rms = bool(getattr(layer, "rms_scaling", False))
+        gamma = None if op.gamma is None else tf.reshape(tf.cast(op.gamma(), x.dtype), shape)
+        beta = None if op.beta is None else tf.reshape(tf.cast(op.beta(), x.dtype), shape)
+        rms = op.rms_scaling
         _, var = tf.nn.moments(x, axes=axes, keepdims=True)
-        inv = tf.stop_gradient(tf.math.rsqrt(var + layer.epsilon))
+        inv = tf.stop_gradient(tf.math.rsqrt(var + op.epsilon))
 
         def linear(t):
             c = t if rms else t - tf.reduce_mean(t, axis=axes, keepdims=True)

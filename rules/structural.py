@@ -85,10 +85,10 @@ class DeconvReLU(Gradient):
 
 
 def gate_slot(ctx):
-    """Which input of a Multiply is the gate: ``op.meta['gate_slot']`` when a rewrite
+    """Which input of a Multiply is the gate: the op's ``gate_slot`` when a rewrite
     pass set it (the input made by a sigmoid), else the input with fewer elements
     (it is broadcast: squeeze-and-excitation), else slot 1."""
-    slot = ctx.op.meta.get("gate_slot")
+    slot = getattr(ctx.op, "gate_slot", None)
     if slot is not None:
         return slot
     sizes = [int(tf.TensorShape(x.shape[1:]).num_elements() or 0) for x in ctx.inputs]

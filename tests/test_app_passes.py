@@ -15,7 +15,7 @@ from keras import layers
 import lrpgraph
 from lrpgraph import graph as G
 from lrpgraph.compile import run_forward
-from lrpgraph.ops import LinearOp
+from lrpgraph.ops import Linear, replace
 from lrpgraph.rewrite import fold_batchnorm, fold_input_affine, fuse_hard_sigmoid, mark_gates
 from lrpgraph.rules import LayerNorm
 from lrpgraph.rules.base import Context
@@ -44,7 +44,7 @@ def test_constant_arithmetic_is_an_elementwise_linear_op(fn, k, b):
     g = G.to_graph(model)
     (n,) = [n for n in g.nodes if g.nodes[n]["op"].kind != "input"]
     op = g.nodes[n]["op"]
-    assert isinstance(op, LinearOp) and op.subkind.startswith("const_")
+    assert isinstance(op, Linear) and op.subkind.startswith("const_")
     assert float(op.kernel()) == pytest.approx(k)
     assert (op.bias is None) if b is None else float(op.bias()) == pytest.approx(b)
     x = _x((3,))
@@ -128,7 +128,7 @@ def test_fuse_hard_sigmoid_then_gate_is_marked():
     x = _x((4, 4, 6)) * 4
     np.testing.assert_allclose(_run(g, x), model(x).numpy(), rtol=1e-6, atol=1e-6)
     g = mark_gates(g)
-    assert g.nodes["se"]["op"].meta["gate_slot"] == 1
+    assert g.nodes["se"]["op"].gate_slot == 1
 
 
 # ---- layer scale and the scaled residual ---------------------------------------------------
@@ -241,7 +241,7 @@ def test_check_reports_wrong_logits():
     # a pass that breaks the function must show up: drop the folded stem bias
     check_module = importlib.import_module("lrpgraph.check")  # the module, not the function
     g = check_module.canonicalize(G.to_graph(model))
-    g.nodes["stem"]["op"] = g.nodes["stem"]["op"].with_params(g.nodes["stem"]["op"].kernel, None)
+    g.nodes["stem"]["op"] = replace(g.nodes["stem"]["op"], bias=None)
     got = check_module._rewritten_logits(g, g.graph["outputs"][0], set(g.nodes), [_x((9, 9, 3))])
     want = check_module.reference_logits(model, 0, [_x((9, 9, 3))])
     assert np.max(np.abs(got - want)) / np.max(np.abs(want)) > 1e-2

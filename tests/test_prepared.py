@@ -147,3 +147,20 @@ def test_one_pass_refused_where_a_rule_is_not_linear(rng, scaling):
     # the one-pass seed gives something else here: the refusal matters
     one = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=lambda z, tg: an.head.one_pass(z, tg), **over)
     assert np.abs(one.analyze(x, t) - want).max() > 1e-3 * np.abs(want).max()
+
+
+def test_register_layer_after_prepare_converts_again(net):
+    """A model prepared before a registration is prepared again after it, so the
+    new description is used (the cache is keyed on the registrations too)."""
+    model, _ = net
+    before = lrpgraph.prepare(model)
+    assert lrpgraph.prepare(model) is before
+
+    class Unused(keras.layers.Layer):
+        pass
+
+    lrpgraph.register_layer(Unused, lambda layer: lrpgraph.ops.Identity())
+    try:
+        assert lrpgraph.prepare(model) is not before
+    finally:
+        lrpgraph.ops.unregister_layer(Unused)

@@ -226,10 +226,10 @@ def test_inline_two_input_nested_model_wiring():
     assert G.producers(h, "two/da") == ["pre"]
 
 
-# ---- split_separable ---------------------------------------------------------------------------
+# ---- split_chains (SeparableConv) -----------------------------------------------------------------
 
 @pytest.mark.parametrize("rank", [1, 2])
-def test_split_separable(rng, rank):
+def test_split_chains_splits_separable_conv(rng, rank):
     cls = L.SeparableConv1D if rank == 1 else L.SeparableConv2D
     shape = (9, 3) if rank == 1 else (7, 7, 3)
     model = keras.Sequential([keras.Input(shape), cls(5, 3, depth_multiplier=2, activation="relu",
@@ -238,8 +238,8 @@ def test_split_separable(rng, rank):
     sep = model.get_layer("sep")
     sep.bias.assign(rng.normal(size=5))
     g = G.to_graph(model)
-    s = RW.split_separable(g)
-    assert "separable" not in kinds(s)
+    s = RW.split_chains(g)
+    assert g.nodes["sep"]["op"].kind == "chain" and "chain" not in kinds(s)
     assert s.nodes["sep"]["op"].subkind == "depthwise" and s.nodes["sep"]["op"].bias is None
     pw = s.nodes["sep/pointwise"]["op"]
     assert pw.kind == "linear" and pw.bias is not None and pw.activation[0] == "relu"

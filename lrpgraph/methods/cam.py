@@ -36,7 +36,7 @@ from skimage.transform import resize as _sk_resize
 from .. import graph as G
 from ..analyzer import Analyzer
 from ..method import Method, check_batch_size, chunked
-from ..ops import LinearOp
+from ..ops import Linear
 from ..registry import register
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "GuidedGradCAM", "find_cam_layers"]
@@ -239,7 +239,7 @@ class CAM(_CAMBase):
             if g.nodes[v]["op"].kind != "reshape":
                 break
         op = g.nodes[v]["op"]
-        if v != out_node or not isinstance(op, LinearOp) or op.subkind != "dense":
+        if v != out_node or not isinstance(op, Linear) or op.subkind != "dense":
             raise ValueError(f"the pooled features of {n!r} feed {v!r} ({g.nodes[v]['class_name']}), not the "
                              f"output Dense layer: {hint}")
         return op

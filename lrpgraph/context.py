@@ -1,0 +1,64 @@
+"""What a rule sees of one node during the reverse pass: :class:`Context`.
+
+The reverse pass (:func:`lrpgraph.compile.reverse_pass`) builds one per node, in one
+go, and hands it with the relevance at the node's output to the node's rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import tensorflow as tf
+
+__all__ = ["Context"]
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """What a rule sees of one node (immutable).
+
+    ``op``: the node's op description (:mod:`lrpgraph.ops`); rules read its typed
+    fields (a ``Linear``'s ``forward``, ``kernel``, ``bias``, ...).
+    ``inputs``: the forward input tensors, one per input slot, at the reverse pass's
+    batch size (tiled when several seeds per sample run as one batch).
+    ``output``: the forward output tensor, tiled like ``inputs``.
+    ``nonneg``: per input slot, True where that input is known to be >= 0 everywhere
+    (e.g. the output of a ReLU); None means all False.
+    ``name``: the node id.
+    ``layer``: the Keras layer (or ``keras.ops`` operation) behind the node, None for a
+    node a rewrite pass made.
+    ``guards``: None, or the list that :meth:`require_nonzero` appends to when the
+    pass relies on the rules' conservation (scaled SGLRP/CLRP in one pass).
+    ``tile``: None, or the function mapping a forward tensor to the reverse pass's
+    batch (several seeds per sample); rules may then compute batch-independent parts
+    on ``untiled`` and tile the result.
+    ``untiled``: with ``tile``, ``(inputs, output)`` at the forward batch size.
+    """
+
+    op: object
+    inputs: list
+    output: object
+    nonneg: list | None = None
+    name: str | None = None
+    layer: object = None
+    guards: list | None = None
+    tile: Callable | None = None
+    untiled: tuple | None = None
+
+    def __post_init__(self):
+        if self.nonneg is None:
+            object.__setattr__(self, "nonneg", [False] * len(self.inputs))
+
+    @property
+    def x(self):
+        """The first input."""
+        return self.inputs[0]
+
+    def require_nonzero(self, denominator):
+        """Report a denominator on which the rule's conservation depends (see
+        :meth:`lrpgraph.rules.Rule.conservative`); a no-op unless the pass collects guards."""
+        if self.guards is not None:
+            # tf.equal(b, 0) is the op safe_divide builds on the same tensor: graph
+            # optimisation merges the two, so the guard only reads a boolean mask
+            self.guards.append(tf.logical_not(tf.reduce_any(tf.equal(denominator, 0))))

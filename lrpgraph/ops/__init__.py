@@ -1,0 +1,13 @@
+"""Op descriptions (:mod:`lrpgraph.ops.base`, what rules are written against) and the
+Keras adapter that makes them (:mod:`lrpgraph.ops.keras`, with :func:`register_layer`
+for custom layers)."""
+
+from .base import (Add, Chain, Concat, Elementwise, Identity, Input, LayerNorm, Linear, Multiply,
+                   Nested, Noise, Op, Pooling, Reshape, Softmax, Unknown, replace, wide_dtype)
+from .keras import describe, register_layer, registrations_generation, unregister_layer
+
+__all__ = [
+    "Op", "Input", "Linear", "Elementwise", "Pooling", "Add", "Concat", "Multiply", "Reshape",
+    "Identity", "Softmax", "Noise", "LayerNorm", "Nested", "Chain", "Unknown", "replace",
+    "wide_dtype", "describe", "register_layer", "unregister_layer", "registrations_generation",
+]
