@@ -6,9 +6,9 @@
 
 Each (model, method, batch size) is measured in a FRESH process, so that one
 measurement's allocations cannot hide in another's.  On CPU the figure is the
-peak resident set size of that process above the same process just after the
-model was built and one plain forward ran (``ru_maxrss``: build, trace and first
-call included).  On a GPU it is
+peak resident set size (VmHWM, reset with /proc/self/clear_refs once the model is
+built and has run one plain forward) above the resident set size at that moment:
+building the analyzer, tracing and the first call included.  On a GPU it is
 ``tf.config.experimental.get_memory_info("GPU:0")["peak"]`` after
 ``reset_memory_stats`` with the model already on the device (chosen
 automatically when a GPU is visible).
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 
@@ -36,8 +35,20 @@ FAMILIES = ["gradient", "lrp.epsilon", "lrp.z_plus", "deep_taylor.bounded", "lrp
 BATCHES = (2, 8, 16)
 
 
-def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+def _status_mb(field):
+    """VmRSS / VmHWM of this process from /proc (Linux), MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss():
+    """Reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0), so that the
+    model's construction, whose temporaries can exceed the analysis, is not the peak."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def build_model(name):
@@ -87,7 +98,11 @@ def measure_one(model_name, method, batch):
         tf.config.experimental.reset_memory_stats("GPU:0")
         base = tf.config.experimental.get_memory_info("GPU:0")["current"] / 2**20
     else:
-        base = _rss_mb()
+        import gc
+
+        gc.collect()
+        reset_peak_rss()
+        base = _status_mb("VmRSS")
     name, params = parse_method(method)
     target = np.zeros(batch, np.int32)
     if name == "gradient_tape":
@@ -110,7 +125,7 @@ def measure_one(model_name, method, batch):
     if gpu:
         peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     else:
-        peak = _rss_mb()
+        peak = _status_mb("VmHWM")
     return {"model": model_name, "method": method, "batch": batch, "peak_mb": peak - base,
             "device": "GPU" if gpu else "CPU"}
 

@@ -154,6 +154,13 @@ class BasicRule(Rule):
         return self._denominator is not None and op.kind == "linear" and op.activation is None and not biased
 
     def backward(self, ctx, R):
+        # The modified weights and forward outputs wait for R: they are computed in the
+        # reverse step that needs them and released after it, not for every layer at
+        # once during the forward pass (which holds ~10x the gradient's memory).
+        with tf.control_dependencies([R]):
+            return self._modified_gradient(ctx, R)
+
+    def _modified_gradient(self, ctx, R):
         op = ctx.op
         # Denominators depend on x only: with several seeds per sample, compute them
         # on the forward batch and tile the result; transposed ops run on R's batch.
