@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .linear import AlphaBeta, Epsilon, Flat, Gamma, WSquare, Z, ZBox, ZPlus, ZPlusFast
 from .layernorm import LayerNorm
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
@@ -37,7 +39,11 @@ class P:
 
     def value(self, params):
         v = params[self.name]
-        return (not v) if self.negate else v
+        if not self.negate:
+            return v
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"parameter {self.name!r} must be True or False, got {v!r}")
+        return not v
 
     def __str__(self):
         return f"not {self.name}" if self.negate else self.name

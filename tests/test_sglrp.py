@@ -292,3 +292,15 @@ def test_bad_models_and_targets():
     m, x, t = small_cnn("")
     with pytest.raises(ValueError, match="out of range"):
         lrpgraph.create_analyzer("sglrp", m).analyze(x, target=10)
+
+
+def test_ignore_bias_must_be_a_bool():
+    m, _, _ = small_cnn("")
+    with pytest.raises(TypeError, match="'ignore_bias' must be True or False"):
+        lrpgraph.create_analyzer("sglrp", m, ignore_bias="yes")
+    with pytest.raises(TypeError, match="'ignore_bias' must be True or False"):
+        lrpgraph.Analyzer(m, "deep_taylor", ignore_bias=None)
+    rules = lrpgraph.create_analyzer("lrp", m, ignore_bias=np.bool_(True)).rules
+    assert rules["fc1"].bias is False and rules["conv2"].bias is False
+    rules = lrpgraph.create_analyzer("lrp", m).rules
+    assert rules["fc1"].bias is True and type(rules["conv1"]).__name__ == "ZBox"
