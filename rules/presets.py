@@ -12,12 +12,15 @@ Selectors:
 - a callable ``predicate(node) -> bool`` on a :class:`lrpgraph.assign.NodeInfo`.
 
 A rule spec is ``spec(RuleClass, **kwargs)``; a kwarg given as ``P("name")``
-takes the analyzer's parameter ``name`` (e.g. ``epsilon``, ``low``, ``high``).
+takes the analyzer's parameter ``name`` (e.g. ``epsilon``, ``low``, ``high``), and
+``P("name", negate=True)`` its logical negation (``bias=not ignore_bias``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .linear import AlphaBeta, Epsilon, Flat, Gamma, WSquare, Z, ZBox, ZPlus, ZPlusFast
 from .layernorm import LayerNorm
@@ -28,9 +31,22 @@ __all__ = ["P", "spec", "Preset", "PRESETS", "get_preset"]
 
 @dataclass(frozen=True)
 class P:
-    """A placeholder for an analyzer parameter inside a rule spec."""
+    """A placeholder for an analyzer parameter inside a rule spec (``negate``: pass
+    ``not params[name]``)."""
 
     name: str
+    negate: bool = False
+
+    def value(self, params):
+        v = params[self.name]
+        if not self.negate:
+            return v
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"parameter {self.name!r} must be True or False, got {v!r}")
+        return not v
+
+    def __str__(self):
+        return f"not {self.name}" if self.negate else self.name
 
 
 @dataclass(frozen=True)
@@ -39,11 +55,11 @@ class RuleSpec:
     kwargs: tuple = ()
 
     def build(self, params):
-        kw = {k: (params[v.name] if isinstance(v, P) else v) for k, v in self.kwargs}
+        kw = {k: (v.value(params) if isinstance(v, P) else v) for k, v in self.kwargs}
         return self.cls(**kw)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v.name if isinstance(v, P) else v!r}" for k, v in self.kwargs)
+        args = ", ".join(f"{k}={v if isinstance(v, P) else repr(v)}" for k, v in self.kwargs)
         return f"{self.cls.__name__}({args})"
 
 
@@ -89,6 +105,10 @@ ZENNIT_STRUCTURE = (
     ("kind:add", spec(Epsilon, epsilon=1e-6)),
 ) + LRP_STRUCTURE
 
+# iNNvestigate's Deep Taylor (analyzer/deeptaylor.py) passes relevance through average
+# pooling like the gradient: uniformly, 1/pool-size to each input.  It conserves too.
+DEEP_TAYLOR_STRUCTURE = (("kind:pool_avg", spec(Gradient)),) + LRP_STRUCTURE
+
 GRADIENT_STRUCTURE = (("kind:*", spec(Gradient)),)
 
 BATES = "Bach et al., PLoS ONE 2015"
@@ -102,6 +122,10 @@ def _lrp(name, doc, linear_rules, head="logit", defaults=None, reference=BATES, 
 def _all_linear(rule):
     return (("kind:linear", rule),)
 
+
+# Deep Taylor's z+ (alpha 1, beta 0): iNNvestigate 2.1.2 ignores the bias (ignore_bias=True);
+# 1.0.8.3, which the SGLRP paper's code ran, puts it in the denominator (ignore_bias=False).
+_DT_ZPLUS = spec(ZPlus, bias=P("ignore_bias", negate=True))
 
 _SEQ_DENSE = ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon")))
 _CONV = "kind:linear"  # every other linear op (conv, depthwise, folded batchnorm)
@@ -124,11 +148,12 @@ _PRESET_LIST = [
     _lrp("lrp.w_square", "LRP-w^2 on every linear layer", _all_linear(spec(WSquare)), reference=DTD),
     _lrp("lrp.flat", "LRP-flat on every linear layer", _all_linear(spec(Flat)),
          reference="Lapuschkin et al., Nature Communications 2019"),
-    _lrp("deep_taylor", "Deep Taylor: z+ everywhere, from max(logit, 0)", _all_linear(spec(ZPlus)),
-         head="logit_relu", reference=DTD),
+    _lrp("deep_taylor", "Deep Taylor: z+ everywhere, from max(logit, 0)", _all_linear(_DT_ZPLUS),
+         head="logit_relu", defaults={"ignore_bias": True}, reference=DTD, structure=DEEP_TAYLOR_STRUCTURE),
     _lrp("deep_taylor.bounded", "Deep Taylor with z^B (low, high) on the input layer",
-         (("first", spec(ZBox, low=P("low"), high=P("high"))),) + _all_linear(spec(ZPlus)),
-         head="logit_relu", defaults={"low": -1.0, "high": 1.0}, reference=DTD),
+         (("first", spec(ZBox, low=P("low"), high=P("high"))),) + _all_linear(_DT_ZPLUS),
+         head="logit_relu", defaults={"low": -1.0, "high": 1.0, "ignore_bias": True}, reference=DTD,
+         structure=DEEP_TAYLOR_STRUCTURE),
     _lrp("lrp.sequential_preset_a", "epsilon (0.1) on Dense, alpha1-beta0 on conv",
          (_SEQ_DENSE, (_CONV, spec(AlphaBeta, alpha=1, beta=0))), defaults={"epsilon": 0.1},
          reference="Kohlbrenner et al., IJCNN 2020"),

@@ -3,8 +3,9 @@
 - :class:`Pass`: activations hand relevance through unchanged (LRP's convention
   for ReLU and other elementwise activations: Bach et al. 2015).
 - :class:`Gradient`: the plain vector-Jacobian product.  On max pooling it is
-  winner-takes-all, on Concatenate a split, on Flatten/Reshape/padding/slicing a
-  re-indexing; on linear ops it is the gradient, for the gradient methods.
+  winner-takes-all, on average pooling a uniform split (1/pool-size to each input,
+  iNNvestigate's Deep Taylor), on Concatenate a split, on Flatten/Reshape/padding/slicing
+  a re-indexing; on linear ops it is the gradient, for the gradient methods.
 - :class:`GuidedReLU` / :class:`DeconvReLU`: guided backpropagation
   (Springenberg et al., "Striving for Simplicity: The All Convolutional Net",
   ICLR workshop 2015) and DeconvNet (Zeiler & Fergus, "Visualizing and
@@ -24,7 +25,11 @@ __all__ = ["Pass", "Gradient", "GuidedReLU", "DeconvReLU", "Gate", "gate_slot"]
 
 RELU_LIKE = ("relu", "relu6", "leaky_relu")
 # the gradient of these drops what lies on the padded positions; every other shape op
-# and max pooling, concatenation and re-indexing hand on all of R
+# and max pooling, concatenation and re-indexing hand on all of R.  So does average
+# pooling: each output is the mean of the n inputs in its window, and its R goes 1/n to
+# each of them; with "same" padding Keras (tf.nn.avg_pool) averages over the in-bounds
+# inputs only, so n counts those and nothing falls on the padding (checked in
+# tests/test_avg_pool.py for valid/same, strided, 1D/3D and global pooling).
 _PADDING = ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Pad")
 
 
@@ -46,7 +51,7 @@ class Gradient(Rule):
     """R_x_i = (dy/dx_i)^T R_y: the chain rule (any op)."""
 
     def conservative(self, op):
-        return type(self) is Gradient and (op.kind in ("pool_max", "concat") or
+        return type(self) is Gradient and (op.kind in ("pool_max", "pool_avg", "concat") or
                                            (op.kind == "reshape" and op.subkind not in _PADDING))
 
     def backward(self, ctx, R):

@@ -1,19 +1,23 @@
-"""Every preset against iNNvestigate 2.1.2's and Zennit 1.0's outputs on the small_cnn.
+"""Every preset against iNNvestigate 2.1.2's and Zennit 1.0's outputs on the small_cnn,
+and every key of the avg_cnn golden (average pooling) against our methods.
 
 Bar (shared/golden/README.md): max |ours - golden| <= 1e-4 * max |golden|, per sample.
-The SGLRP/CLRP and integrated-gradients keys are covered by their own test modules.
+small_cnn's SGLRP/CLRP and integrated-gradients keys are covered by their own test modules.
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras
 import lrpgraph
 from lrpgraph import rules as R
 from lrpgraph.rules.presets import PRESETS
+from paper_keys import ignore_bias_of, is_paper_key, paper_analyzer
 
 DATA = Path(__file__).parent / "data"
 TAGS = ["", "_nb"]
@@ -107,3 +111,86 @@ def test_epsilon_alpha2_beta1_flat(setup):
     assert max(err) <= 1e-5, err
     # the first layer's rule matters: the composite differs from its non-flat parent
     assert max(per_sample_error(flat, zen["epsilon_alpha2_beta1"])) > 1e-2
+
+
+# ---- avg_cnn: average pooling and global average pooling ---------------------------
+# iNNvestigate 2.1.2's outputs on a net with AveragePooling2D and GlobalAveragePooling2D
+# (shared/golden/README.md).  Its Deep Taylor family (deep_taylor, deep_taylor.bounded,
+# and the SGLRP code's sglrp/clrp, made with the 2.1.2 rule: ignore_bias=True) passes
+# relevance through both pooling layers like the gradient; the LRP presets use the
+# z-rule there.  Every key of the file is checked.
+
+def build_avg_cnn():
+    d = np.load(DATA / "avg_cnn_in.npz", allow_pickle=True)
+    model = keras.Sequential([
+        keras.Input((24, 24, 3)),
+        keras.layers.Conv2D(6, 3, padding="valid", activation="relu", name="conv1"),
+        keras.layers.AveragePooling2D(2, name="avg1"),
+        keras.layers.Conv2D(12, 3, padding="valid", activation="relu", name="conv2"),
+        keras.layers.GlobalAveragePooling2D(name="gap"),
+        keras.layers.Dense(16, activation="relu", name="fc1"),
+        keras.layers.Dense(10, name="logits"),
+    ], name="avg_cnn")
+    model.set_weights([d[f"w{i}"] for i in range(8)])
+    return model, d["x"].astype("float32"), d["targets"].astype("int64")
+
+
+AVG_OUT = np.load(DATA / "avg_cnn_out.npz")
+AVG_META = json.loads((DATA / "avg_cnn_out.meta.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def avg_cnn():
+    return build_avg_cnn()
+
+
+def _avg_analyzer(key, model):
+    if is_paper_key(key):
+        return paper_analyzer(key, model, ignore_bias_of(AVG_META, key))
+    params = dict(AVG_META["params"][key])
+    name = params.pop("innvestigate_name", key)
+    mode = params.pop("neuron_selection_mode", "index")
+    if name == "integrated_gradients":  # a wrapper: no neuron_selection_mode
+        return lrpgraph.create_analyzer(name, model, **params)
+    return lrpgraph.create_analyzer(name, model, neuron_selection_mode=mode, **params)
+
+
+def test_avg_cnn_logits_match(avg_cnn):
+    model, x, t = avg_cnn
+    np.testing.assert_array_equal(t, AVG_META["targets"])
+    np.testing.assert_allclose(model.predict(x, verbose=0), AVG_META["logits"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", AVG_OUT.files)
+def test_avg_cnn_golden(avg_cnn, key):
+    model, x, t = avg_cnn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # sample 3's target logit is < 0
+        ours = _avg_analyzer(key, model).analyze(x, target=t)
+    golden = AVG_OUT[key]
+    assert ours.shape == golden.shape
+    for i in range(len(x)):
+        if not np.all(np.isfinite(golden[i])):
+            # iNNvestigate's CLRP divides 0 by 0 where the output ReLU gates the target
+            # logit; we return zeros (REFERENCE.md)
+            assert key == "clrp" and np.all(ours[i] == 0)
+            continue
+        scale = np.abs(golden[i]).max()
+        assert np.abs(ours[i] - golden[i]).max() <= 1e-4 * scale + 1e-12, (key, i, scale)
+
+
+@pytest.mark.parametrize("key", ["deep_taylor", "deep_taylor.bounded", "sglrp.target"])
+def test_avg_cnn_pooling_rule_matters(avg_cnn, key):
+    """With the z-rule at the pooling layers the Deep Taylor maps miss the golden by far
+    more than the tolerance: the golden pins down the gradient rule there."""
+    model, x, t = avg_cnn
+    z_at_pools = {"overrides": {"kind:pool_avg": lrpgraph.rules.Z()}}
+    if is_paper_key(key):
+        an = paper_analyzer(key, model, True, **z_at_pools)
+    else:
+        params = {k: v for k, v in AVG_META["params"][key].items()
+                  if k not in ("innvestigate_name", "neuron_selection_mode")}
+        an = lrpgraph.Analyzer(model, key, **z_at_pools, **params)
+    ours = an.analyze(x, target=t)
+    err = per_sample_error(ours[:3], AVG_OUT[key][:3])  # sample 3: gated, all zero
+    assert min(err) > 1e-2, err

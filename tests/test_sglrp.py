@@ -10,6 +10,7 @@ import pytest
 import keras
 import lrpgraph
 from lrpgraph import heads as H
+from paper_keys import ignore_bias_of, is_paper_key, paper_analyzer
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -38,26 +39,23 @@ def case(request):
     return m, x, t, golden
 
 
-ANALYZERS = {
-    "sglrp": lambda m: lrpgraph.create_analyzer("sglrp", m),
-    "clrp": lambda m: lrpgraph.create_analyzer("clrp", m),
-    "sglrp.nogate": lambda m: lrpgraph.create_analyzer("sglrp", m, output_relu=False, scaling=False),
-    "clrp.nogate": lambda m: lrpgraph.create_analyzer("clrp", m, output_relu=False, scaling=False),
-    "sglrp.target": lambda m: lrpgraph.Analyzer(m, "deep_taylor.bounded", head=H.sglrp_target()),
-    "sglrp.others": lambda m: lrpgraph.Analyzer(m, "deep_taylor.bounded", head=H.sglrp_dual()),
-    "clrp.target": lambda m: lrpgraph.Analyzer(m, "deep_taylor.bounded", head=H.clrp_target()),
-    "clrp.others": lambda m: lrpgraph.Analyzer(m, "deep_taylor.bounded", head=H.clrp_dual()),
-}
+# (file tag, weights tag): small_cnn{_nb}_out made with iNNvestigate 2.1.2's Deep Taylor
+# (bias ignored), small_cnn_v1_out with 1.0.8.3's (bias in z+'s denominator), on the
+# same weights and inputs as small_cnn_out.
+GOLDEN_FILES = [("", ""), ("_nb", "_nb"), ("_v1", "")]
 
 
-@pytest.mark.parametrize("key", sorted(ANALYZERS))
-def test_golden(case, key):
-    m, x, t, golden = case
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ours = ANALYZERS[key](m).analyze(x, target=t)
-    ref = golden[key]
-    for i in range(len(x)):
+def _golden_cases():
+    cases = []
+    for tag, wtag in GOLDEN_FILES:
+        meta = json.loads(open(os.path.join(DATA, f"small_cnn{tag}_out.meta.json")).read())
+        keys = [k for k in np.load(os.path.join(DATA, f"small_cnn{tag}_out.npz")).files if is_paper_key(k)]
+        cases += [pytest.param(tag, wtag, k, ignore_bias_of(meta, k), id=f"{tag or '_bias'}-{k}") for k in keys]
+    return cases
+
+
+def _check_golden(ours, ref, key):
+    for i in range(len(ref)):
         if not np.all(np.isfinite(ref[i])):
             # iNNvestigate's CLRP divides 0 by 0 for a target whose logit the output
             # ReLU gates (sample 3: z_t < 0); we return zeros instead (REFERENCE.md).
@@ -65,6 +63,33 @@ def test_golden(case, key):
             continue
         err = np.abs(ours[i] - ref[i]).max()
         assert err <= 1e-4 * np.abs(ref[i]).max() + 1e-12, (key, i, err, np.abs(ref[i]).max())
+
+
+@pytest.mark.parametrize("tag,wtag,key,ignore_bias", _golden_cases())
+def test_golden(tag, wtag, key, ignore_bias):
+    """Every SGLRP-family key of the three golden files, with the Deep Taylor rule it was
+    made with; the paper's names (sglrp, clrp) default to the 1.0.8.3 rule."""
+    m, x, t = small_cnn(wtag)
+    ref = np.load(os.path.join(DATA, f"small_cnn{tag}_out.npz"))[key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ours = paper_analyzer(key, m, ignore_bias).analyze(x, target=t)
+        _check_golden(ours, ref, key)
+        if tag == "_v1" and "." not in key:  # the default of the paper's names is 1.0.8.3's rule
+            np.testing.assert_array_equal(lrpgraph.create_analyzer(key, m).analyze(x, target=t), ours)
+
+
+@pytest.mark.parametrize("key", ["sglrp", "clrp.target", "sglrp.nogate.others"])
+def test_bias_rule_matters_on_the_golden_net(key):
+    """The two Deep Taylor rules differ on the biased small_cnn by far more than the
+    golden tolerance, so the tests above tell them apart."""
+    m, x, t = small_cnn("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        v1 = paper_analyzer(key, m, False).analyze(x, target=t)
+        v2 = paper_analyzer(key, m, True).analyze(x, target=t)
+    err = [np.abs(a - b).max() / np.abs(b).max() for a, b in zip(v1, v2) if np.abs(b).max() > 0]
+    assert max(err) > 1e-2, err
 
 
 def test_scaled_maps_sum_to_zero(case):
@@ -92,17 +117,19 @@ def test_gated_target_warns_and_is_zero(case):
     assert np.all(r[gated] == 0)
 
 
+@pytest.mark.parametrize("ignore_bias", [False, True])
 @pytest.mark.parametrize("name", ["sglrp", "clrp"])
-def test_one_pass_equals_two_passes(case, name):
-    """Unscaled subtraction: one pass seeded with target - dual == A(target) - A(dual)."""
+def test_one_pass_equals_two_passes(case, name, ignore_bias):
+    """Unscaled subtraction: one pass seeded with target - dual == A(target) - A(dual)
+    (both Deep Taylor rules are linear in R, the bias one too: it only divides by z+ + b)."""
     m, x, t, _ = case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        one = lrpgraph.create_analyzer(name, m, scaling=False).analyze(x, target=t)
+        one = lrpgraph.create_analyzer(name, m, scaling=False, ignore_bias=ignore_bias).analyze(x, target=t)
     tgt = H.sglrp_target() if name == "sglrp" else H.clrp_target()
     dual = H.sglrp_dual() if name == "sglrp" else H.clrp_dual()
-    a_t = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=tgt).analyze(x, target=t)
-    a_d = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=dual).analyze(x, target=t)
+    a_t = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=tgt, ignore_bias=ignore_bias).analyze(x, target=t)
+    a_d = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=dual, ignore_bias=ignore_bias).analyze(x, target=t)
     scale = np.abs(a_t - a_d).max() + 1e-30
     assert np.abs(one - (a_t - a_d)).max() <= 1e-5 * scale
     program = lrpgraph.create_analyzer(name, m, scaling=False).program
@@ -122,25 +149,53 @@ def two_calls(m, x, t, name, **kw):
     return a_t - a_d * mult.reshape((-1,) + (1,) * (a_t.ndim - 1)), a_d
 
 
+@pytest.mark.parametrize("ignore_bias", [False, True])
 @pytest.mark.parametrize("name", ["sglrp", "clrp"])
-def test_scaled_one_call_equals_two_calls(case, name):
+def test_scaled_one_call_equals_two_calls(case, name, ignore_bias):
     m, x, t, _ = case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        one = lrpgraph.create_analyzer(name, m).analyze(x, target=t)
-    two, _ = two_calls(m, x, t, name)
+        one = lrpgraph.create_analyzer(name, m, ignore_bias=ignore_bias).analyze(x, target=t)
+    two, _ = two_calls(m, x, t, name, ignore_bias=ignore_bias)
     assert np.abs(one - two).max() <= 1e-5 * (np.abs(two).max() + 1e-30)
 
 
 @pytest.mark.parametrize("name", ["sglrp", "clrp"])
+def test_bias_rule_takes_the_two_seed_pass(name):
+    """iNNvestigate 1.0.8.3's z+ (the default of the paper's names) puts the bias in the
+    denominator, so the bias takes a share and sum A(s) != sum s: scaled SGLRP/CLRP must
+    not use the one-pass shortcut m = sum target / sum dual.  On the biased golden net the
+    shortcut's result would differ from two separate calls; the analyzer's equals them."""
+    m, x, t = small_cnn("")
+    an = lrpgraph.create_analyzer(name, m)
+    assert not an.program.one_pass
+    assert lrpgraph.create_analyzer(name, m, ignore_bias=True).program.one_pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ours = an.analyze(x, target=t)
+        two, a_d = two_calls(m, x, t, name, ignore_bias=False)
+    assert np.abs(ours - two).max() <= 1e-5 * np.abs(two).max()
+    # what the one-pass shortcut would give, A(target) - m' A(dual) with m' from the
+    # seeds' sums (exact only where the rules conserve), is off by far more than that
+    parts = H.sglrp_parts if name == "sglrp" else H.clrp_parts
+    seed_t, seed_d = (np.asarray(p).sum(1) for p in parts(an.last_logits, t.astype(np.int32)))
+    m_seed = np.divide(seed_t, seed_d, out=np.zeros_like(seed_t), where=seed_d != 0)
+    tgt = H.sglrp_target() if name == "sglrp" else H.clrp_target()
+    a_t = lrpgraph.Analyzer(m, "deep_taylor.bounded", head=tgt, ignore_bias=False).analyze(x, target=t)
+    shortcut = a_t - a_d * m_seed.reshape(-1, 1, 1, 1)
+    assert np.abs(shortcut - two).max() > 1e-3 * np.abs(two).max()
+
+
+@pytest.mark.parametrize("name", ["sglrp", "clrp"])
 def test_scaled_is_one_pass_only_where_every_rule_conserves(case, name):
-    """Bounded Deep Taylor conserves on this net (z^B, z+ without bias, ReLU, max pooling,
-    flatten), so the scaled result takes m from the seeds and runs ONE reverse pass.  An
-    epsilon rule with bias on fc1 absorbs relevance: that analyzer keeps the two-seed pass,
-    and its result still equals two separate calls with the same override."""
+    """Bounded Deep Taylor with the bias ignored conserves on this net (z^B, z+ without
+    bias, ReLU, max pooling, flatten), so the scaled result takes m from the seeds and runs
+    ONE reverse pass.  An epsilon rule with bias on fc1 absorbs relevance: that analyzer
+    keeps the two-seed pass, and its result still equals two separate calls with the same
+    override."""
     m, x, t, _ = case
-    assert lrpgraph.create_analyzer(name, m).program.one_pass
-    eps = {"overrides": {"fc1": lrpgraph.rules.Epsilon(0.1)}}
+    assert lrpgraph.create_analyzer(name, m, ignore_bias=True).program.one_pass
+    eps = {"overrides": {"fc1": lrpgraph.rules.Epsilon(0.1)}, "ignore_bias": True}
     an = lrpgraph.create_analyzer(name, m, **eps)
     assert not an.program.one_pass
     with warnings.catch_warnings():
@@ -165,10 +220,10 @@ def test_zero_denominator_falls_back_to_two_passes(name):
                    np.abs(rng.normal(0, 1, (4, 3))), np.zeros(3)])
     x = rng.uniform(-1, 1, (4, 6)).astype("float32")
     t = np.array([0, 1, 2, 0])
-    an = lrpgraph.create_analyzer(name, m)
+    an = lrpgraph.create_analyzer(name, m, ignore_bias=True)
     assert an.program.one_pass  # conservative rules, so only the runtime guard can catch it
     one = an.analyze(x, target=t)
-    two, a_d = two_calls(m, x, t, name)
+    two, a_d = two_calls(m, x, t, name, ignore_bias=True)
     assert np.abs(one - two).max() <= 1e-5 * np.abs(two).max()
     assert np.abs(one.sum(1)).max() <= 1e-5 * np.abs(one).sum(1).max()
     parts = H.sglrp_parts if name == "sglrp" else H.clrp_parts
@@ -200,7 +255,11 @@ def test_original_wrappers(case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         lrp = lrpgraph.create_analyzer("lrp", m).analyze(x, target=t)
-    np.testing.assert_array_equal(lrp, lrpgraph.create_analyzer("deep_taylor.bounded", m).analyze(x, target=t))
+        lrp_ib = lrpgraph.create_analyzer("lrp", m, ignore_bias=True).analyze(x, target=t)
+    # the original code's LRP: iNNvestigate 1.0.8.3's Deep Taylor (bias kept) by default
+    np.testing.assert_array_equal(lrp, lrpgraph.create_analyzer("deep_taylor.bounded", m, ignore_bias=False)
+                                  .analyze(x, target=t))
+    np.testing.assert_array_equal(lrp_ib, lrpgraph.create_analyzer("deep_taylor.bounded", m).analyze(x, target=t))
     for name, preset in [("lrp_a", "lrp.sequential_preset_a_flat"), ("lrp_b", "lrp.sequential_preset_b_flat"),
                          ("lrp_e", "lrp.epsilon")]:
         np.testing.assert_array_equal(lrpgraph.create_analyzer(name, m).analyze(x, target=t),
@@ -234,3 +293,15 @@ def test_bad_models_and_targets():
     m, x, t = small_cnn("")
     with pytest.raises(ValueError, match="out of range"):
         lrpgraph.create_analyzer("sglrp", m).analyze(x, target=10)
+
+
+def test_ignore_bias_must_be_a_bool():
+    m, _, _ = small_cnn("")
+    with pytest.raises(TypeError, match="'ignore_bias' must be True or False"):
+        lrpgraph.create_analyzer("sglrp", m, ignore_bias="yes")
+    with pytest.raises(TypeError, match="'ignore_bias' must be True or False"):
+        lrpgraph.Analyzer(m, "deep_taylor", ignore_bias=None)
+    rules = lrpgraph.create_analyzer("lrp", m, ignore_bias=np.bool_(True)).rules
+    assert rules["fc1"].bias is False and rules["conv2"].bias is False
+    rules = lrpgraph.create_analyzer("lrp", m).rules
+    assert rules["fc1"].bias is True and type(rules["conv1"]).__name__ == "ZBox"

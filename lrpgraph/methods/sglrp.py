@@ -21,6 +21,13 @@ nothing) and scaling on (m = sum A_target / sum A_dual, each map sums to 0).
 ``output_relu=False, scaling=False`` give the paper's formula (softmax of the raw
 logits, m = 1), computed in ONE reverse pass seeded with the difference.
 ``relu=True`` keeps only positive relevance of the final map.
+
+``ignore_bias`` (``sglrp``, ``clrp``, ``lrp``): the original code ran iNNvestigate
+1.0.8.3, whose Deep Taylor puts each hidden layer's bias into z+'s denominator
+(alpha 1, beta 0 with bias), and so does the default ``ignore_bias=False``; the bias
+then takes its share and relevance is not conserved, so scaled SGLRP/CLRP run the
+exact two-seed pass.  ``ignore_bias=True`` is iNNvestigate 2.1.2's rule (the
+``deep_taylor.bounded`` preset's default).  The first layer keeps z^B either way.
 """
 
 from __future__ import annotations
@@ -63,24 +70,26 @@ class _PaperAnalyzer(Analyzer):
         return maps
 
 
-def _contrastive(method, head_factory, model, low, high, relu, scaling, output_relu, **kw):
+def _contrastive(method, head_factory, model, low, high, relu, scaling, output_relu, ignore_bias, **kw):
     return _PaperAnalyzer(model, "deep_taylor.bounded", method=method, relu=relu, gated=output_relu, contrastive=True,
-                          head=head_factory(output_relu=output_relu, scaling=scaling), low=low, high=high, **kw)
+                          head=head_factory(output_relu=output_relu, scaling=scaling), low=low, high=high,
+                          ignore_bias=ignore_bias, **kw)
 
 
 @register("sglrp", "SGLRP: bounded Deep Taylor from the softmax gradient, minus its dual (Iwana et al. 2019)")
-def SGLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, **kw):
+def SGLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, ignore_bias=False, **kw):
     """Softmax-Gradient LRP.  R0 = y_t(1-y_t) + 1e-8 at the target, dual y_t y_n at
     the others (y = softmax(max(z, 0)) with ``output_relu``); result
-    A(target) - m * A(dual), m = sum A(target) / sum A(dual) with ``scaling``, else 1."""
-    return _contrastive("sglrp", sglrp_head, model, low, high, relu, scaling, output_relu, **kw)
+    A(target) - m * A(dual), m = sum A(target) / sum A(dual) with ``scaling``, else 1.
+    ``ignore_bias=False``: iNNvestigate 1.0.8.3's Deep Taylor (see the module docstring)."""
+    return _contrastive("sglrp", sglrp_head, model, low, high, relu, scaling, output_relu, ignore_bias, **kw)
 
 
 @register("clrp", "CLRP: bounded Deep Taylor from the target logit, minus its contrastive dual (Gu et al. 2018)")
-def CLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, **kw):
+def CLRP(model, low=-1.0, high=1.0, relu=False, scaling=True, output_relu=True, ignore_bias=False, **kw):
     """Contrastive LRP.  R0 = z_t at the target, dual z_t / (K - 1) at the others;
     result A(target) - m * A(dual) (Gu, Yang, Tresp, ACCV 2018)."""
-    return _contrastive("clrp", clrp_head, model, low, high, relu, scaling, output_relu, **kw)
+    return _contrastive("clrp", clrp_head, model, low, high, relu, scaling, output_relu, ignore_bias, **kw)
 
 
 def _seq(method, preset, model, relu, epsilon, **kw):
@@ -102,10 +111,11 @@ def SGLRPSeqB(model, relu=False, epsilon=0.1, **kw):
 
 
 @register("lrp", "the SGLRP code's LRP: bounded Deep Taylor from the target logit (output ReLU)")
-def OriginalLRP(model, low=-1.0, high=1.0, relu=False, **kw):
-    """The original code's ``LRP`` class: deep_taylor.bounded with the target mask."""
+def OriginalLRP(model, low=-1.0, high=1.0, relu=False, ignore_bias=False, **kw):
+    """The original code's ``LRP`` class: deep_taylor.bounded with the target mask
+    (``ignore_bias=False``: iNNvestigate 1.0.8.3's rule, as for :func:`SGLRP`)."""
     return _PaperAnalyzer(model, "deep_taylor.bounded", method="lrp", relu=relu, gated=True, low=low,
-                          high=high, **kw)
+                          high=high, ignore_bias=ignore_bias, **kw)
 
 
 def _wrapper(method, preset, model, relu, **kw):
