@@ -16,6 +16,10 @@ automatically when a GPU is visible).
 Per method the table gives the peak at each batch size, the per-sample cost (the
 least-squares slope over the batch sizes) and the batch-independent part (the
 intercept), and the slope's ratio to the compiled gradient's slope.
+``--allocator`` reads TensorFlow's own CPU allocator statistics instead of the RSS
+(each child process started with ``TF_CPU_ALLOCATOR_USE_BFC=true``): the bytes
+TensorFlow has in use, the same measurement :mod:`lrpgraph.memory` uses for
+``batch_size="auto"``.
 """
 
 from __future__ import annotations
@@ -88,12 +92,17 @@ def measure_one(model_name, method, batch):
     import tensorflow as tf
 
     import lrpgraph
+    from lrpgraph import memory
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
+    allocator = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true" and not gpu
     model = build_model(model_name)
     shape = (batch,) + tuple(model.input_shape[1:])
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype("float32")
     model(x[:1])
+    if allocator:  # TensorFlow's own CPU allocator statistics (bytes in use, exact)
+        return {"model": model_name, "method": method, "batch": batch, "device": "CPU (allocator)",
+                "peak_mb": memory.peak_of(lambda: _analyse(model, model_name, method, x))[1] / 2**20}
     if gpu:
         tf.config.experimental.reset_memory_stats("GPU:0")
         base = tf.config.experimental.get_memory_info("GPU:0")["current"] / 2**20
@@ -103,6 +112,22 @@ def measure_one(model_name, method, batch):
         gc.collect()
         reset_peak_rss()
         base = _status_mb("VmRSS")
+    _analyse(model, model_name, method, x)
+    if gpu:
+        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    else:
+        peak = _status_mb("VmHWM")
+    return {"model": model_name, "method": method, "batch": batch, "peak_mb": peak - base,
+            "device": "GPU" if gpu else "CPU"}
+
+
+def _analyse(model, model_name, method, x):
+    import numpy as np
+    import tensorflow as tf
+
+    import lrpgraph
+
+    batch = len(x)
     name, params = parse_method(method)
     target = np.zeros(batch, np.int32)
     if name == "gradient_tape":
@@ -122,12 +147,6 @@ def measure_one(model_name, method, batch):
             params.setdefault("batch_size", batch)
         an = lrpgraph.create_analyzer(name, model, **params)
         an.analyze(x, target)
-    if gpu:
-        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    else:
-        peak = _status_mb("VmHWM")
-    return {"model": model_name, "method": method, "batch": batch, "peak_mb": peak - base,
-            "device": "GPU" if gpu else "CPU"}
 
 
 def fit(points):
@@ -140,13 +159,14 @@ def fit(points):
     return float(slope), float(intercept)
 
 
-def run(models, methods, batches, out):
+def run(models, methods, batches, out, allocator=False):
     rows = []
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true") if allocator else None
     for model_name in models:
         for method in methods:
             for batch in batches:
                 cmd = [sys.executable, __file__, "--one", model_name, method, str(batch)]
-                res = subprocess.run(cmd, capture_output=True, text=True)
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:
                     print(f"{model_name} {method} batch {batch}: FAILED\n{res.stderr[-2000:]}", file=sys.stderr)
                     continue
@@ -192,6 +212,9 @@ def main(argv=None):
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p.add_argument("--small", action="store_true", help="the tiny CNN instead of the applications")
     p.add_argument("--json", default=None, help="also write the raw rows to this file")
+    p.add_argument("--allocator", action="store_true",
+                   help="on CPU, read TensorFlow's allocator statistics (TF_CPU_ALLOCATOR_USE_BFC=true) instead of "
+                        "the peak RSS: bytes in use, exact, without the C heap's caching")
     a = p.parse_args(argv)
     if a.one:
         print(json.dumps(measure_one(a.one[0], a.one[1], int(a.one[2]))))
@@ -200,7 +223,7 @@ def main(argv=None):
     methods = _split_methods(a.methods)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, python {platform.python_version()}",
           file=sys.stderr)
-    run(models, methods, [int(b) for b in a.batches.split(",")], a.json)
+    run(models, methods, [int(b) for b in a.batches.split(",")], a.json, a.allocator)
 
 
 def _split_methods(s):

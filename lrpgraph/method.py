@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from . import memory
 from . import postprocess as _post
 from .prepared import prepare
 
@@ -78,6 +79,7 @@ class Method:
         self.neuron_selection_mode = neuron_selection_mode
         self.postprocess = _post.parse_steps(postprocess)
         self.last_logits = None
+        self.costs = {}  # input shapes -> memory.Cost, measured by batch_size="auto"
 
     @property
     def num_classes(self):
@@ -102,7 +104,7 @@ class Method:
         return maps
 
     # -- public ---------------------------------------------------------------------
-    def analyze(self, x, target=None, *, neuron_selection=None, batch_size=None):
+    def analyze(self, x, target=None, *, neuron_selection=None, batch_size=None, max_memory=None):
         """Relevance maps for ``x`` (numpy), shaped like ``x``.
 
         ``target``: an int, a class name, one per sample, an (N, T) array for T
@@ -110,10 +112,30 @@ class Method:
         class; required with neuron_selection_mode="index").
         ``neuron_selection`` is iNNvestigate's alias of ``target``.  Models with
         several inputs take and return lists.  ``batch_size`` splits the batch
-        into chunks of at most that many samples."""
-        return self.explain(x, target, neuron_selection=neuron_selection, batch_size=batch_size).maps
+        into chunks of at most that many samples; ``"auto"`` picks the largest
+        chunk whose measured peak memory fits ``max_memory`` (bytes or "8GB";
+        default: the device's free memory), see :mod:`lrpgraph.memory`."""
+        return self.explain(x, target, neuron_selection=neuron_selection, batch_size=batch_size,
+                            max_memory=max_memory).maps
 
-    def explain(self, x, target=None, *, neuron_selection=None, batch_size=None):
+    def memory_cost(self, x, target=None):
+        """The :class:`lrpgraph.memory.Cost` of this method on inputs shaped like ``x``
+        (one sample is enough), measured once per input shape and cached."""
+        xs, _ = self.prepared.check_inputs(x)
+        key = tuple(a.shape[1:] for a in xs)
+        if key not in self.costs:
+            targets, multi = self.prepared.check_targets(target, xs[0].shape[0])
+            one = [a[:1] for a in xs]
+            t = targets[:1]
+
+            def run(batch):
+                tb = np.repeat(t, batch[0].shape[0], axis=0)
+                return self.compute_multi(batch, tb) if multi else self.compute(batch, tb)
+
+            self.costs[key] = memory.analysis_cost(run, one)
+        return self.costs[key]
+
+    def explain(self, x, target=None, *, neuron_selection=None, batch_size=None, max_memory=None):
         """:class:`Explanation` for ``x``: the maps (as :meth:`analyze` returns them),
         the logits and the resolved targets (-1 where neuron_selection_mode="all"
         explains every logit)."""
@@ -121,12 +143,17 @@ class Method:
             if target is not None:
                 raise TypeError("pass either target or neuron_selection, not both")
             target = neuron_selection
-        if batch_size is not None:
+        if max_memory is not None and batch_size != "auto":
+            raise ValueError("max_memory is used with batch_size='auto'; pass batch_size='auto' too")
+        if batch_size is not None and batch_size != "auto":
             batch_size = check_batch_size(batch_size)
         xs, single = self.prepared.check_inputs(x)
         n = xs[0].shape[0]
         targets, multi = self.prepared.check_targets(
             target, n, required=self.neuron_selection_mode == "index")
+        if batch_size == "auto":
+            budget = memory.available_memory() if max_memory is None else memory.parse_memory(max_memory)
+            batch_size = memory.fit_batch_size(self.memory_cost(xs, target), budget, n)
         step = batch_size or n
         outs, logits = [], []
         for s in range(0, n, step):
