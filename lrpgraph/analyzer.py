@@ -198,11 +198,10 @@ class Analyzer:
 
 
 def resolve_layer(g, name, candidates=None):
-    """Node id for a layer name (or node id); ValueError listing the candidates."""
-    if name in g:
-        return name
-    hits = [n for n in g.nodes if n.split("#")[0] == name or g.nodes[n].get("fused_in") == name]
-    hits = [n for n in hits if g.nodes[n].get("fused_in") is None] or hits
+    """The node whose output is the layer's output (its first call), by layer name or node id
+    (:func:`lrpgraph.graph.layer_output_nodes`: a fused activation's node, a folded
+    BatchNorm's Conv); ValueError listing the candidates."""
+    hits = G.layer_output_nodes(g, name, candidates) or G.layer_output_nodes(g, name)
     if hits:
         return hits[0]
     pool = sorted(n for n in (candidates or g.nodes) if g.nodes[n]["op"].kind != "input")
