@@ -97,7 +97,8 @@ def wide_dtype(dtype):
 
 def stabilize(z, epsilon):
     """z + epsilon * sign(z), with sign(0) = +1 (iNNvestigate's and Zennit's convention)."""
-    return z + tf.where(z >= 0, tf.ones_like(z), -tf.ones_like(z)) * tf.cast(epsilon, z.dtype)
+    eps = tf.cast(epsilon, z.dtype)
+    return z + tf.where(z >= 0, eps, -eps)  # scalars broadcast: no full-size tensors of ones
 
 
 def safe_divide(a, b, factor=1e-7):
