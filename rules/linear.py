@@ -314,7 +314,8 @@ class ZBox(BasicRule):
         def to_high(x):
             return tf.broadcast_to(tf.cast(high_c, x.dtype), tf.shape(x))
 
-        divide = _divider(stabilizer)
+        self._bounds = (low_c, high_c, to_low, to_high)
+        divide = self._zdivide = _divider(stabilizer)
         no_bias = ParamMod(identity, zero)
         super().__init__(
             [identity, to_low, to_high],
@@ -323,6 +324,34 @@ class ZBox(BasicRule):
             lambda xs, cs: xs[0] * cs[0] - xs[1] * cs[1] - xs[2] * cs[2],
             (lambda zs: zs[0] - zs[1] - zs[2]) if stabilizer is None else None,
         )
+
+    def backward(self, ctx, R):
+        """The same rule with two transposed ops and no full-batch extra forward.
+
+        The bounds are the same for every sample, so f(l, w+) + f(h, w-) runs on a
+        batch of one; f(x, w) = y - b is the forward output.  With w- = w - w+ the
+        three transposed ops become two: x w^T s - l w+^T s - h w-^T s =
+        (x - h) w^T s + (h - l) w+^T s.
+        """
+        op = ctx.op
+        if op.kind != "linear" or op.activation is not None or op.kernel is None:
+            return super().backward(ctx, R)  # the general three-term BasicRule recipe
+        low_c, high_c, to_low, to_high = self._bounds
+        kernel = op.kernel()
+        bias = op.bias() if op.bias is not None else None
+        x, y = (ctx.untiled[0][0], ctx.untiled[1]) if ctx.tile else (ctx.x, ctx.output)
+        tile = ctx.tile or (lambda t: t)
+        w_pos = positive(kernel)
+        one = x[:1]
+        bounds = op.fn(to_low(one), w_pos, None) + op.fn(to_high(one), negative(kernel), None)
+        z = tile((y if bias is None else op.add_bias(y, -bias)) - bounds)
+        if self.stabilizer is None:
+            ctx.require_nonzero(z)
+        s = self._zdivide(R, z)
+        xt = tile(x)
+        low, high = tf.cast(low_c, xt.dtype), tf.cast(high_c, xt.dtype)
+        return [(xt - high) * vjp(lambda t: op.fn(t, kernel, None), xt, s)
+                + (high - low) * vjp(lambda t: op.fn(t, w_pos, None), xt, s)]
 
 
 Bounded = ZBox

@@ -282,6 +282,26 @@ def test_gamma_nonneg_shortcut_equals_the_general_rule(rng, monkeypatch, gamma, 
     np.testing.assert_allclose(again.numpy(), general, rtol=0, atol=1e-6 * np.abs(general).max())
 
 
+@pytest.mark.parametrize("stabilizer,per_channel,nonneg", [(None, False, False), (1e-6, True, False),
+                                                          (None, True, True)])
+def test_zbox_shortcut_equals_the_general_rule(rng, monkeypatch, stabilizer, per_channel, nonneg):
+    """ZBox computes its bound terms on one sample and needs two transposed convs, not three:
+    equal to BasicRule's three-term recipe."""
+    ctx, rel = conv_ctx(rng)
+    if not nonneg:
+        x = tf.constant(rng.uniform(-2, 2, size=ctx.x.shape).astype("float32"))
+        ctx = Context(ctx.op, [x], ctx.op([x])[0])
+    low, high = (np.array([-2.0, -1.0, 0.0, -0.5]), np.array([2.0, 1.5, 2.0, 0.5])) if per_channel else (-2.0, 2.0)
+    rule = R.ZBox(low, high, stabilizer)
+    (general,) = R.BasicRule.backward(rule, ctx, rel)
+    monkeypatch.setattr(R.BasicRule, "backward", lambda *a: pytest.fail("took the general path"))
+    (fast,) = rule.backward(ctx, rel)
+    monkeypatch.undo()
+    general, fast = general.numpy(), fast.numpy()
+    assert np.abs(general).max() > 1e-2
+    np.testing.assert_allclose(fast, general, rtol=0, atol=1e-6 * np.abs(general).max())
+
+
 def test_epsilon_gamma_box_multi_target_equals_single_targets(small_cnn):
     """Several targets per sample tile the reverse pass: Gamma's short path tiles its
     denominators like BasicRule does."""
