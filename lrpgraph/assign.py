@@ -127,12 +127,14 @@ def assign_rules(g, preset, params, overrides=None, nodes=None):
         info = node_info(g, n, firsts)
         chosen = None
         for i, (sel, r, is_override) in enumerate(entries):
+            if op.kind == "unknown" and not (is_override and _may_accept_unknown(sel)):
+                continue
             if match(sel, info):
                 if i not in built:
                     built[i] = _as_rule(r, params)
                 chosen = built[i]
                 break
-        if chosen is None or (op.kind == "unknown" and not _explicit(entries, info)):
+        if chosen is None:
             raise UnsupportedLayerError(_unsupported_message(g, n, preset))
         if chosen.kinds and not any(fnmatch.fnmatchcase(op.kind, k) for k in chosen.kinds) \
                 and op.kind != "unknown":
@@ -143,12 +145,13 @@ def assign_rules(g, preset, params, overrides=None, nodes=None):
     return out
 
 
-def _explicit(entries, info):
-    """An unknown op is accepted only by a selector naming it (not by kind:*)."""
-    for sel, _, is_override in entries:
-        if is_override and match(sel, info):
-            return True
-    return False
+def _may_accept_unknown(selector):
+    """An unknown op (a custom Layer, a Lambda: its computation is opaque) takes its rule
+    only from a user override that names it: a layer name, ``re:``, ``class:``, a class, a
+    predicate, or ``kind:unknown``; never from a preset entry or a wildcard ``kind:*``."""
+    if isinstance(selector, str) and selector.startswith("kind:"):
+        return selector[len("kind:"):].split("/")[0] == "unknown"
+    return True
 
 
 def _unsupported_message(g, n, preset):

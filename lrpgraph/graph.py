@@ -224,12 +224,48 @@ def fresh_id(g, base):
     return f"{base}#{k}"
 
 
+def layer_output_nodes(g, name, candidates=None):
+    """The nodes whose output is the output of the Keras layer ``name``, one per call.
+
+    ``name`` is a layer name (every call: ``conv``, ``conv#1``, ...) or one node id.
+    After the rewrite passes the layer's output tensor can live on another node:
+
+    - a fused activation (``Conv2D(..., activation="relu")``) is split into its own
+      node (attribute ``fused_in``): the Keras layer's output is the activation's,
+      so that node is returned, not the linear node before it;
+    - a BatchNorm folded into the Conv/Dense before it (listed in that node's
+      ``folded``) has that node's output.  A Rescaling/Normalization folded into the
+      layer *after* it (``folded_input``) has no output left: it is not found.
+
+    ``candidates``: consider only these nodes (e.g. the ones the output needs).
+    Returns node ids in topological order; an empty list when nothing matches
+    (callers word the error).  Used by ``stop_at=`` and the CAM layer lookup so
+    that both mean the same tensor by a layer name.
+    """
+    pool = g.nodes if candidates is None else set(candidates)
+
+    def names_layer(n):
+        d = g.nodes[n]
+        if n == name:
+            return True
+        if d.get("fused_in") is not None:
+            return False
+        folded = [f for f in d.get("folded", ()) if f not in d.get("folded_input", ())]
+        return n.split("#")[0] == name or name in folded
+
+    out = []
+    for n in topo_order(g):
+        if n not in pool or not names_layer(n):
+            continue
+        acts = [v for v, _, _ in consumers(g, n) if g.nodes[v].get("fused_in") == n]
+        out.append(acts[0] if acts else n)
+    return list(dict.fromkeys(out))
+
+
 def layer_output_node(g, name, candidates=None):
-    """Node id for a layer name (or node id); ValueError listing the candidates."""
-    if name in g:
-        return name
-    hits = [n for n in g.nodes if n.split("#")[0] == name or g.nodes[n].get("fused_in") == name]
-    hits = [n for n in hits if g.nodes[n].get("fused_in") is None] or hits
+    """The node whose output is layer ``name``'s output (its first call), by layer name
+    or node id (:func:`layer_output_nodes`); ValueError listing the candidates."""
+    hits = layer_output_nodes(g, name, candidates) or layer_output_nodes(g, name)
     if hits:
         return hits[0]
     pool = sorted(n for n in (candidates or g.nodes) if g.nodes[n]["op"].kind != "input")

@@ -336,6 +336,7 @@ def _fold_input_affine_once(g, n):
 
     g.nodes[target]["op"] = replace(top, kernel=kernel, bias=bias)
     g.nodes[target]["folded"] = list(g.nodes[target].get("folded", [])) + [n]
+    g.nodes[target]["folded_input"] = list(g.nodes[target].get("folded_input", [])) + [n]  # output gone
     G.bypass(g, n)
     return True
 

@@ -65,7 +65,8 @@ class Rule:
 
 def stabilize(z, epsilon):
     """z + epsilon * sign(z), with sign(0) = +1 (iNNvestigate's and Zennit's convention)."""
-    return z + tf.where(z >= 0, tf.ones_like(z), -tf.ones_like(z)) * tf.cast(epsilon, z.dtype)
+    eps = tf.cast(epsilon, z.dtype)
+    return z + tf.where(z >= 0, eps, -eps)  # scalars broadcast: no full-size tensors of ones
 
 
 def safe_divide(a, b, factor=1e-7):
@@ -158,9 +159,11 @@ class BasicRule(Rule):
         # reverse step that needs them and released after it, not for every layer at
         # once during the forward pass (which holds ~10x the gradient's memory).
         with tf.control_dependencies([R]):
-            return self._modified_gradient(ctx, R)
+            return self.modified_gradient(ctx, R)
 
-    def _modified_gradient(self, ctx, R):
+    def modified_gradient(self, ctx, R):
+        """The recipe of the module docstring (subclasses with a cheaper exact form for
+        some ops override this, not :meth:`backward`, and keep the control dependency)."""
         op = ctx.op
         # Denominators depend on x only: with several seeds per sample, compute them
         # on the forward batch and tile the result; transposed ops run on R's batch.

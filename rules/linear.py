@@ -19,10 +19,26 @@ import numpy as np
 import tensorflow as tf
 
 from .base import (KEEP, BasicRule, ParamMod, identity, negative, ones, positive, safe_divide,
-                   square, stabilize, zero)
+                   square, stabilize, vjp, zero)
 
 __all__ = ["Z", "Epsilon", "AlphaBeta", "ZPlus", "ZPlusFast", "Gamma", "WSquare", "Flat",
            "ZBox", "Bounded", "proportional"]
+
+
+def _check_nonneg(rule, name, value, meaning):
+    """ValueError unless ``value`` is a finite number >= 0 (NaN fails too)."""
+    try:
+        ok = np.ndim(value) == 0 and np.isfinite(value) and value >= 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{rule}: {name} must be a finite number >= 0 ({meaning}), got {name}={value!r}")
+
+
+def _check_stabilizer(rule, stabilizer):
+    if stabilizer is not None:
+        _check_nonneg(rule, "stabilizer", stabilizer,
+                      "z + stabilizer * sign(z); None for the safe divide")
 
 
 def _divider(stabilizer):
@@ -71,6 +87,8 @@ class Epsilon(_Proportional):
     """
 
     def __init__(self, epsilon=1e-7, bias=True):
+        _check_nonneg("Epsilon", "epsilon", epsilon,
+                      "R / (z + epsilon * sign(z)); 0 is LRP-0, larger values absorb more relevance")
         self.epsilon = epsilon
         self.bias = bias
         self._divide = _divider(epsilon)
@@ -83,6 +101,7 @@ class Z(_Proportional):
     Equals gradient x input on ReLU networks.  Bach et al. 2015."""
 
     def __init__(self, bias=True, stabilizer=None):
+        _check_stabilizer("Z", stabilizer)
         self.bias = bias
         self.stabilizer = stabilizer
         self._divide = _divider(stabilizer)
@@ -121,6 +140,7 @@ class AlphaBeta(BasicRule):
             raise ValueError(f"AlphaBeta needs alpha, beta >= 0 and alpha - beta = 1, got alpha={alpha}, beta={beta}")
         if bias not in (True, False, "split"):
             raise ValueError(f"AlphaBeta bias must be True, False or 'split', got {bias!r}")
+        _check_stabilizer("AlphaBeta", stabilizer)
         self.alpha, self.beta, self.bias, self.stabilizer = alpha, beta, bias, stabilizer
         # bias modifier of each term: (x+, w+), (x-, w-), (x+, w-), (x-, w+)
         biases = {True: [positive, negative, negative, positive],
@@ -170,14 +190,25 @@ class ZPlusFast(BasicRule):
 class Gamma(BasicRule):
     """Generalised LRP-gamma (Zennit 1.0): w -> w + gamma * w+ for the positive
     contributions of positive outputs and w + gamma * w- for negative outputs,
-    over positive and negative inputs.  Montavon et al. 2019; Andeol et al. 2021."""
+    over positive and negative inputs.  Montavon et al. 2019; Andeol et al. 2021.
+
+    With up(w) = w + gamma w+ and down(w) = w + gamma w-: outputs with z_j > 0
+    redistribute over x+ up(w) + x- down(w) + up(b), outputs with z_j < 0 over
+    x+ down(w) + x- up(w) + down(b).  ``gamma`` >= 0 (0 is LRP-epsilon with the
+    stabiliser, up to the sign split of R).
+
+    On inputs known to be >= 0 (after a ReLU: every hidden layer of a ReLU net)
+    :meth:`backward` takes a shorter, equal computation (see :meth:`_backward_nonneg`).
+    """
 
     def __init__(self, gamma=0.25, stabilizer=1e-6):
+        _check_nonneg("Gamma", "gamma", gamma, "w + gamma * w+ favours positive contributions; 0 adds nothing")
+        _check_stabilizer("Gamma", stabilizer)
         self.gamma, self.stabilizer = gamma, stabilizer
         up, down = _gamma_mod(gamma, positive), _gamma_mod(gamma, negative)
         inputs = [positive, negative, positive, negative, identity]
         params = [ParamMod(up, up), ParamMod(down, zero), ParamMod(down, down), ParamMod(up, zero), KEEP]
-        divide = _divider(stabilizer)
+        divide = self._divide = _divider(stabilizer)
 
         def mapper(R, zs):
             out = zs[4]
@@ -187,12 +218,52 @@ class Gamma(BasicRule):
 
         super().__init__(inputs, params, mapper, lambda xs, cs: _x_times_c(xs[:4], cs[:4]))
 
+    def modified_gradient(self, ctx, R):
+        op = ctx.op
+        if op.kind == "linear" and ctx.nonneg[0] and op.activation is None and op.kernel is not None:
+            return self._backward_nonneg(ctx, R)
+        return super().modified_gradient(ctx, R)  # the general five-term BasicRule recipe
+
+    def _backward_nonneg(self, ctx, R):
+        """The same rule on x >= 0 with one extra forward and two transposed ops.
+
+        x- = 0 removes the x- terms.  f is linear in the kernel, so with
+        q = f(x, w+) + b+ (the one extra forward) and the forward output y = f(x, w) + b:
+        f(x, up(w)) + up(b) = y + g q and f(x, down(w)) + down(b) = y + g (y - q)
+        (w- = w - w+, b- = b - b+).  With s = R / stab(that denominator) (the first
+        where y > 0, the second where y < 0, nothing where y = 0), the transposed ops
+        combine likewise: up(w)^T s_pos + down(w)^T s_neg = w^T a + w+^T b with
+        a = s_pos + (1 + g) s_neg and b = g (s_pos - s_neg).
+        """
+        op, gamma = ctx.op, self.gamma
+        kernel = op.kernel()
+        bias = op.bias() if op.bias is not None else None
+        # per-sample factors on the forward batch (several seeds per sample: tiled afterwards)
+        x, y = (ctx.untiled[0][0], ctx.untiled[1]) if ctx.tile else (ctx.x, ctx.output)
+        tile = ctx.tile or (lambda t: t)
+        w_pos = positive(kernel)
+        q = op.add_bias(op.forward(x, w_pos), None if bias is None else positive(bias))
+        up = y > 0
+        den = y + gamma * tf.where(up, q, y - q)
+
+        def const(v):
+            return tf.constant(v, y.dtype)
+
+        # a = k_a s and b = (g / k_a) s where k_a = 1 (y > 0), 1 + g (y < 0), 0 (y = 0)
+        k_a = tf.where(up, const(1.0), tf.where(y < 0, const(1.0 + gamma), const(0.0)))
+        k_b = tf.where(up, const(gamma), const(-gamma / (1.0 + gamma)))
+        a = self._divide(R, tile(den)) * tile(k_a)
+        xt = tile(x)
+        c = vjp(lambda t: op.forward(t, kernel), xt, a) + vjp(lambda t: op.forward(t, w_pos), xt, a * tile(k_b))
+        return [xt * c]
+
 
 class WSquare(BasicRule):
     """LRP-w^2: R_i = sum_j w_ij^2 / sum_i' w_i'j^2 * R_j (ignores x and b).
     Montavon et al. 2017."""
 
     def __init__(self, stabilizer=None):
+        _check_stabilizer("WSquare", stabilizer)
         self.stabilizer = stabilizer
         divide = _divider(stabilizer)
         super().__init__([ones], [ParamMod(square, zero)], lambda R, zs: [divide(R, zs[0])],
@@ -204,6 +275,7 @@ class Flat(BasicRule):
     (on a padded convolution only in-bounds inputs count).  Lapuschkin et al. 2019."""
 
     def __init__(self, stabilizer=None):
+        _check_stabilizer("Flat", stabilizer)
         self.stabilizer = stabilizer
         divide = _divider(stabilizer)
         super().__init__([ones], [ParamMod(ones, zero)], lambda R, zs: [divide(R, zs[0])],
@@ -222,9 +294,19 @@ class ZBox(BasicRule):
     """
 
     def __init__(self, low=-1.0, high=1.0, stabilizer=None):
-        self.low, self.high, self.stabilizer = low, high, stabilizer
+        _check_stabilizer("ZBox", stabilizer)
         low_c = np.asarray(low, dtype=np.float64)
         high_c = np.asarray(high, dtype=np.float64)
+        try:
+            np.broadcast(low_c, high_c)
+        except ValueError:
+            raise ValueError(f"ZBox: low and high must broadcast against each other (scalars or one value "
+                             f"per channel), got shapes {low_c.shape} and {high_c.shape}") from None
+        if np.any(low_c > high_c) or not (np.all(np.isfinite(low_c)) and np.all(np.isfinite(high_c))):
+            raise ValueError(f"ZBox: the input bounds need low <= high, both finite (the range the layer's "
+                             f"input lies in, e.g. low=0, high=1 for images in [0, 1]), got low={low!r}, "
+                             f"high={high!r}")
+        self.low, self.high, self.stabilizer = low, high, stabilizer
 
         def to_low(x):
             return tf.broadcast_to(tf.cast(low_c, x.dtype), tf.shape(x))
@@ -232,7 +314,8 @@ class ZBox(BasicRule):
         def to_high(x):
             return tf.broadcast_to(tf.cast(high_c, x.dtype), tf.shape(x))
 
-        divide = _divider(stabilizer)
+        self._bounds = (low_c, high_c, to_low, to_high)
+        divide = self._zdivide = _divider(stabilizer)
         no_bias = ParamMod(identity, zero)
         super().__init__(
             [identity, to_low, to_high],
@@ -241,6 +324,34 @@ class ZBox(BasicRule):
             lambda xs, cs: xs[0] * cs[0] - xs[1] * cs[1] - xs[2] * cs[2],
             (lambda zs: zs[0] - zs[1] - zs[2]) if stabilizer is None else None,
         )
+
+    def modified_gradient(self, ctx, R):
+        """The same rule with two transposed ops and no full-batch extra forward.
+
+        The bounds are the same for every sample, so f(l, w+) + f(h, w-) runs on a
+        batch of one; f(x, w) = y - b is the forward output.  With w- = w - w+ the
+        three transposed ops become two: x w^T s - l w+^T s - h w-^T s =
+        (x - h) w^T s + (h - l) w+^T s.
+        """
+        op = ctx.op
+        if op.kind != "linear" or op.activation is not None or op.kernel is None:
+            return super().modified_gradient(ctx, R)  # the general three-term BasicRule recipe
+        low_c, high_c, to_low, to_high = self._bounds
+        kernel = op.kernel()
+        bias = op.bias() if op.bias is not None else None
+        x, y = (ctx.untiled[0][0], ctx.untiled[1]) if ctx.tile else (ctx.x, ctx.output)
+        tile = ctx.tile or (lambda t: t)
+        w_pos = positive(kernel)
+        one = x[:1]
+        bounds = op.forward(to_low(one), w_pos) + op.forward(to_high(one), negative(kernel))
+        z = tile((y if bias is None else op.add_bias(y, -bias)) - bounds)
+        if self.stabilizer is None:
+            ctx.require_nonzero(z)
+        s = self._zdivide(R, z)
+        xt = tile(x)
+        low, high = tf.cast(low_c, xt.dtype), tf.cast(high_c, xt.dtype)
+        return [(xt - high) * vjp(lambda t: op.forward(t, kernel), xt, s)
+                + (high - low) * vjp(lambda t: op.forward(t, w_pos), xt, s)]
 
 
 Bounded = ZBox

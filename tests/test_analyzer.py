@@ -306,3 +306,74 @@ def test_one_cast_serves_every_reader_of_a_tensor(rng):
     an = lrpgraph.create_analyzer("lrp.z", model)
     r = an.analyze(x)
     _assert_conserves(r, an.predict_logits(x).max(1))
+
+
+# ---- stop_at= and the CAM layer lookup mean the same tensor --------------------------------
+
+def test_stop_at_a_fused_activation_layer_is_its_activation_output(rng):
+    """Conv2D(..., activation="relu", name="c2") is split into c2 (linear) and c2/relu:
+    stop_at="c2" gives the gradient with respect to the Keras layer's output (after the
+    ReLU), the node gradcam(layer="c2") uses, not the pre-activation's."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2))
+    h = L.Conv2D(4, 3, activation="relu", name="c1")(inp)
+    h = L.Conv2D(3, 3, activation="relu", name="c2")(h)
+    out = L.Dense(3, name="out")(L.Flatten()(h))
+    model = keras.Model(inp, out)
+    x = rng.uniform(-1, 1, (3, 8, 8, 2)).astype("float32")
+    t = np.array([0, 2, 1])
+    an = lrpgraph.Analyzer(model, "gradient", stop_at="c2")
+    cam = lrpgraph.create_analyzer("gradcam", model, layer="c2")
+    assert an.stop_at == ["c2/relu"] and cam.nodes == ["c2/relu"]
+    got = an.analyze(x, target=t)
+    feat = keras.Model(inp, [model.get_layer("c2").output, out])
+    with tf.GradientTape() as tape:
+        a, z = feat(x)
+        zt = tf.gather(z, t, batch_dims=1)
+    want = tape.gradient(zt, a).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # the pre-activation's gradient is masked by relu'(z) = 0 where the ReLU is off: it differs
+    a = a.numpy()
+    assert (a == 0).any() and np.abs(want[a == 0]).max() > 1e-3
+    # a node id still names that node alone
+    assert lrpgraph.Analyzer(model, "gradient", stop_at="c2/relu").stop_at == ["c2/relu"]
+
+
+def test_stop_at_a_folded_batchnorm_is_the_conv_that_holds_it(rng):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 6, 2))
+    h = L.Conv2D(3, 3, name="conv")(inp)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.ReLU(name="act")(h)
+    model = keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(h)))
+    model.get_layer("bn").set_weights([rng.uniform(0.5, 2, 3), rng.uniform(-1, 1, 3),
+                                       rng.uniform(-1, 1, 3), rng.uniform(0.5, 2, 3)])
+    """The BatchNorm folded into the Conv before it: the Conv node's output is the BN's."""
+    import tensorflow as tf
+
+    an = lrpgraph.Analyzer(model, "gradient", stop_at="bn")
+    assert an.stop_at == ["conv"] and "bn" not in an.graph
+    assert lrpgraph.create_analyzer("gradcam", model, layer="bn").nodes == ["conv"]
+    x = rng.uniform(-1, 1, (2, 6, 6, 2)).astype("float32")
+    feat = keras.Model(inp, [model.get_layer("bn").output, model.outputs[0]])
+    with tf.GradientTape() as tape:
+        a, z = feat(x)
+        zt = z[:, 1]
+    np.testing.assert_allclose(an.analyze(x, target=1), tape.gradient(zt, a).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_stop_at_an_input_rescaling_folded_into_the_next_layer_is_an_error():
+    """A Rescaling at the input is folded into the Conv after it: its output no longer
+    exists, so its name must not silently mean the Conv's output."""
+    inp = keras.Input((6, 6, 2))
+    h = L.Rescaling(1 / 255.0, offset=-0.5, name="rescale")(inp)
+    h = L.Conv2D(3, 3, activation="relu", name="stem")(h)
+    model = keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(h)))
+    an = lrpgraph.Analyzer(model, "gradient")
+    assert "rescale" not in an.graph and "rescale" in an.graph.nodes["stem"]["folded"]
+    with pytest.raises(ValueError, match="no layer named 'rescale' in the model; layers: "):
+        lrpgraph.Analyzer(model, "gradient", stop_at="rescale")
+    with pytest.raises(ValueError, match="no layer named 'rescale' in the model; layers with a spatial"):
+        lrpgraph.create_analyzer("gradcam", model, layer="rescale")

@@ -18,7 +18,7 @@ from lrpgraph.compile import run_forward
 from lrpgraph.ops import Linear, replace
 from lrpgraph.rewrite import fold_batchnorm, fold_input_affine, fuse_hard_sigmoid, mark_gates
 from lrpgraph.rules import LayerNorm
-from lrpgraph.rules.base import Context
+from lrpgraph.context import Context
 
 
 def _run(g, x):

@@ -190,5 +190,7 @@ def test_bad_layers(gap_model):
 def test_gradcam_stops_early(gap_model):
     model, _ = gap_model
     a = lrpgraph.create_analyzer("gradcam", model)
-    # only the layers after the CAM layer carry a rule in the truncated reverse pass
-    assert set(a.gradient.program.rules) <= {"gap", "out"}
+    # only the layers after the CAM layer (c2's ReLU output) carry a rule in the truncated
+    # reverse pass: exactly these two, not fewer (an empty rule set would mean no pass)
+    assert a.nodes == ["c2/relu"] and a.gradient.program.stop == ["c2/relu"]
+    assert set(a.gradient.program.rules) == {"gap", "out"}

@@ -16,7 +16,7 @@ import lrpgraph
 from lrpgraph import heads
 from lrpgraph import rules as R
 from lrpgraph.ops import describe
-from lrpgraph.rules.base import Context
+from lrpgraph.context import Context
 
 # ---- the two-layer net: x (3) -> Dense W1,b1 -> ReLU -> Dense W2,b2 -> logits (2) -------
 
@@ -246,6 +246,118 @@ def test_epsilon_absorbs_relevance():
     # eps = 1: z + eps sign z = [8, -2], so sum R_x = 7/8 * 7 + (-1)/(-2) * (-1 - b_1) = 6.125 + 0 = 6.125
     (got,) = R.Epsilon(1.0).backward(ctx, tf.constant(Rout, tf.float32))
     assert float(got.numpy().sum()) == pytest.approx(7 * 7 / 8 + 0.5 * 0.0, rel=1e-6)
+
+
+# ---- Gamma on non-negative inputs: the short computation equals the general recipe -------
+
+def conv_ctx(rng, bias=True):
+    layer = L.Conv2D(5, 3, padding="same", use_bias=bias)
+    layer.build((None, 7, 7, 4))
+    layer.set_weights([rng.normal(size=(3, 3, 4, 5)).astype("float32")]
+                      + ([rng.normal(size=5).astype("float32")] if bias else []))
+    op = describe(layer, None)
+    x = tf.constant(np.maximum(rng.normal(size=(2, 7, 7, 4)), 0).astype("float32"))  # >= 0, many exact zeros
+    y = op([x])[0]
+    return Context(op, [x], y, nonneg=[True]), tf.constant(rng.normal(size=y.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("gamma,stabilizer,bias", [(0.25, 1e-6, True), (1.0, None, True), (0.25, 1e-6, False),
+                                                   (0.0, 1e-6, True)])
+def test_gamma_nonneg_shortcut_equals_the_general_rule(rng, monkeypatch, gamma, stabilizer, bias):
+    """On x >= 0 Gamma takes one extra forward and two transposed convs instead of the
+    general BasicRule recipe; both must give the same relevance (bias included)."""
+    ctx, rel = conv_ctx(rng, bias)
+    rule = R.Gamma(gamma, stabilizer)
+    (general,) = R.BasicRule.modified_gradient(rule, ctx, rel)
+    # the short path does not go through BasicRule's general recipe at all
+    monkeypatch.setattr(R.BasicRule, "modified_gradient", lambda *a: pytest.fail("took the general path"))
+    (fast,) = rule.backward(ctx, rel)
+    monkeypatch.undo()
+    general, fast = general.numpy(), fast.numpy()
+    assert np.abs(general).max() > 1e-2  # not a trivial all-zero map
+    np.testing.assert_allclose(fast, general, rtol=0, atol=1e-6 * np.abs(general).max())
+    # on inputs not known to be >= 0 the general recipe runs
+    signed = Context(ctx.op, ctx.inputs, ctx.output, nonneg=[False])
+    (again,) = rule.backward(signed, rel)
+    np.testing.assert_allclose(again.numpy(), general, rtol=0, atol=1e-6 * np.abs(general).max())
+
+
+@pytest.mark.parametrize("stabilizer,per_channel,nonneg", [(None, False, False), (1e-6, True, False),
+                                                          (None, True, True)])
+def test_zbox_shortcut_equals_the_general_rule(rng, monkeypatch, stabilizer, per_channel, nonneg):
+    """ZBox computes its bound terms on one sample and needs two transposed convs, not three:
+    equal to BasicRule's three-term recipe."""
+    ctx, rel = conv_ctx(rng)
+    if not nonneg:
+        x = tf.constant(rng.uniform(-2, 2, size=ctx.x.shape).astype("float32"))
+        ctx = Context(ctx.op, [x], ctx.op([x])[0])
+    low, high = (np.array([-2.0, -1.0, 0.0, -0.5]), np.array([2.0, 1.5, 2.0, 0.5])) if per_channel else (-2.0, 2.0)
+    rule = R.ZBox(low, high, stabilizer)
+    (general,) = R.BasicRule.modified_gradient(rule, ctx, rel)
+    monkeypatch.setattr(R.BasicRule, "modified_gradient", lambda *a: pytest.fail("took the general path"))
+    (fast,) = rule.backward(ctx, rel)
+    monkeypatch.undo()
+    general, fast = general.numpy(), fast.numpy()
+    assert np.abs(general).max() > 1e-2
+    np.testing.assert_allclose(fast, general, rtol=0, atol=1e-6 * np.abs(general).max())
+
+
+def test_epsilon_gamma_box_multi_target_equals_single_targets(small_cnn):
+    """Several targets per sample tile the reverse pass: Gamma's short path tiles its
+    denominators like BasicRule does."""
+    model, x, _ = small_cnn
+    an = lrpgraph.Analyzer(model, "epsilon_gamma_box")
+    ts = np.array([[0, 3], [1, 2], [5, 5], [9, 4]])[:len(x)]
+    multi = an.analyze(x[:len(ts)], target=ts)
+    for k in range(ts.shape[1]):
+        single = an.analyze(x[:len(ts)], target=ts[:, k])
+        np.testing.assert_allclose(multi[:, k], single, rtol=1e-5, atol=1e-6 * np.abs(single).max())
+
+
+# ---- bad parameters are errors when the rule is built ----------------------------------------
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda: R.Epsilon(-1), r"Epsilon: epsilon must be a finite number >= 0 \(.*\), got epsilon=-1"),
+    (lambda: R.Epsilon(float("nan")), r"Epsilon: epsilon must be a finite number >= 0.*got epsilon=nan"),
+    (lambda: R.Epsilon("0.1"), r"Epsilon: epsilon must be a finite number >= 0.*got epsilon='0.1'"),
+    (lambda: R.Gamma(-0.25), r"Gamma: gamma must be a finite number >= 0 \(.*\), got gamma=-0.25"),
+    (lambda: R.Gamma(0.25, stabilizer=-1e-6), r"Gamma: stabilizer must be a finite number >= 0"),
+    (lambda: R.Z(stabilizer=-1.0), r"Z: stabilizer must be a finite number >= 0.*got stabilizer=-1.0"),
+    (lambda: R.ZPlus(stabilizer=-1.0), r"AlphaBeta: stabilizer must be"),
+    (lambda: R.Flat(stabilizer=-1.0), r"Flat: stabilizer must be"),
+    (lambda: R.WSquare(stabilizer=-1.0), r"WSquare: stabilizer must be"),
+    (lambda: R.AlphaBeta(2, 2), r"AlphaBeta needs alpha, beta >= 0 and alpha - beta = 1, got alpha=2, beta=2"),
+    (lambda: R.AlphaBeta(1.5, 1), r"alpha - beta = 1, got alpha=1.5, beta=1"),
+    (lambda: R.AlphaBeta(0, -1), r"alpha, beta >= 0"),
+    (lambda: R.ZBox(low=1, high=-1), r"ZBox: the input bounds need low <= high, both finite \(.*\), "
+                                     r"got low=1, high=-1"),
+    (lambda: R.ZBox(low=[0, 0, 2], high=[1, 1, 1]), r"low <= high.*got low=\[0, 0, 2\], high=\[1, 1, 1\]"),
+    (lambda: R.ZBox(low=-np.inf, high=1), r"low <= high, both finite"),
+    (lambda: R.ZBox(low=[0, 0], high=[1, 1, 1]), r"ZBox: low and high must broadcast.*\(2,\) and \(3,\)"),
+])
+def test_bad_rule_parameters_are_errors(make, msg):
+    with pytest.raises(ValueError, match=msg):
+        make()
+
+
+@pytest.mark.parametrize("make", [lambda: R.Epsilon(0.0), lambda: R.Gamma(0.0), lambda: R.ZBox(0.5, 0.5),
+                                  lambda: R.ZBox([0, -1, 0], 1.0), lambda: R.AlphaBeta(1, 0),
+                                  lambda: R.Epsilon(np.float32(0.1))])
+def test_boundary_rule_parameters_are_accepted(make):
+    make()
+
+
+@pytest.mark.parametrize("method,params,msg", [
+    ("lrp.epsilon", {"epsilon": -1}, r"epsilon must be a finite number >= 0.*got epsilon=-1"),
+    ("epsilon_gamma_box", {"gamma": -0.5}, r"gamma must be a finite number >= 0.*got gamma=-0.5"),
+    ("epsilon_gamma_box", {"epsilon": -1e-3}, r"got epsilon=-0.001"),
+    ("epsilon_gamma_box", {"low": 2.0, "high": 1.0}, r"low <= high.*got low=2.0, high=1.0"),
+    ("deep_taylor.bounded", {"low": 1.0, "high": 0.0}, r"low <= high.*got low=1.0, high=0.0"),
+])
+def test_bad_preset_parameters_fail_when_the_analyzer_is_built(small_cnn, method, params, msg):
+    model, _, _ = small_cnn
+    with pytest.raises(ValueError, match=msg):
+        lrpgraph.create_analyzer(method, model, **params)
 
 
 # ---- conservation ---------------------------------------------------------------------------

@@ -56,14 +56,8 @@ def _layer_calls(g, name, needed):
     """Node ids whose output is the output of the Keras layer ``name`` (one per call)."""
     if not isinstance(name, str):
         raise TypeError(f"layer must be a layer name (str) or None, got {type(name).__name__}")
-    calls = [n for n in G.topo_order(g) if n in needed and g.nodes[n].get("fused_in") is None
-             and (n == name or n.split("#")[0] == name or name in g.nodes[n].get("folded", []))]
-    out = []
-    for n in calls:
-        # A fused activation (Conv2D(..., activation="relu")) is split into its own node:
-        # the Keras layer's output is the activation's output.
-        acts = [v for v, _, _ in G.consumers(g, n) if g.nodes[v].get("fused_in") == n]
-        out.append(acts[0] if acts else n)
+    # the same lookup as stop_at=: a fused activation's node, a folded BatchNorm's Conv
+    out = G.layer_output_nodes(g, name, needed)
     if not out:
         cands = _spatial_candidates(g, needed)
         raise ValueError(f"no layer named {name!r} in the model; layers with a spatial output (CAM "
