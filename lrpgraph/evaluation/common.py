@@ -25,10 +25,9 @@ from ..method import check_batch_size, chunked
 from ..prepared import prepare
 
 __all__ = ["SCORES", "check_images", "check_relevance", "check_patch", "region_relevance", "region_ranks",
-           "baseline_images", "score_copies", "target_scores", "ImageBatch"]
+           "baseline_images", "score_copies", "target_scores", "pearson", "ImageBatch"]
 
 SCORES = ("logit", "softmax")
-BASELINES = ("uniform", "mean", "blur")
 
 _FNS = weakref.WeakKeyDictionary()
 
@@ -165,6 +164,15 @@ def baseline_images(x, baseline, *, seed=0, value_range=None, sigma=5.0):
         if not np.all(np.isfinite(out)):
             raise ValueError("baseline contains NaN or Inf values")
     return np.ascontiguousarray(out, dtype=x.dtype)
+
+
+def pearson(a, b):
+    """Row-wise Pearson correlation of (N, n) arrays; NaN where a row is constant."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(axis=1) / np.where(den > 0, den, 1), np.nan)
 
 
 def target_scores(logits, targets, score):

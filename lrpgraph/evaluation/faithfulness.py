@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .common import (baseline_images, check_images, check_patch, check_relevance, region_relevance,
+from .common import (baseline_images, check_images, check_patch, check_relevance, pearson, region_relevance,
                      score_copies, target_scores)
 
-__all__ = ["FaithfulnessCorrelation", "faithfulness_correlation", "random_subsets", "pearson"]
+__all__ = ["FaithfulnessCorrelation", "faithfulness_correlation", "random_subsets"]
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,6 @@ def random_subsets(n_regions, n, size, seed=0):
     for s in range(n):
         out[s, rng.choice(n_regions, size=size, replace=False)] = True
     return out
-
-
-def pearson(a, b):
-    """Row-wise Pearson correlation of (N, n) arrays; NaN where a row is constant."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (a * b).sum(axis=1) / np.where(den > 0, den, 1), np.nan)
 
 
 def faithfulness_correlation(model, x, relevance, target=None, *, n=100, subset_size=None, patch=1,

@@ -21,11 +21,12 @@ A map that is all zero has no rank order and no scale: its similarities are NaN.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .common import check_images, check_relevance
+from .common import check_images, check_relevance, pearson
 
 __all__ = ["SIMILARITIES", "RandomisationResult", "model_randomisation", "data_randomisation", "similarities",
            "randomisable_layers", "randomise_layer"]
@@ -55,14 +56,6 @@ def _rank(a):
     from scipy.stats import rankdata
 
     return rankdata(a, axis=1)
-
-
-def _corr(a, b):
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (a * b).sum(axis=1) / np.where(den > 0, den, 1), np.nan)
 
 
 def _ssim(a, b, data_range):
@@ -96,9 +89,9 @@ def similarities(original, other):
     ok = oka & okb
     flat = lambda m: m.reshape(n, -1)  # noqa: E731
     out = {
-        "spearman_abs": _corr(_rank(flat(np.abs(a))), _rank(flat(np.abs(b)))),
+        "spearman_abs": pearson(_rank(flat(np.abs(a))), _rank(flat(np.abs(b)))),
         "ssim_abs": _ssim(np.abs(an), np.abs(bn), 1.0),
-        "spearman": _corr(_rank(flat(a)), _rank(flat(b))),
+        "spearman": pearson(_rank(flat(a)), _rank(flat(b))),
         "ssim": _ssim(an, bn, 2.0),
     }
     return {k: np.where(ok, v, np.nan) for k, v in out.items()}
@@ -203,7 +196,10 @@ def model_randomisation(model, x, relevance=None, target=None, *, method, params
             if np.array_equal(before, after):
                 raise RuntimeError(f"randomising layer {name!r} did not change the copy's logits: the layer's "
                                    "weights do not reach the output; pass layers=[...] from the output down")
-        maps = np.asarray(explain(copy, batch.x, batch.targets))
+        with warnings.catch_warnings():
+            # e.g. "the target logit is <= 0: all-zero maps" -- expected of a randomised model (NaN similarity)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            maps = np.asarray(explain(copy, batch.x, batch.targets))
         for k, v in similarities(original, maps).items():
             sims[k].append(v)
     sim = {k: np.stack(v, axis=1) for k, v in sims.items()}
