@@ -191,20 +191,20 @@ def cmd_evaluate(args, out):
     return 0
 
 
-def demo_aopc(model, out_dir, out, n=16, patch=8, seed=12345):
+def demo_aopc(model, out_dir, out, n=16, patch=4, steps=49, seed=12345):
     """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.benchmark.PAPER_METHODS)
     on ``n`` single-object shapes images, region perturbation with ``patch`` x ``patch``
-    regions and the uniform baseline, MoRF and LeRF.  Prints the Markdown table and
+    regions, ``steps`` steps and the uniform baseline, MoRF and LeRF (docs/evaluation.md's setting).  Prints the Markdown table and
     writes ``<out_dir>/demo_aopc.md``; returns the :class:`EvaluationTable`."""
     from .. import benchmark, evaluation, shapes
 
     x, y, _ = shapes.single_object_dataset(n, size=int(model.inputs[0].shape[1]), seed=seed)
     methods = {label: (name, params) for label, (name, params) in benchmark.PAPER_METHODS.items()}
-    table = evaluation.evaluate(model, x, methods, y, ["aopc"], params={"aopc": {"patch": patch}},
+    table = evaluation.evaluate(model, x, methods, y, ["aopc"], params={"aopc": {"patch": patch, "steps": steps}},
                                 input_range=(0.0, 1.0))
     md = table.to_markdown()
-    header = (f"AOPC (Samek et al. 2017), {n} single-object images (seed {seed}), {patch}x{patch} regions, every "
-              "region, uniform baseline, target logit; mean ± std (docs/evaluation.md).")
+    header = (f"AOPC (Samek et al. 2017), {n} single-object images (seed {seed}), {patch}x{patch} regions, K = {steps} "
+              "steps, uniform baseline, target logit; mean ± std (docs/evaluation.md).")
     print("\n" + header + "\n\n" + md + "\n", file=out)
     path = Path(out_dir) / "demo_aopc.md"
     path.write_text(f"# lrpgraph demo: AOPC\n\n{header}\n\n{md}\n")
