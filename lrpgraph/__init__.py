@@ -34,7 +34,10 @@ from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, 
 from .graph import to_graph  # noqa: E402
 from .rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
+from . import evaluation  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 
 __all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules", "ops",
            "register_layer",
-           "to_graph", "canonicalize", "check", "UnsupportedLayerError", "__version__"]
+           "to_graph", "canonicalize", "check", "UnsupportedLayerError", "evaluate", "evaluation",
+           "__version__"]

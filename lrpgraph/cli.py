@@ -6,6 +6,7 @@
     lrpgraph explain IMAGE... [--model M] [--method NAME] [--target N|name] [--out DIR]
     lrpgraph demo [--out DIR]                 # the shapes model, a two-object scene, all methods
     lrpgraph check MODEL                      # lrpgraph.check(model): rules per node, logits
+    lrpgraph evaluate --methods a,b --metrics aopc,deletion [--data SOURCE | --benchmark shapes] --out DIR
 
 ``--model`` is a path to a ``.keras`` file, ``shapes`` (the shipped two-object
 benchmark model, the default) or a ``keras.applications`` name (``vgg16``,
@@ -238,6 +239,9 @@ def build_parser():
     sp.add_argument("model", help="a .keras file, 'shapes' or a keras.applications name")
     model_args(sp)
     sp.set_defaults(fn=cmd_check)
+    from .evaluation.cli import add_parser as add_evaluate_parser  # `lrpgraph evaluate` (docs/evaluation.md)
+
+    add_evaluate_parser(sub, model_args)
     return p
 
 

@@ -82,8 +82,11 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     print("\n" + header + "\n\n" + md + "\n", file=out)
     table = out_dir / "demo_metrics.md"
     table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/localization.py.\n")
+    from .evaluation.cli import demo_aopc  # the AOPC table (docs/evaluation.md)
+
+    aopc = demo_aopc(model, out_dir, out)
     dt = time.perf_counter() - t0
     print(f"wrote {grid.resolve()}", file=out)
     print(f"wrote {table.resolve()}", file=out)
     print(f"done in {dt:.1f} s", file=out)
-    return {"grid": grid, "table": table, "markdown": md, "seconds": dt, "result": result}
+    return {"grid": grid, "table": table, "markdown": md, "seconds": dt, "result": result, "aopc": aopc}

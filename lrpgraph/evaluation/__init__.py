@@ -1,0 +1,33 @@
+"""Faithfulness and sanity metrics for relevance maps, batched through the compiled model.
+
+Each metric takes ``(model_or_prepared, x, relevance, target, ...)`` and returns
+per-sample numbers (and curves where there are curves):
+
+- :func:`region_perturbation` -- region perturbation / pixel flipping and AOPC
+  (Samek et al., IEEE TNNLS 2017);
+- :func:`deletion`, :func:`insertion` -- RISE's deletion and insertion AUC
+  (Petsiuk et al., BMVC 2018);
+- :func:`faithfulness_correlation` -- Bhatt et al., IJCAI 2020;
+- :func:`model_randomisation`, :func:`data_randomisation` -- Adebayo et al.,
+  "Sanity Checks for Saliency Maps", NeurIPS 2018.
+
+:func:`evaluate` runs several methods and metrics and returns an
+:class:`EvaluationTable` (a dict of arrays with Markdown, text and CSV
+renderings).  :data:`PER_SAMPLE_METRICS` maps metric names to
+``fn(model_or_prepared, x, maps, targets) -> (N,)`` with default parameters (the
+dataset runner's table).  All perturbed copies of a batch are scored inside one
+compiled ``tf.function`` in chunks of ``batch_size`` images
+(:func:`lrpgraph.evaluation.common.score_copies`).  Definitions: docs/evaluation.md.
+"""
+
+from .common import baseline_images, region_ranks, region_relevance, score_copies
+from .faithfulness import FaithfulnessCorrelation, faithfulness_correlation
+from .perturbation import PerturbationCurve, auc, deletion, insertion, region_perturbation
+from .randomisation import (SIMILARITIES, RandomisationResult, data_randomisation, model_randomisation,
+                            similarities)
+from .table import BETTER, METRICS, PER_SAMPLE_METRICS, EvaluationTable, evaluate, expand_metrics
+
+__all__ = ["region_perturbation", "deletion", "insertion", "auc", "PerturbationCurve", "faithfulness_correlation",
+           "FaithfulnessCorrelation", "model_randomisation", "data_randomisation", "similarities",
+           "RandomisationResult", "SIMILARITIES", "evaluate", "EvaluationTable", "METRICS", "PER_SAMPLE_METRICS",
+           "BETTER", "expand_metrics", "baseline_images", "region_ranks", "region_relevance", "score_copies"]
