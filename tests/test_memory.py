@@ -1,0 +1,107 @@
+"""Memory budgets (lrpgraph.memory) and batch_size="auto"."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import lrpgraph
+from lrpgraph import memory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("text,value", [("8GB", 8e9), ("512 MB", 512e6), ("1.5GiB", 1.5 * 2**30), (1024, 1024.0),
+                                        ("2kib", 2048.0)])
+def test_parse_memory(text, value):
+    assert memory.parse_memory(text) == value
+
+
+@pytest.mark.parametrize("bad", ["8 parsecs", "-1GB", 0, "GB", True])
+def test_parse_memory_errors(bad):
+    with pytest.raises((ValueError, TypeError), match="memory budget"):
+        memory.parse_memory(bad)
+
+
+def test_fit_batch_size_and_the_error_naming_the_need():
+    cost = memory.Cost(per_sample=10e6, fixed=100e6, device="CPU")
+    assert memory.fit_batch_size(cost, "1GB") == 90
+    assert memory.fit_batch_size(cost, "1GB", n=7) == 7
+    assert memory.fit_batch_size(cost, 110e6) == 1
+    with pytest.raises(memory.MemoryBudgetError, match=r"one sample needs about 110\.0 MB \(100\.0 MB fixed \+ "
+                                                        r"10\.0 MB per sample.*budget is 50\.0 MB: raise max_memory"):
+        memory.fit_batch_size(cost, "50MB")
+
+
+@pytest.fixture()
+def conv_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
+                             keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+
+
+def test_auto_batch_under_a_tight_budget_gives_the_maps_of_one_call(conv_model, rng):
+    """A budget that holds a few samples splits the batch into several compiled calls;
+    the maps equal one call's, and the per-shape cost is measured once."""
+    x = rng.uniform(-1, 1, (13, 32, 32, 3)).astype("float32")
+    an = lrpgraph.create_analyzer("lrp.z_plus", conv_model)
+    whole = an.analyze(x)
+    cost = memory.Cost(per_sample=1e6, fixed=1e6, device="CPU")
+    an.costs[((32, 32, 3),)] = cost  # a known cost, so the split is known: 4 samples per call
+    calls = []
+    real = an.compute
+    an.compute = lambda xs, t: calls.append(len(xs[0])) or real(xs, t)
+    got = an.analyze(x, batch_size="auto", max_memory=cost.peak(4) + 1)
+    assert calls == [4, 4, 4, 1]
+    np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-7 * np.abs(whole).max())
+    with pytest.raises(memory.MemoryBudgetError):
+        an.analyze(x, batch_size="auto", max_memory=cost.peak(1) - 1)
+    with pytest.raises(ValueError, match="max_memory is used with batch_size='auto'"):
+        an.analyze(x, max_memory="1GB")
+
+
+def test_measured_cost_is_cached_per_shape(conv_model, rng):
+    x = rng.uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    an = lrpgraph.create_analyzer("gradient", conv_model)
+    c1 = an.memory_cost(x)
+    assert c1.per_sample > 0 and an.memory_cost(x[:1]) is c1
+
+
+_LINEAR = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {bench!r})
+import bench_memory
+from lrpgraph import memory
+import lrpgraph
+model = bench_memory.build_model("small")
+x = np.random.default_rng(0).uniform(-1, 1, (16,) + tuple(model.input_shape[1:])).astype("float32")
+an = lrpgraph.create_analyzer("lrp.z_plus", model)
+an.analyze(x[:1])
+peaks = {{b: memory.peak_of(lambda b=b: an.analyze(x[:b]))[1] for b in (2, 4, 8, 16)}}
+print(json.dumps({{"peaks": peaks, "cost": an.memory_cost(x).__dict__}}))
+"""
+
+
+def test_peak_grows_linearly_with_the_measured_slope():
+    """With TensorFlow's CPU allocator statistics (a fresh process with
+    TF_CPU_ALLOCATOR_USE_BFC=true, as ``bench_memory.py --allocator``), the peak of
+    lrp.z_plus on the benchmark's small CNN grows linearly in the batch, and the slope
+    ``memory_cost`` measures (the one batch_size="auto" uses) is that slope within 20%."""
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
+    code = _LINEAR.format(bench=str(ROOT / "benchmarks"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    b = np.array([2, 4, 8, 16], float)
+    p = np.array([data["peaks"][str(int(k))] for k in b])
+    slope, icpt = np.polyfit(b, p, 1)
+    assert slope > 0
+    assert np.abs(np.polyval([slope, icpt], b) - p).max() <= 0.1 * p.max()  # linear
+    assert abs(data["cost"]["per_sample"] - slope) <= 0.2 * slope
