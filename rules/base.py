@@ -133,7 +133,10 @@ class BasicRule(Rule):
     ``param_modifiers``: list of :class:`ParamMod`, one per term.
     ``gradient_mapper(R, zs) -> list of s``: the stabilised division (an
     ``s`` of None skips that term's transposed op).
-    ``reducer(xs, cs) -> R_x``: combines the terms.
+    ``reducer(xs, cs) -> R_x``: combines the terms.  A term whose input modifier is
+    ``negative`` on an input known to be >= 0 is skipped: its x', c and, without a
+    bias, z are scalar zeros (with a bias, z is the bias broadcast to one sample), so
+    mappers and reducers must combine terms by broadcasting arithmetic.
     ``denominator(zs)``: for a conservative rule (the reducer's terms sum over
     the inputs to this, it is safe-divided, no bias enters), the denominator;
     None makes no conservation promise.
@@ -175,12 +178,17 @@ class BasicRule(Rule):
         z_pos = None  # f(x+, w+) without bias, for the complementary term below
         for imod, pmod in zip(self._inputs, self._params):
             skip = imod is negative and ctx.nonneg[0]
-            xk = tf.zeros_like(x) if skip else imod(x)
+            # x >= 0: x- is 0 and x+ is x; a skipped term's x' and z stay scalars or a
+            # bias vector (broadcast by the mapper and reducer), never full-size zeros
+            xk = tf.zeros([], x.dtype) if skip else x if (imod is positive and ctx.nonneg[0]) else imod(x)
             k = pmod.kernel(kernel) if kernel is not None else None
             b = pmod.bias(bias) if bias is not None else None
             if skip:  # x' == 0: only the bias remains
-                z = op.add_bias(tf.zeros_like(y), b)
+                z = tf.zeros([], y.dtype) if b is None else op.add_bias(tf.zeros([1] * len(y.shape), y.dtype), b)
                 transposes.append(None)
+                xs.append(xk)
+                zs.append(z)
+                continue
             elif imod is identity and pmod is KEEP and op.activation is None:
                 z = y  # reuse the forward pass
                 transposes.append(_transpose(op, tile(xk), k))
@@ -200,14 +208,14 @@ class BasicRule(Rule):
                     z0 = op.forward(xk, k)
                 z = op.add_bias(z0, b)
                 transposes.append(_Transpose(tape, z0, xk))
-            if imod is positive and pmod.kernel is positive and not skip and z_pos is None:
+            if imod is positive and pmod.kernel is positive and z_pos is None:
                 z_pos = z0
             xs.append(tile(xk))
             zs.append(tile(z))
         if self._denominator is not None:
             ctx.require_nonzero(self._denominator(zs))
         ss = self._mapper(R, zs)
-        cs = [tf.zeros_like(xs[0]) if t is None or s is None else t(s) for t, s in zip(transposes, ss)]
+        cs = [tf.zeros([], x.dtype) if t is None or s is None else t(s) for t, s in zip(transposes, ss)]
         return [self._reducer(xs, cs)]
 
 
