@@ -33,6 +33,7 @@ from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, 
 from .graph import to_graph  # noqa: E402
 from .rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
+from .datasets import Attributions, explain_dataset, open_store  # noqa: E402  (datasets into zarr stores)
 
 __all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules",
-           "to_graph", "canonicalize", "check", "UnsupportedLayerError", "__version__"]
+           "to_graph", "canonicalize", "check", "UnsupportedLayerError", "explain_dataset", "open_store", "Attributions", "__version__"]

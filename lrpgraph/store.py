@@ -342,12 +342,12 @@ class Store:
             want = {k: v.to_json() for k, v in arrays.items()}
             have = {k: v.to_json() for k, v in self.arrays.items()}
             for k in sorted(set(want) | set(have)):
-                if want.get(k) != have.get(k):
+                if _differ(want.get(k), have.get(k)):
                     diffs.append(f"array {k!r}: store {have.get(k)}, now {want.get(k)}")
         if job is not None:
             want, have = _jsonable(job), self.job
             for k in sorted(set(want) | set(have)):
-                if want.get(k) != have.get(k):
+                if _differ(want.get(k), have.get(k)):
                     diffs.append(f"{k}: store {have.get(k)!r}, now {want.get(k)!r}")
         if diffs:
             raise StoreMismatchError(
@@ -441,6 +441,11 @@ def _exists(path):
         _check_local_target(path)
         return True
     return False
+
+
+def _differ(a, b):
+    """JSON values compared by their text (so that NaN equals NaN)."""
+    return json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True)
 
 
 def _jsonable(obj):
