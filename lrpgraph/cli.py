@@ -570,6 +570,9 @@ def build_parser():
     sp.add_argument("model", help="a .keras file, 'shapes' or a keras.applications name")
     model_args(sp)
     sp.set_defaults(fn=cmd_check)
+
+    from .dataset_cli import add_parsers  # explain-dataset, show
+    add_parsers(sub)
     return p
 
 
