@@ -239,10 +239,12 @@ class BlockJob:
         """The shape of one sample's stored map (after the method's post-processing,
         several targets and ``reduce``), found by explaining one zero input."""
         if self._map_shape is None:
-            shape = tuple(sample_shape or self.sample_shape)
+            given = tuple(sample_shape) if sample_shape is not None else (None,) * len(self.sample_shape)
+            shape = tuple(m if m is not None else s for m, s in zip(self.sample_shape, given))
             if None in shape:
-                raise ValueError(f"the model takes inputs of any size {self.sample_shape}; the store needs one "
-                                 "size: resize the inputs in the pipeline (image folders: pass image_size=)")
+                raise ValueError(f"the model takes inputs of any size {self.sample_shape} and the data does not "
+                                 f"fix one ({given}); the store needs one size: resize the inputs in the pipeline "
+                                 "(image folders: pass image_size=)")
             x = np.zeros((1,) + shape, self.prepared.input_specs[0].dtype.as_numpy_dtype)
             t = self._targets(x, np.zeros(1, np.int64), 0, np.zeros(1, bool), probe=True)
             with warnings.catch_warnings():
@@ -425,6 +427,10 @@ class _Distributed:
         t, multi = prepared.check_targets(targets, len(x))
         if multi:
             raise ValueError("strategy= explains one target per sample; pass one target per sample")
+        n = len(x)
+        if n < self.replicas:  # every replica gets at least one sample (repeats of the last, dropped after)
+            pad = np.minimum(np.arange(self.replicas), n - 1)
+            x, t = x[pad], t[pad]
         parts = np.array_split(np.arange(len(x)), self.replicas)
 
         def shard(a):
@@ -432,7 +438,7 @@ class _Distributed:
                 lambda ctx: tf.constant(a[parts[ctx.replica_id_in_sync_group]]))
 
         maps, logits = self._step(shard(x), shard(t))
-        maps, logits = maps.numpy(), logits.numpy()
+        maps, logits, t = maps.numpy()[:n], logits.numpy()[:n], t[:n]
         resolved = np.where(t < 0, logits.argmax(-1), t).astype(np.int32)
         maps = self.method.finalize([maps], logits, resolved)[0]
         maps = _post.apply(maps, self.method.postprocess, 1)
@@ -997,6 +1003,38 @@ class _Ids:
         return self.arr.shape[0]
 
 
+class _ArrayView:
+    """A zarr array indexed like numpy: slices and ints directly, integer lists
+    or arrays and boolean masks on the first axis through ``oindex``."""
+
+    def __init__(self, arr):
+        self.arr = arr
+
+    shape = property(lambda self: self.arr.shape)
+    dtype = property(lambda self: self.arr.dtype)
+    ndim = property(lambda self: len(self.arr.shape))
+
+    def __getitem__(self, key):
+        first = key[0] if isinstance(key, tuple) and key else key
+        if isinstance(first, (list, np.ndarray)):
+            first = np.asarray(first)
+            if first.dtype == bool:
+                first = np.nonzero(first)[0]
+            rest = key[1:] if isinstance(key, tuple) else ()
+            return self.arr.oindex[(first.astype(np.int64),)][(slice(None),) + tuple(rest)]
+        return self.arr[key]
+
+    def __len__(self):
+        return self.arr.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.arr[...]
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self):
+        return f"<array {self.shape} {self.dtype} in a dataset store>"
+
+
 class Attributions:
     """A dataset store, read back.
 
@@ -1015,11 +1053,11 @@ class Attributions:
         self.store = store
         self.computed = []
 
-    relevance = property(lambda self: self.store["relevance"])
-    targets = property(lambda self: self.store["targets"])
-    labels = property(lambda self: self.store["labels"])
-    predicted = property(lambda self: self.store["predicted"])
-    valid = property(lambda self: self.store["valid"])
+    relevance = property(lambda self: _ArrayView(self.store["relevance"]))
+    targets = property(lambda self: _ArrayView(self.store["targets"]))
+    labels = property(lambda self: _ArrayView(self.store["labels"]))
+    predicted = property(lambda self: _ArrayView(self.store["predicted"]))
+    valid = property(lambda self: _ArrayView(self.store["valid"]))
 
     @property
     def ids(self):
@@ -1027,11 +1065,11 @@ class Attributions:
 
     @property
     def logits_topk(self):
-        return TopK(self.store["logits_topk_values"], self.store["logits_topk_indices"])
+        return TopK(_ArrayView(self.store["logits_topk_values"]), _ArrayView(self.store["logits_topk_indices"]))
 
     @property
     def metrics(self):
-        return {k[len("metric_"):]: self.store[k] for k in self.store.arrays if k.startswith("metric_")}
+        return {k[len("metric_"):]: _ArrayView(self.store[k]) for k in self.store.arrays if k.startswith("metric_")}
 
     @property
     def meta(self):
