@@ -20,7 +20,6 @@ branch there).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +106,6 @@ def cmd_explain_dataset(args, out):
         att = run_job(args, analyzer, data, lm.preprocess, out)
     except (ValueError, TypeError, StoreError) as e:
         raise CLIError(str(e)) from None
-    except KeyboardInterrupt:
-        print("lrpgraph: rerun the same command to resume", file=sys.stderr)
-        raise
     print(f"{att.store.path}: {len(att)} samples, {len(att.computed)} block(s) computed now, "
           f"{att.store.n_blocks} in all{note}", file=out)
     return 0

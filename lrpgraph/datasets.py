@@ -111,7 +111,7 @@ def weights_fingerprint(model):
     for w in model.weights:
         a = np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w))
         h.update(f"{a.dtype.str}{a.shape};".encode())
-        h.update(a.tobytes())
+        h.update(memoryview(a.reshape(-1)).cast("B"))  # no copy
     return h.hexdigest()
 
 
@@ -774,18 +774,22 @@ class _TFSource(_Source):
                                      f"{tuple(self.want_shape)}") from None
                 raise
             ids = [s.decode("utf-8") for s in ids.numpy()]
-            if b >= -(-self.n // block_size):
-                raise ValueError(f"the dataset yields more than n={self.n} samples")
+            expected = min(block_size, self.n - b * block_size)
+            if len(ids) != expected:
+                got = b * block_size + len(ids)
+                if len(ids) > expected:
+                    raise ValueError(f"the dataset holds more than the n={self.n} samples the store was sized for "
+                                     f"(at least {got})")
+                raise ValueError(f"the dataset ended after {got} samples; the store was sized for n={self.n}")
             if b in wanted_set:
                 yield b, x.numpy(), labels.numpy(), ids, None
-                if b == last and (b + 1) * block_size >= self.n:
+                if b == last:
                     return
             elif check_done is not None:
                 check_done(b, ids)
             b += 1
-        seen = b
-        if seen * block_size < self.n and any(w >= seen for w in wanted):
-            raise ValueError(f"the dataset ended after about {seen * block_size} samples; n={self.n} was expected")
+        if b <= last:
+            raise ValueError(f"the dataset ended after {b * block_size} samples; the store was sized for n={self.n}")
 
 
 def make_source(data, prepared, *, n=None, preprocess="auto", image_size=None, id_width=256):

@@ -89,8 +89,14 @@ class ArraySpec:
 
 
 def is_url(path):
-    """True for ``scheme://...`` locations (handled through fsspec)."""
-    return "://" in str(path)
+    """True for ``scheme://...`` locations (handled through fsspec); ``file://``
+    URLs are local paths."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def _normalize(path):
+    path = str(path)
+    return path[len("file://"):] if path.startswith("file://") else path
 
 
 def encode_ids(ids, width):
@@ -234,6 +240,7 @@ class Store:
         Checks the location before writing anything; when creation fails part way
         (disk full, permissions), what it created is removed again."""
         n, block_size = int(n), int(block_size)
+        path = _normalize(path)
         if n < 1:
             raise StoreError("a store needs at least one sample (the data is empty)")
         if block_size < 1:
@@ -261,8 +268,16 @@ class Store:
                     shutil.rmtree(path, ignore_errors=True)
                 raise StoreError(f"cannot write the store at {path}: {e.strerror or e} (pick a writable location)") \
                     from None
-        elif overwrite:
-            _remove_tree(path)
+        else:
+            import fsspec
+
+            if overwrite:
+                _remove_tree(path)
+            fs, root = fsspec.core.url_to_fs(path)
+            try:
+                fs.makedirs(root, exist_ok=True)  # zarr's fsspec store does not create the folder (file://)
+            except OSError as e:
+                raise StoreError(f"cannot write the store at {path}: {e}") from None
         zarr = _zarr()
         try:
             group = zarr.open_group(path, mode="w")
@@ -288,7 +303,7 @@ class Store:
     @classmethod
     def open(cls, path, mode="r"):
         """Open an existing store: ``mode="r"`` to read, ``"r+"`` to write blocks."""
-        path = str(path)
+        path = _normalize(path)
         if not is_url(path):
             if os.path.isfile(path):
                 raise StoreError(f"store path {path} is a file, not a store folder")
@@ -312,7 +327,7 @@ class Store:
         equal the ones given (else :class:`StoreMismatchError` naming every
         difference, unless ``overwrite=True``, which replaces it).  An interrupted
         creation (no layout attribute, no block done) is silently recreated."""
-        path = str(path)
+        path = _normalize(path)
         exists = _exists(path)
         if exists and not overwrite:
             try:

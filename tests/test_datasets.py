@@ -351,6 +351,36 @@ def test_empty_data_file_path_unwritable_and_missing_labels(shapes, eps, tmp_pat
     assert not (tmp_path / "a").exists()
 
 
+def test_fsspec_url_store_and_resume(shapes, eps):
+    pytest.importorskip("fsspec")
+    model, x, y = shapes
+    url = f"memory://lrpgraph_test_{os.getpid()}.zarr"
+    att = run(eps, (x[:10], y[:10]), url, batch_size=4, on_block=lambda b, a: b == 1 and a.store.discard_block(0))
+    assert att.store.done_blocks() == [1, 2]
+    att = run(eps, (x[:10], y[:10]), url, batch_size=4)
+    assert att.computed == [0]
+    np.testing.assert_allclose(lrpgraph.open_store(url).relevance[:], eps.explain(x[:10], y[:10]).maps,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_dataset_length_must_match_n(shapes, eps, tmp_path):
+    model, x, y = shapes
+
+    def gen(k):
+        def g():
+            for i in range(k):
+                yield x[i], y[i]
+        return g
+
+    sig = (tf.TensorSpec((64, 64, 3), tf.float32), tf.TensorSpec((), tf.int64))
+    with pytest.raises(ValueError, match="ended after 7 samples; the store was sized for n=9"):
+        run(eps, tf.data.Dataset.from_generator(gen(7), output_signature=sig), tmp_path / "a", n=9, batch_size=4)
+    with pytest.raises(ValueError, match="more than the n=9 samples"):
+        run(eps, tf.data.Dataset.from_generator(gen(11), output_signature=sig), tmp_path / "b", n=9, batch_size=4)
+    with pytest.raises(ValueError, match="n=5 but the dataset holds 21"):
+        run(eps, tf.data.Dataset.from_tensor_slices((x, y)), tmp_path / "c", n=5)
+
+
 def test_store_module_alone(tmp_path):
     arrays = {"r": zstore.ArraySpec((2,), "float32"), "ids": zstore.ArraySpec((4,), "uint8")}
     st = zstore.Store.create(tmp_path / "s", n=5, block_size=2, arrays=arrays, job={"k": 1})
