@@ -46,7 +46,7 @@ import tensorflow as tf
 from . import postprocess as _post
 from .method import Method, check_batch_size
 from .registry import parameters as _method_parameters
-from .store import ArraySpec, Store, decode_ids, encode_ids
+from .store import ArraySpec, Store, StoreError, decode_ids, encode_ids
 
 __all__ = ["explain_dataset", "open_store", "Attributions", "BlockJob", "make_source", "METRICS",
            "register_metric", "weights_fingerprint", "describe_method", "IMAGE_EXTENSIONS"]
@@ -220,6 +220,31 @@ class BlockJob:
             isinstance(self.target, np.ndarray) and self.target.ndim == 2)
         self.sample_shape = tuple(self.prepared.input_specs[0].shape[1:])
         self._map_shape = None
+        self._fingerprint = None
+        self._fp_thread = None
+
+    def start_fingerprint(self):
+        """Hash the weights in a background thread (hashlib releases the GIL), so
+        that it overlaps the first block; :attr:`job` waits for it."""
+        import threading
+
+        if self._fingerprint is None and self._fp_thread is None:
+            def work():
+                try:
+                    self._fingerprint = weights_fingerprint(self.prepared.model)
+                except Exception:  # noqa: BLE001 - recomputed (and raised) by .job
+                    pass
+            self._fp_thread = threading.Thread(target=work, daemon=True)
+            self._fp_thread.start()
+
+    @property
+    def fingerprint(self):
+        if self._fp_thread is not None:
+            self._fp_thread.join()
+            self._fp_thread = None
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.prepared.model)
+        return self._fingerprint
 
     # -- description --------------------------------------------------------------
     @property
@@ -231,13 +256,19 @@ class BlockJob:
         """The metadata that identifies the maps (a resumed run must match it)."""
         model = self.prepared.model
         return {"method": describe_method(self.method), "model": model.name,
-                "weights_sha256": weights_fingerprint(model), "output": self.prepared.output_name,
+                "weights_sha256": self.fingerprint, "output": self.prepared.output_name,
                 "target": _describe_target(self.target), "reduce": self.reduce, "dtype": self.dtype,
                 "topk": self.topk, "metrics": list(self.metrics)}
 
+    def set_map_shape(self, shape):
+        """Record the stored map's shape (known from a computed block), so that
+        :meth:`map_shape` needs no probe."""
+        self._map_shape = tuple(int(s) for s in shape)
+
     def map_shape(self, sample_shape=None):
         """The shape of one sample's stored map (after the method's post-processing,
-        several targets and ``reduce``), found by explaining one zero input."""
+        several targets and ``reduce``), found by explaining one zero input (unless
+        :meth:`set_map_shape` gave it)."""
         if self._map_shape is None:
             given = tuple(sample_shape) if sample_shape is not None else (None,) * len(self.sample_shape)
             shape = tuple(m if m is not None else s for m, s in zip(self.sample_shape, given))
@@ -924,30 +955,38 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
                          "index, or data with labels ((x, labels), a dataset of (x, label), class subfolders)")
     if isinstance(job.target, np.ndarray) and len(job.target) != source.n:
         raise ValueError(f"the target array has {len(job.target)} rows; the data has {source.n} samples")
-    arrays = job.arrays(source.id_width, source.sample_shape)
-    st = Store.open_or_create(store, n=source.n, block_size=batch_size, arrays=arrays, job=job.job,
-                              versions=_versions(), resume=resume, overwrite=overwrite)
-    att = Attributions(st)
-    missing = st.missing_blocks()
-    att.computed = []
+    job.start_fingerprint()  # overlaps the first block
+    n_blocks = -(-source.n // batch_size)
+    st = Store.find(store)
+    if st is not None and not overwrite:
+        if not resume:
+            raise StoreError(f"{st.path} already holds a store; pass resume=True to finish it or overwrite=True to "
+                             "replace it")
+        job.set_map_shape(st.arrays["relevance"].shape)  # no probe; write_block checks the computed maps
+        st.check_compatible(n=source.n, block_size=batch_size, arrays=job.arrays(source.id_width), job=job.job)
+        missing = st.missing_blocks()
+    else:
+        st = None  # created (or replaced) once the first block is computed: its maps give the layout
+        missing = list(range(n_blocks))
+    att = Attributions(st) if st is not None else None
+    computed = []
     if not missing:
         if progress:
             print(f"{st.path}: all {st.n_blocks} blocks already written", flush=True)
+        att.computed = computed
         return att
-    total = sum(st.block_range(b)[1] - st.block_range(b)[0] for b in missing)
+    total = sum(min((b + 1) * batch_size, source.n) - b * batch_size for b in missing)
     bar = None
     if progress:
         import keras
 
-        done_before = st.n_blocks - len(missing)
-        if done_before:
-            print(f"resuming {st.path}: {done_before} of {st.n_blocks} blocks already written", flush=True)
+        if n_blocks - len(missing):
+            print(f"resuming {st.path}: {n_blocks - len(missing)} of {n_blocks} blocks already written", flush=True)
         bar = keras.utils.Progbar(total, unit_name="sample")
-    stored_ids = st["ids"]
 
     def check_done(b, ids):
-        s, e = st.block_range(b)
-        have = decode_ids(stored_ids[s:e])
+        s = b * batch_size
+        have = decode_ids(st["ids"][s:s + len(ids)])
         if have != list(ids):
             raise ValueError(f"block {b} of the data differs from the store's (sample ids {have[:3]}... in the store, "
                              f"{list(ids)[:3]}... now): the dataset's order changed (shuffled?). Resuming needs the "
@@ -957,7 +996,7 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
     with _Interrupt() as intr:
         try:
             for b, x, labels, ids, ok in source.blocks(batch_size, missing, check_done):
-                s, _ = st.block_range(b)
+                s = b * batch_size
                 if ok is not None and not np.all(ok):
                     bad = int(np.nonzero(~np.asarray(ok))[0][0])
                     if not skip_invalid:
@@ -965,8 +1004,14 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
                                          "skip_invalid=True to record unreadable files as invalid and go on")
                 arrs = job.compute_block(x, labels, s, ok)
                 arrs["ids"] = encode_ids(ids, source.id_width)
+                if st is None:
+                    job.set_map_shape(arrs["relevance"].shape[1:])
+                    st = Store.create(store, n=source.n, block_size=batch_size, arrays=job.arrays(source.id_width),
+                                      job=job.job, versions=_versions(), overwrite=overwrite)
+                    att = Attributions(st)
                 st.write_block(b, arrs)
-                att.computed.append(b)
+                computed.append(b)
+                att.computed = computed
                 count += len(x)
                 if bar is not None:
                     bar.update(count)
@@ -975,10 +1020,14 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
                 if intr.requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
-            left = len(st.missing_blocks())
-            print(f"\nlrpgraph: stopped; {st.n_blocks - left} of {st.n_blocks} blocks are in {st.path}. Run the same "
-                  "call (or command) again to compute the other "
-                  f"{left}; blocks already written are kept.", file=sys.stderr, flush=True)
+            if st is None:
+                print("\nlrpgraph: stopped before the first block was written; nothing was stored.", file=sys.stderr,
+                      flush=True)
+            else:
+                left = len(st.missing_blocks())
+                print(f"\nlrpgraph: stopped; {st.n_blocks - left} of {st.n_blocks} blocks are in {st.path}. Run the "
+                      f"same call (or command) again to compute the other {left}; blocks already written are kept.",
+                      file=sys.stderr, flush=True)
             raise
     return att
 

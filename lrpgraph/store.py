@@ -345,6 +345,21 @@ class Store:
         return cls.create(path, n=n, block_size=block_size, arrays=arrays, job=job, versions=versions,
                           overwrite=overwrite)
 
+    @classmethod
+    def find(cls, path):
+        """The existing store at ``path`` opened for writing, or None where there is
+        none yet (no folder, an empty one, or an interrupted creation with no block
+        written).  A file or a folder that is not a store is an error."""
+        path = _normalize(path)
+        if not _exists(path):
+            return None
+        try:
+            return cls.open(path, mode="r+")
+        except StoreError as e:
+            if "incomplete store" in str(e) and not _Markers(path).list():
+                return None
+            raise
+
     def check_compatible(self, *, n=None, block_size=None, arrays=None, job=None):
         """Raise :class:`StoreMismatchError` naming each difference between this
         store and the job about to write into it."""
