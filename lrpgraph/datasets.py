@@ -49,7 +49,7 @@ from .registry import parameters as _method_parameters
 from .store import ArraySpec, Store, StoreError, decode_ids, encode_ids
 
 __all__ = ["explain_dataset", "open_store", "Attributions", "BlockJob", "make_source", "METRICS",
-           "register_metric", "weights_fingerprint", "describe_method", "IMAGE_EXTENSIONS"]
+           "register_metric", "weights_fingerprint", "describe_method", "library_versions", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 TopK = namedtuple("TopK", ["values", "indices"])
@@ -161,7 +161,11 @@ def _describe_target(target):
     return f"array {a.shape} sha256 {hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]}"
 
 
-def _versions():
+def library_versions():
+    """{"lrpgraph", "tensorflow", "keras", "zarr"}: the versions recorded in a
+    store's ``versions`` attribute (informative; a resumed run need not match
+    them).  Every writer that creates a store (the single-process runner, the
+    Ray driver) records the same dict."""
     import zarr
 
     from . import __version__
@@ -1007,7 +1011,7 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
                 if st is None:
                     job.set_map_shape(arrs["relevance"].shape[1:])
                     st = Store.create(store, n=source.n, block_size=batch_size, arrays=job.arrays(source.id_width),
-                                      job=job.job, versions=_versions(), overwrite=overwrite)
+                                      job=job.job, versions=library_versions(), overwrite=overwrite)
                     att = Attributions(st)
                 st.write_block(b, arrs)
                 computed.append(b)
