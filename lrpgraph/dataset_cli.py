@@ -5,6 +5,7 @@
     lrpgraph explain-dataset SOURCE --model PATH|vgg16|... --method NAME --out STORE
         [--target label|predicted|N] [--batch-size N] [--reduce sum] [--float16]
         [--metrics relevance_sum,positive_share] [--param NAME=VALUE] [--overwrite] [--skip-invalid]
+        [--ray local|ADDRESS --workers N]
     lrpgraph show STORE --index I --out PNG
 
 ``SOURCE`` is a folder of images (one subfolder per class gives the labels) or
@@ -78,6 +79,10 @@ def run_job(args, analyzer, data, preprocess, out):
     ``lrpgraph.distributed.ray`` from here."""
     import lrpgraph
 
+    if getattr(args, "ray", None):
+        return _run_ray(args, data, preprocess, out)
+    if getattr(args, "workers", None) is not None:
+        raise CLIError("--workers N sets the number of Ray actors: pass it with --ray local|ADDRESS")
     strategy = None
     if getattr(args, "all_devices", False):
         import tensorflow as tf
@@ -87,6 +92,50 @@ def run_job(args, analyzer, data, preprocess, out):
         analyzer, data, args.out, target=args.target, batch_size=args.batch_size, reduce=args.reduce,
         dtype="float16" if args.float16 else "float32", metrics=args.metrics, overwrite=args.overwrite,
         skip_invalid=args.skip_invalid, preprocess=preprocess, strategy=strategy,
+        image_size=None if args.size is None else (args.size, args.size), progress=True)
+
+
+def _ray_model(spec, weights, unsafe):
+    """The keras model of ``--model spec`` (the factory each Ray actor calls)."""
+    import io
+
+    return load_model(spec, weights=weights, unsafe=unsafe, out=io.StringIO()).model
+
+
+def _run_ray(args, data, preprocess, out):
+    """``--ray local|ADDRESS --workers N``: the job on a Ray cluster
+    (:func:`lrpgraph.distributed.ray.explain_dataset`); every actor loads the
+    model with the CLI's loader and builds the method with the same parameters
+    (``low``/``high`` filled in as ``build_method`` fills them)."""
+    import functools
+
+    from .benchmark import accepted_params
+
+    if args.all_devices:
+        raise CLIError("--all-devices and --ray exclude each other: a Ray actor uses the devices Ray gives it "
+                       "(--workers actors, one GPU each when the cluster has GPUs)")
+    workers = 2 if args.workers is None else args.workers
+    if workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {workers}")
+    try:
+        from .distributed import ray as lray
+
+        lray.import_ray()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    low, high = input_bounds(preprocess)
+    params = _parse_params(args.param)
+    accepted = accepted_params(args.method)
+    for k, v in (("low", low), ("high", high)):
+        if k in accepted and k not in params:
+            params[k] = v
+    print(f"on Ray ({args.ray}, {workers} workers)", file=out, flush=True)
+    return lray.explain_dataset(
+        functools.partial(_ray_model, args.model, args.weights, args.unsafe), args.method, data, args.out,
+        params=params, target=args.target, batch_size=args.batch_size, num_workers=workers,
+        num_gpus=args.gpus_per_worker, address=args.ray, reduce=args.reduce,
+        dtype="float16" if args.float16 else "float32", metrics=args.metrics, overwrite=args.overwrite,
+        skip_invalid=args.skip_invalid, preprocess=preprocess,
         image_size=None if args.size is None else (args.size, args.size), progress=True)
 
 
@@ -162,7 +211,14 @@ def add_parsers(sub):
                     help="keras.applications models: 'imagenet' (default), 'none' (random) or a weights file")
     sp.add_argument("--unsafe", action="store_true",
                     help="allow .keras files with Python code (Lambda layers): only for files you trust")
-    # Ray: the options --ray local|ADDRESS and --workers N are added here, and run_job dispatches on them
+    sp.add_argument("--ray", metavar="local|ADDRESS", default=None,
+                    help="run on Ray with Ray Data: 'local' starts a Ray on this machine, ADDRESS joins a cluster "
+                         "('auto', ray://host:10001); needs the lrpgraph[ray] extra and a store path every node "
+                         "can reach")
+    sp.add_argument("--workers", type=int, default=None,
+                    help="with --ray: the number of Ray actors (default 2), each loading the model once")
+    sp.add_argument("--gpus-per-worker", type=float, default=0,
+                    help="with --ray: GPUs per actor (default 0)")
     sp.set_defaults(fn=cmd_explain_dataset)
 
     sp = sub.add_parser("show", help="draw one sample's map from a dataset store as a PNG")
