@@ -117,6 +117,34 @@ def test_ray_finishes_a_store_with_lost_blocks(local_ray, shapes, reference, tmp
     assert_same_store(att, reference)
 
 
+def test_ray_image_folder_and_tf_data(local_ray, shapes, tmp_path):
+    """The other two inputs: an image folder (each actor decodes its own blocks'
+    files) and a tf.data.Dataset with string ids (read by the driver, sent through
+    the object store); both stores equal the single-process ones."""
+    import tensorflow as tf
+    from skimage import io
+
+    x, y = shapes
+    folder = tmp_path / "imgs"
+    for i in range(7):
+        d = folder / ("cat" if i % 2 else "dog")
+        d.mkdir(parents=True, exist_ok=True)
+        io.imsave(d / f"{i}.png", (x[i] * 255).astype(np.uint8), check_contrast=False)
+    ids = np.array([f"img_{i:03d}.png" for i in range(21)])
+    analyzer = lrpgraph.create_analyzer("lrp.epsilon", load_shapes_model())
+    for name, data, kw in [("folder", str(folder), dict(batch_size=3)),
+                           ("tfdata", tf.data.Dataset.from_tensor_slices((x, y, ids)), dict(batch_size=8))]:
+        ref = lrpgraph.explain_dataset(analyzer, data, str(tmp_path / f"{name}_single"), target="predicted",
+                                       progress=False, **kw)
+        att = lray.explain_dataset(str(SHAPES_MODEL), "lrp.epsilon", data, str(tmp_path / f"{name}_ray"),
+                                   target="predicted", num_workers=2, progress=False, **kw)
+        assert att.complete and att.computed == list(range(ref.store.n_blocks))
+        assert att.ids[:] == ref.ids[:] and att.store.job == ref.store.job
+        for arr in ref.store.arrays:
+            assert att.store[arr][:].tobytes() == ref.store[arr][:].tobytes(), (name, arr)
+    assert att.ids[20] == "img_020.png"
+
+
 def test_ray_refuses_a_store_of_another_job(local_ray, shapes, reference, tmp_path):
     x, y = shapes
     path = tmp_path / "other.zarr"
