@@ -95,9 +95,11 @@ class BlockWriter:
     """One actor of the pool: builds the analyzer once, then writes the blocks it
     is given straight into the store.
 
-    ``data`` is ``("source", data, source_kwargs)`` (numpy arrays or an image
-    folder, read here with :func:`lrpgraph.datasets.make_source`) or ``("blocks",
-    {block: (x, labels, ids)})`` (blocks the driver read from a tf.data.Dataset).
+    ``data`` is ``("source", ref, source_kwargs)`` (``ref`` an ObjectRef of numpy
+    arrays or an image folder's path, read here with
+    :func:`lrpgraph.datasets.make_source`) or ``("blocks", ref, None)`` (``ref``
+    of ``{block: (x, labels, ids)}``, blocks the driver read from a
+    tf.data.Dataset).
     Ray Data calls it with batches ``{"block": (k,) ints}``; it returns
     ``{"block", "samples", "seconds", "error", "error_type"}`` per block: a
     ValueError or TypeError (bad data, a store of another job) is returned as
@@ -122,13 +124,15 @@ class BlockWriter:
         self.store.check_compatible(job=self.job.job)
         self.batch_size = int(batch_size)
         self.id_width = int(self.store.arrays["ids"].shape[0])
-        self.kind = data[0]
+        import ray
+
+        self.kind, payload = data[0], ray.get(data[1])
         if self.kind == "source":
             from lrpgraph.datasets import make_source
 
-            self.source = make_source(data[1], self.job.prepared, **data[2])
+            self.source = make_source(payload, self.job.prepared, **data[2])
         else:
-            self.blocks = data[1]
+            self.blocks = payload
 
     def _read(self, b):
         if self.kind == "source":
@@ -228,7 +232,9 @@ preprocess, image_size, id_width
     Returns
     -------
     lrpgraph.Attributions
-        The handle on the store; ``.computed`` lists the blocks this call computed.
+        The handle on the store; ``.computed`` lists the blocks this call computed,
+        ``.timings`` maps each to the seconds its actor spent on it (read,
+        compute, write).
 
     A failed run (an actor's error, a lost node, Ctrl-C) keeps every block
     already written; rerunning the same call computes only the missing ones.
@@ -246,7 +252,9 @@ preprocess, image_size, id_width
     if isinstance(model, (str, os.PathLike)):
         model = os.path.abspath(os.fspath(model))  # the actors' working directory is not the driver's
     job = _build_job(model, method, params, job_kwargs)
-    is_tf = type(data).__module__.startswith("tensorflow")
+    import tensorflow as tf
+
+    is_tf = isinstance(data, tf.data.Dataset)
     if isinstance(data, (str, os.PathLike)):
         data = os.path.abspath(os.fspath(data))
     source_kwargs = dict(preprocess=preprocess, image_size=image_size)
@@ -269,7 +277,7 @@ preprocess, image_size, id_width
         if progress:
             print(f"{st.path}: all {st.n_blocks} blocks already written", flush=True)
         att = Attributions(st)
-        att.computed = []
+        att.computed, att.timings = [], {}
         return att
 
     if is_tf:  # a tf.data pipeline stays in this process: send its missing blocks through the object store
@@ -281,16 +289,19 @@ preprocess, image_size, id_width
                                  f"store, {list(ids)[:3]}... now): the dataset's order changed (shuffled?). Resuming "
                                  "needs the same order; pass overwrite=True to start again")
 
-        blocks = {b: (x, labels, ids) for b, x, labels, ids, _ in source.blocks(batch_size, missing, check_done)}
-        spec = ("blocks", blocks)
+        payload = {b: (x, labels, ids) for b, x, labels, ids, _ in source.blocks(batch_size, missing, check_done)}
+        kind, extra = "blocks", None
     else:
-        spec = ("source", data, dict(source_kwargs, n=n, id_width=id_width))
+        payload, kind, extra = data, "source", dict(source_kwargs, n=n, id_width=id_width)
     del job, source  # the driver's model is not needed any more
 
     started = False
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
         started = True
+    ctx = ray.data.DataContext.get_current()
+    bars = ctx.enable_progress_bars
+    ctx.enable_progress_bars = bool(progress and bars)  # Ray Data's own bars, restored at the end
     total = sum(st.block_range(b)[1] - st.block_range(b)[0] for b in missing)
     bar = None
     if progress:
@@ -300,8 +311,11 @@ preprocess, image_size, id_width
         if done_before:
             print(f"resuming {st.path}: {done_before} of {st.n_blocks} blocks already written", flush=True)
         bar = keras.utils.Progbar(total, unit_name="sample")
-    computed, count = [], 0
+    computed, timings, count = [], {}, 0
     try:
+        # the data goes into the object store once; every actor reads it from there (numpy: zero-copy)
+        spec = (kind, ray.put(payload), extra)
+        del payload
         # one Ray block per store block, so that the pool's actors share them out
         ds = ray.data.from_items([{"block": int(b)} for b in missing], override_num_blocks=len(missing))
         out = ds.map_batches(
@@ -314,6 +328,7 @@ preprocess, image_size, id_width
             if row["error"]:
                 raise _actor_error(row)
             computed.append(int(row["block"]))
+            timings[int(row["block"])] = float(row["seconds"])
             count += int(row["samples"])
             if bar is not None:
                 bar.update(count)
@@ -324,8 +339,10 @@ preprocess, image_size, id_width
               file=sys.stderr, flush=True)
         raise
     finally:
+        ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
     att = Attributions(Store.open(st.path, mode="r"))
     att.computed = sorted(computed)
+    att.timings = timings
     return att
