@@ -22,10 +22,18 @@ The pieces, each usable alone:
 * :class:`lrpgraph.store.Store` writes each block atomically (marker last) and
   knows which blocks are done.
 
-A Ray actor (``lrpgraph.distributed.ray``) reuses the last two: it builds its
-analyzer, a :class:`BlockJob` with the same arguments, opens the store with
-``Store.open(path, "r+")`` and calls ``store.write_block(i, job.compute_block(x,
-labels, ids))`` for the blocks it is given.
+A Ray runner (``lrpgraph.distributed.ray``) reuses all three.  The driver builds
+the source and a :class:`BlockJob`, creates the store once with the job's layout
+(``Store.open_or_create(path, n=source.n, block_size=B, arrays=job.arrays(
+source.id_width, source.sample_shape), job=job.job, versions=software_versions())``;
+``job.arrays`` probes the map shape with one explained zero sample) and hands
+``store.missing_blocks()`` out; each actor builds its analyzer and a
+:class:`BlockJob` with the same arguments once, opens ``Store.open(path, "r+")``
+and, per block ``(b, x, labels, ids, valid)`` from ``source.blocks(B, blocks)``::
+
+    arrays = job.compute_block(x, labels, start=b * B, valid=valid)
+    arrays["ids"] = encode_ids(ids, source.id_width)
+    store.write_block(b, arrays)          # chunks first, the block's marker last
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from .registry import parameters as _method_parameters
 from .store import ArraySpec, Store, StoreError, decode_ids, encode_ids
 
 __all__ = ["explain_dataset", "open_store", "Attributions", "BlockJob", "make_source", "METRICS",
-           "register_metric", "weights_fingerprint", "describe_method", "library_versions", "IMAGE_EXTENSIONS"]
+           "register_metric", "weights_fingerprint", "describe_method", "software_versions", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 TopK = namedtuple("TopK", ["values", "indices"])
@@ -161,11 +169,8 @@ def _describe_target(target):
     return f"array {a.shape} sha256 {hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]}"
 
 
-def library_versions():
-    """{"lrpgraph", "tensorflow", "keras", "zarr"}: the versions recorded in a
-    store's ``versions`` attribute (informative; a resumed run need not match
-    them).  Every writer that creates a store (the single-process runner, the
-    Ray driver) records the same dict."""
+def software_versions():
+    """The lrpgraph, TensorFlow, Keras and zarr versions (stored in every store)."""
     import zarr
 
     from . import __version__
@@ -360,6 +365,9 @@ class BlockJob:
         b = len(x)
         labels = np.full(b, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
         valid = np.ones(b, bool) if valid is None else np.asarray(valid, bool).copy()
+        if not valid.all() and not self.skip_invalid:
+            raise ValueError(f"sample {start + int(np.nonzero(~valid)[0][0])} could not be read; pass "
+                             "skip_invalid=True to record unreadable samples as invalid and go on")
         finite = np.isfinite(x).reshape(b, -1).all(axis=1)
         if not finite.all():
             bad = np.nonzero(~finite)[0]
@@ -699,6 +707,7 @@ class _FolderSource(_Source):
         idx = np.concatenate([np.arange(b * block_size, min((b + 1) * block_size, self.n)) for b in wanted])
         shape = self.sample_shape
 
+        @tf.autograph.experimental.do_not_convert
         def load(i):
             img, ok = tf.numpy_function(self._load, [i], (tf.float32, tf.bool), stateful=False)
             img.set_shape(shape)
@@ -1011,7 +1020,7 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
                 if st is None:
                     job.set_map_shape(arrs["relevance"].shape[1:])
                     st = Store.create(store, n=source.n, block_size=batch_size, arrays=job.arrays(source.id_width),
-                                      job=job.job, versions=library_versions(), overwrite=overwrite)
+                                      job=job.job, versions=software_versions(), overwrite=overwrite)
                     att = Attributions(st)
                 st.write_block(b, arrs)
                 computed.append(b)

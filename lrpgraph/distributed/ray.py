@@ -239,7 +239,7 @@ preprocess, image_size, id_width
     A failed run (an actor's error, a lost node, Ctrl-C) keeps every block
     already written; rerunning the same call computes only the missing ones.
     """
-    from lrpgraph.datasets import Attributions, library_versions, make_source
+    from lrpgraph.datasets import Attributions, software_versions, make_source
     from lrpgraph.method import check_batch_size
     from lrpgraph.store import Store, StoreError, decode_ids
 
@@ -271,7 +271,7 @@ preprocess, image_size, id_width
     else:
         arrays = job.arrays(source.id_width, source.sample_shape)  # explains one zero input for the map shape
         st = Store.create(store, n=source.n, block_size=batch_size, arrays=arrays, job=job.job,
-                          versions=library_versions(), overwrite=overwrite)
+                          versions=software_versions(), overwrite=overwrite)
     missing = st.missing_blocks()
     if not missing:
         if progress:
