@@ -177,6 +177,8 @@ def test_ray_bad_arguments_are_clear(shapes, tmp_path):
         lray.explain_dataset(str(tmp_path / "nope.keras"), "lrp.epsilon", (x, y), str(tmp_path / "s"))
     with pytest.raises(TypeError, match="zero-argument factory"):
         lray.explain_dataset(42, "lrp.epsilon", (x, y), str(tmp_path / "s"))
+    with pytest.raises(TypeError, match="model.save"):
+        lray.explain_dataset(load_shapes_model(), "lrp.epsilon", (x, y), str(tmp_path / "s"))
     with pytest.raises(ValueError, match="num_workers"):
         lray.explain_dataset(str(SHAPES_MODEL), "lrp.epsilon", (x, y), str(tmp_path / "s"), num_workers=0)
     assert not (tmp_path / "s").exists()

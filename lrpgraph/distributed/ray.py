@@ -60,8 +60,8 @@ def import_ray():
 
 def load_model(model):
     """The keras model of ``model``: a ``.keras`` file path (loaded with
-    ``compile=False``, ``safe_mode=True``), a zero-argument factory returning a
-    keras model, or a keras model (driver side only)."""
+    ``compile=False``, ``safe_mode=True``) or a zero-argument factory returning a
+    keras model.  A model object is refused: it is not what the actors get."""
     import keras
 
     if isinstance(model, (str, os.PathLike)):
@@ -71,7 +71,8 @@ def load_model(model):
                              "and every Ray node, or pass a zero-argument factory that builds the model)")
         return keras.saving.load_model(path, compile=False)
     if isinstance(model, keras.Model):
-        return model
+        raise TypeError("the Ray runner takes the model as a .keras file path or a zero-argument factory, which "
+                        "every actor loads itself, not a model object: model.save('model.keras') and pass the path")
     if callable(model):
         m = model()
         if not isinstance(m, keras.Model):
@@ -82,7 +83,8 @@ def load_model(model):
 
 
 def _build_job(model, method, params, job_kwargs):
-    """(BlockJob, model) for one process: the analyzer built on the loaded model."""
+    """The :class:`lrpgraph.datasets.BlockJob` of one process: the model loaded,
+    the analyzer built on it."""
     import lrpgraph
     from lrpgraph.datasets import BlockJob
 
@@ -114,6 +116,8 @@ class BlockWriter:
             self.error = e
 
     def _setup(self, model, method, params, job_kwargs, store, batch_size, data):
+        import ray
+
         from lrpgraph.store import Store
 
         self.job = _build_job(model, method, params, job_kwargs)
@@ -124,8 +128,6 @@ class BlockWriter:
         self.store.check_compatible(job=self.job.job)
         self.batch_size = int(batch_size)
         self.id_width = int(self.store.arrays["ids"].shape[0])
-        import ray
-
         self.kind, payload = data[0], ray.get(data[1])
         if self.kind == "source":
             from lrpgraph.datasets import make_source
