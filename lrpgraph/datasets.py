@@ -836,6 +836,13 @@ class _TFSource(_Source):
             raise ValueError(f"the dataset ended after {b * block_size} samples; the store was sized for n={self.n}")
 
 
+def _rank(a):
+    """The rank of an array, or of a list of per-sample arrays (without stacking it)."""
+    if isinstance(a, (list, tuple)):
+        return 1 + _rank(a[0]) if len(a) else 1
+    return np.ndim(a)
+
+
 def make_source(data, prepared, *, n=None, preprocess="auto", image_size=None, id_width=256):
     """The source for ``data``: a ``tf.data.Dataset`` (yielding x, (x, label) or
     (x, label, id), batched or not), numpy ``x`` or ``(x, labels)``, or the path of
@@ -848,8 +855,8 @@ def make_source(data, prepared, *, n=None, preprocess="auto", image_size=None, i
         if p.is_file():
             raise ValueError(f"{p} is a file; data must be a folder of images, numpy arrays or a tf.data.Dataset")
         return _FolderSource(p, prepared, preprocess, image_size)
-    if isinstance(data, tuple) and len(data) == 2 and not (np.ndim(data[0]) == model_rank - 1):
-        return _ArraySource(data[0], data[1], model_rank, None)
+    if isinstance(data, tuple) and len(data) == 2 and _rank(data[0]) != model_rank - 1:
+        return _ArraySource(data[0], data[1], model_rank, None)  # (x, labels), not two samples
     return _ArraySource(data, None, model_rank, None)
 
 
