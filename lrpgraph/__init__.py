@@ -36,8 +36,8 @@ from .rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
 from . import evaluation  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
+from .datasets import Attributions, explain_dataset, open_store  # noqa: E402  (datasets into zarr stores)
 
 __all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules", "ops",
-           "register_layer",
-           "to_graph", "canonicalize", "check", "UnsupportedLayerError", "evaluate", "evaluation",
-           "__version__"]
+           "register_layer", "to_graph", "canonicalize", "check", "UnsupportedLayerError", "evaluate", "evaluation",
+           "explain_dataset", "open_store", "Attributions", "__version__"]

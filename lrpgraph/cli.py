@@ -41,7 +41,6 @@ bad command line exits with status 2.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import os
 import re
@@ -51,22 +50,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import APPLICATIONS, PREPROCESS, InputError, build_method, load_image, load_model, resolve_target
+from .io import (APPLICATIONS, PREPROCESS, InputError, build_method, load_image, load_model, parse_params,
+                 resolve_target)
 
 __all__ = ["main", "build_parser"]
-
-
-def _parse_params(items):
-    params = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"--param {item!r}: expected NAME=VALUE (e.g. --param epsilon=0.01)")
-        k, v = item.split("=", 1)
-        try:
-            params[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            params[k.strip()] = v
-    return params
 
 
 def _slug(s):
@@ -117,7 +104,7 @@ def cmd_explain(args, out):
     h, w, channels = lm.image_shape(args.size)
     target = resolve_target(args.target, lm.class_names, lm.num_classes)
     low, high = lm.bounds
-    analyzer = build_method(args.method, model, low, high, _parse_params(args.param))
+    analyzer = build_method(args.method, model, low, high, parse_params(args.param))
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +229,9 @@ def build_parser():
     from .evaluation.cli import add_parser as add_evaluate_parser  # `lrpgraph evaluate` (docs/evaluation.md)
 
     add_evaluate_parser(sub, model_args)
+    from .dataset_cli import add_parsers as add_dataset_parsers  # explain-dataset, show (docs/datasets.md)
+
+    add_dataset_parsers(sub)
     return p
 
 

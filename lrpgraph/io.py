@@ -41,7 +41,7 @@ from .prepared import class_index
 
 __all__ = ["InputError", "LoadedModel", "APPLICATIONS", "PREPROCESS", "IMAGE_EXTENSIONS", "load_model",
            "read_labels", "preprocess_fn", "input_bounds", "load_image", "load_input", "ImageFolder",
-           "list_images", "resolve_target", "build_method"]
+           "list_images", "resolve_target", "parse_value", "parse_params", "method_params", "build_method"]
 
 # keras.applications: name -> (constructor, module with preprocess_input)
 APPLICATIONS = {
@@ -405,8 +405,8 @@ def list_images(folder):
         labels = np.concatenate([np.full(len(files), k, np.int64) for k, files in enumerate(per_class)])
         return ImageFolder(paths, labels, [d.name for d in subdirs])
     if not top:
-        raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: put the images in it, or "
-                         "one subfolder of images per class")
+        raise InputError(f"the image folder {folder} is empty: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
+                         "in it; put the images in it, or one subfolder of images per class")
     return ImageFolder(top, None, None)
 
 
@@ -436,17 +436,34 @@ def resolve_target(target, class_names, num_classes):
         raise InputError(str(e)) from None
 
 
-def build_method(name, model, low, high, params=None):
-    """``create_analyzer(name, model, **params)`` with ``low``/``high`` filled in where the
-    method takes them and ``params`` does not set them.  An unknown method name or a
-    bad parameter is an InputError."""
-    import lrpgraph
+def parse_value(text):
+    """A command-line value: a Python literal (``0.1``, ``True``, ``(1, 2)``), else the string."""
+    import ast
 
-    from .registry import parameters
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
-    known = lrpgraph.methods()
-    if name not in known:
-        close = difflib.get_close_matches(name, list(known), n=3)
+
+def parse_params(items, flag="--param"):
+    """``["epsilon=0.01", "layer=conv2"]`` -> ``{"epsilon": 0.01, "layer": "conv2"}``."""
+    params = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"{flag} {item!r}: expected NAME=VALUE (e.g. {flag} epsilon=0.01)")
+        k, v = item.split("=", 1)
+        params[k.strip()] = parse_value(v)
+    return params
+
+
+def method_params(name, low, high, params=None):
+    """``params`` with ``low``/``high`` (the input bounds) filled in where method ``name``
+    takes them and ``params`` does not set them.  An unknown name is an InputError."""
+    from .registry import METHODS, parameters
+
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, list(METHODS), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise InputError(f"unknown method {name!r}{hint}; `lrpgraph methods` lists them")
     params = dict(params or {})
@@ -454,6 +471,15 @@ def build_method(name, model, low, high, params=None):
     for k, v in (("low", low), ("high", high)):
         if k in accepted and k not in params:
             params[k] = v
+    return params
+
+
+def build_method(name, model, low, high, params=None):
+    """``create_analyzer(name, model, **params)`` with ``low``/``high`` filled in
+    (:func:`method_params`).  An unknown method name or a bad parameter is an InputError."""
+    import lrpgraph
+
+    params = method_params(name, low, high, params)
     try:
         return lrpgraph.create_analyzer(name, model, **params)
     except (TypeError, ValueError) as e:

@@ -94,7 +94,7 @@ def test_list_images_flat_folder_and_errors(tmp_path):
     assert [p.name for p in found.paths] == ["a.jpg", "b.png", "c.jpeg"]
     assert found.labels is None and found.class_names is None
     (tmp_path / "empty").mkdir()
-    with pytest.raises(lio.InputError, match=r"no image files .* in .*empty: put the images in it"):
+    with pytest.raises(lio.InputError, match=r"the image folder .*empty is empty: no image files .* in it; put the images"):
         lio.list_images(tmp_path / "empty")
     with pytest.raises(lio.InputError, match=r"image folder not found: .*nowhere"):
         lio.list_images(tmp_path / "nowhere")

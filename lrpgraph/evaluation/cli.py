@@ -18,7 +18,6 @@ method parameters: ``--method-param gradcam:layer=block3_conv2``.
 
 from __future__ import annotations
 
-import ast
 import sys
 import time
 from pathlib import Path
@@ -66,16 +65,9 @@ def add_parser(sub, model_args=None):
     return sp
 
 
-def _literal(v):
-    try:
-        return ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        return v
-
-
 def parse_metric_params(items):
     """``["aopc.patch=4", ...]`` -> ``{"aopc": {"patch": 4}}``."""
-    from ..io import InputError
+    from ..io import InputError, parse_value
 
     out = {}
     for item in items or []:
@@ -83,13 +75,13 @@ def parse_metric_params(items):
         metric, dot, key = head.partition(".")
         if not eq or not dot or not metric or not key:
             raise InputError(f"--metric-param {item!r}: expected METRIC.NAME=VALUE (e.g. aopc.patch=4)")
-        out.setdefault(metric.strip(), {})[key.strip()] = _literal(value)
+        out.setdefault(metric.strip(), {})[key.strip()] = parse_value(value)
     return out
 
 
 def parse_method_params(items):
     """``["gradcam:layer=x", ...]`` -> ``{"gradcam": {"layer": "x"}}``."""
-    from ..io import InputError
+    from ..io import InputError, parse_value
 
     out = {}
     for item in items or []:
@@ -97,7 +89,7 @@ def parse_method_params(items):
         method, colon, key = head.partition(":")
         if not eq or not colon or not method or not key:
             raise InputError(f"--method-param {item!r}: expected METHOD:NAME=VALUE (e.g. gradcam:layer=conv2)")
-        out.setdefault(method.strip(), {})[key.strip()] = _literal(value)
+        out.setdefault(method.strip(), {})[key.strip()] = parse_value(value)
     return out
 
 

@@ -1,0 +1,208 @@
+"""The dataset commands of the ``lrpgraph`` command line.
+
+::
+
+    lrpgraph explain-dataset SOURCE --model PATH|vgg16|... --method NAME --out STORE
+        [--target label|predicted|N] [--batch-size N] [--reduce sum] [--float16]
+        [--metrics relevance_sum,positive_share] [--param NAME=VALUE] [--overwrite] [--skip-invalid]
+        [--ray local|ADDRESS --workers N]
+    lrpgraph show STORE --index I --out PNG
+
+``SOURCE`` is a folder of images (one subfolder per class gives the labels) or
+a ``.npz`` file with an ``x`` array (and optionally ``y`` labels).  Images are
+decoded with the same loader and the model's own preprocessing as
+``lrpgraph explain``.  Rerunning the same command after Ctrl-C or a crash
+computes only the missing blocks.
+
+:func:`add_parsers` adds the subcommands to ``lrpgraph``'s parser (cli.py calls
+it); :func:`run_job` is where a job is dispatched (a Ray cluster option adds its
+branch there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .io import (APPLICATIONS, PREPROCESS, InputError, build_method, input_bounds, load_model, method_params,
+                 parse_params)
+
+__all__ = ["add_parsers", "cmd_explain_dataset", "cmd_show", "run_job"]
+
+
+def _parse_target(s):
+    if s in ("label", "predicted"):
+        return s
+    try:
+        return int(s)
+    except ValueError:
+        raise InputError(f"--target must be 'label', 'predicted' or a class index, got {s!r}") from None
+
+
+def _load_source(source):
+    """(data, describe) for SOURCE: an image folder path, or arrays from an .npz."""
+    p = Path(source)
+    if p.is_dir():
+        return str(p), f"image folder {p}"
+    if p.is_file() and p.suffix == ".npz":
+        with np.load(p) as z:
+            if "x" not in z:
+                raise InputError(f"{p} has no array 'x' (it has {', '.join(z.files)}); save the inputs as x=..., "
+                               "the labels as y=...")
+            x = z["x"]
+            y = z["y"] if "y" in z else None
+        return (x if y is None else (x, y)), f"{len(x)} samples from {p}"
+    if p.is_file():
+        raise InputError(f"{p} is a file; SOURCE is a folder of images or an .npz file with x (and y)")
+    raise InputError(f"source not found: {p}")
+
+
+def run_job(args, analyzer, data, preprocess, out):
+    """Run the explain-dataset job described by ``args``: here, in this process
+    (all devices of the machine with --all-devices).  The Ray option
+    (``--ray local|ADDRESS --workers N``) dispatches to
+    ``lrpgraph.distributed.ray`` from here."""
+    import lrpgraph
+
+    if getattr(args, "ray", None):
+        return _run_ray(args, data, preprocess, out)
+    if getattr(args, "workers", None) is not None:
+        raise InputError("--workers N sets the number of Ray actors: pass it with --ray local|ADDRESS")
+    strategy = None
+    if getattr(args, "all_devices", False):
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+    return lrpgraph.explain_dataset(
+        analyzer, data, args.out, target=args.target, batch_size=args.batch_size, reduce=args.reduce,
+        dtype="float16" if args.float16 else "float32", metrics=args.metrics, overwrite=args.overwrite,
+        skip_invalid=args.skip_invalid, preprocess=preprocess, strategy=strategy,
+        image_size=None if args.size is None else (args.size, args.size), progress=True)
+
+
+def _ray_model(spec, weights, unsafe):
+    """The keras model of ``--model spec`` (the factory each Ray actor calls)."""
+    return load_model(spec, weights=weights, unsafe=unsafe).model
+
+
+def _run_ray(args, data, preprocess, out):
+    """``--ray local|ADDRESS --workers N``: the job on a Ray cluster
+    (:func:`lrpgraph.distributed.ray.explain_dataset`); every actor loads the
+    model with the CLI's loader and builds the method with the same parameters
+    (``low``/``high`` filled in as ``build_method`` fills them)."""
+    import functools
+
+    if args.all_devices:
+        raise InputError("--all-devices and --ray exclude each other: a Ray actor uses the devices Ray gives it "
+                       "(--workers actors, one GPU each when the cluster has GPUs)")
+    workers = 2 if args.workers is None else args.workers
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    try:
+        from .distributed import ray as lray
+
+        lray.import_ray()
+    except ImportError as e:
+        raise InputError(str(e)) from None
+    low, high = input_bounds(preprocess)
+    params = method_params(args.method, low, high, parse_params(args.param))
+    print(f"on Ray ({args.ray}, {workers} workers)", file=out, flush=True)
+    return lray.explain_dataset(
+        functools.partial(_ray_model, args.model, args.weights, args.unsafe), args.method, data, args.out,
+        params=params, target=args.target, batch_size=args.batch_size, num_workers=workers,
+        num_gpus=args.gpus_per_worker, address=args.ray, reduce=args.reduce,
+        dtype="float16" if args.float16 else "float32", metrics=args.metrics, overwrite=args.overwrite,
+        skip_invalid=args.skip_invalid, preprocess=preprocess,
+        image_size=None if args.size is None else (args.size, args.size), progress=True)
+
+
+def cmd_explain_dataset(args, out):
+    from .store import StoreError
+
+    target = _parse_target(args.target)
+    args.target = target
+    args.metrics = [m for m in (args.metrics or "").split(",") if m]
+    data, what = _load_source(args.source)
+    lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe, preprocess=args.preprocess,
+                    log=lambda msg: print(f"lrpgraph: {msg}", file=out))
+    low, high = input_bounds(lm.preprocess)
+    analyzer = build_method(args.method, lm.model, low, high, parse_params(args.param))
+    note = f" [{lm.weights_note}]" if lm.weights_note else ""
+    print(f"explaining {what} with {args.method} on {lm.name}{note} into {args.out}", file=out, flush=True)
+    try:
+        att = run_job(args, analyzer, data, lm.preprocess, out)
+    except (ValueError, TypeError, StoreError) as e:
+        raise InputError(str(e)) from None
+    print(f"{att.store.path}: {len(att)} samples, {len(att.computed)} block(s) computed now, "
+          f"{att.store.n_blocks} in all{note}", file=out)
+    return 0
+
+
+def cmd_show(args, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import lrpgraph
+    from . import viz
+    from .store import StoreError
+
+    try:
+        att = lrpgraph.open_store(args.store)
+        ax = att.plot(args.index)
+    except (ValueError, IndexError, StoreError) as e:
+        raise InputError(str(e)) from None
+    fig = (ax[0] if isinstance(ax, list) else ax).figure
+    path = viz.save_figure(fig, args.out)
+    print(f"sample {args.index} ({att.ids[args.index]}): target {att.targets[args.index]}, predicted "
+          f"{int(att.predicted[args.index])} -> {path}", file=out)
+    return 0
+
+
+def add_parsers(sub):
+    """Add ``explain-dataset`` and ``show`` to the ``lrpgraph`` subparsers ``sub``."""
+    sp = sub.add_parser("explain-dataset", help="explain a folder of images (or an .npz) into a resumable store",
+                        description="Explain every sample of SOURCE into a zarr store (one chunk per batch). "
+                                    "Rerun the same command after Ctrl-C or a crash to compute only the missing "
+                                    "blocks.")
+    sp.add_argument("source", metavar="SOURCE", help="a folder of images (class subfolders give labels) or an "
+                                                     ".npz file with x (and y)")
+    sp.add_argument("--model", default="shapes",
+                    help=f"a .keras file, 'shapes' (default) or a keras.applications name: {', '.join(APPLICATIONS)}")
+    sp.add_argument("--method", default="lrp.epsilon", help="method name (`lrpgraph methods`), default lrp.epsilon")
+    sp.add_argument("--out", required=True, metavar="STORE", help="the store: a folder (or fsspec URL)")
+    sp.add_argument("--target", default="label",
+                    help="label (default; needs class subfolders or y), predicted, or a class index")
+    sp.add_argument("--batch-size", type=int, default=32, help="samples per block and per analysis (default 32)")
+    sp.add_argument("--reduce", choices=["sum"], default=None, help="sum: store (N, H, W) maps")
+    sp.add_argument("--float16", action="store_true", help="store the maps in float16")
+    sp.add_argument("--metrics", default="", help="comma-separated per-sample metrics: relevance_sum, positive_share")
+    sp.add_argument("--param", action="append", metavar="NAME=VALUE", help="method parameter, repeatable")
+    sp.add_argument("--preprocess", default="auto", choices=PREPROCESS,
+                    help="pixel preprocessing (as for `lrpgraph explain`; auto: the application's own)")
+    sp.add_argument("--size", type=int, default=None, help="resize to N x N when the model takes any size")
+    sp.add_argument("--all-devices", action="store_true",
+                    help="split each batch over all devices of this machine (tf.distribute.MirroredStrategy)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing store made by another job")
+    sp.add_argument("--skip-invalid", action="store_true",
+                    help="record unreadable images and NaN/Inf inputs as invalid instead of stopping")
+    sp.add_argument("--weights", default="imagenet",
+                    help="keras.applications models: 'imagenet' (default), 'none' (random) or a weights file")
+    sp.add_argument("--unsafe", action="store_true",
+                    help="allow .keras files with Python code (Lambda layers): only for files you trust")
+    sp.add_argument("--ray", metavar="local|ADDRESS", default=None,
+                    help="run on Ray with Ray Data: 'local' starts a Ray on this machine, ADDRESS joins a cluster "
+                         "('auto', ray://host:10001); needs the lrpgraph[ray] extra and a store path every node "
+                         "can reach")
+    sp.add_argument("--workers", type=int, default=None,
+                    help="with --ray: the number of Ray actors (default 2), each loading the model once")
+    sp.add_argument("--gpus-per-worker", type=float, default=0,
+                    help="with --ray: GPUs per actor (default 0)")
+    sp.set_defaults(fn=cmd_explain_dataset)
+
+    sp = sub.add_parser("show", help="draw one sample's map from a dataset store as a PNG")
+    sp.add_argument("store", metavar="STORE", help="a store written by explain-dataset")
+    sp.add_argument("--index", type=int, required=True, help="sample index")
+    sp.add_argument("--out", required=True, metavar="PNG", help="output image (.png or .pdf)")
+    sp.set_defaults(fn=cmd_show)
+    return sub
