@@ -462,4 +462,48 @@ class MyAttention(L.Layer):
 def test_custom_attention_layer_without_description_is_a_clear_error():
     inp = keras.Input((4, 6))
     model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling1D()(MyAttention(name="attn")(inp, inp))))
-    _expect_unsupported(model, "'attn'", "MyAttention", "lrpgraph.register_layer(MyAttention")
+    _expect_unsupported(model, "'attn'", "MyAttention", "lrpgraph.register_layer(MyAttention", "MultiHeadAttention")
+
+
+def test_gelu_silu_tanh_are_elementwise_and_pass_relevance():
+    inp = keras.Input((4, 6))
+    x = L.Dense(6, activation="gelu", name="d1")(inp)
+    x = L.Activation("swish", name="sw")(x)
+    x = keras.ops.tanh(L.Dense(6, activation="silu", name="d2")(x))
+    x = keras.ops.gelu(x)
+    model = keras.Model(inp, L.Dense(2, name="head")(L.GlobalAveragePooling1D()(x)))
+    g = RW.canonicalize(G.to_graph(model))
+    names = sorted(g.nodes[n]["op"].subkind for n in g.nodes if g.nodes[n]["op"].kind == "elementwise")
+    assert names == ["gelu", "gelu", "silu", "silu", "tanh"]
+    rules = lrpgraph.Analyzer(model, "attn_lrp").rules
+    assert all(isinstance(rules[n], Pass) for n in g.nodes if g.nodes[n]["op"].kind == "elementwise")
+
+
+def test_einsum_between_two_activations_is_bilinear():
+    inp = keras.Input((4, 6))
+    a = L.Dense(6, use_bias=False)(inp)
+    b = L.Dense(6, use_bias=False)(inp)
+    y = keras.ops.einsum("btd,bsd->bts", a, b)
+    model = keras.Model(inp, L.Dense(2, use_bias=False)(L.Flatten()(y)))
+    X = np.random.default_rng(3).normal(size=(2, 4, 6)).astype("float32")
+    g, out = _rewritten_output(model, [X])
+    assert _rel_diff(out, model(X).numpy()) < 1e-6
+    (n,) = [n for n in g.nodes if g.nodes[n]["op"].kind == "bilinear"]
+    assert g.nodes[n]["op"].subkind == "einsum" and g.nodes[n]["output_shapes"] == [(None, 4, 4)]
+    # attn_lrp's uniform rule conserves on this softmax-free model
+    r = lrpgraph.create_analyzer("attn_lrp", model, epsilon=1e-9).analyze(X, 0)
+    np.testing.assert_allclose(r.reshape(2, -1).sum(1), model(X).numpy()[:, 0], rtol=1e-4)
+
+
+def test_matmul_and_einsum_with_a_variable_are_linear():
+    w = keras.Variable(np.arange(12, dtype="float32").reshape(6, 2) / 10)
+    inp = keras.Input((4, 6))
+    y = keras.ops.matmul(inp, w) + keras.ops.einsum("btd,dk->btk", inp, w)
+    model = keras.Model(inp, L.Dense(2, use_bias=False)(L.Flatten()(y)))
+    g = RW.canonicalize(G.to_graph(model))
+    subs = sorted(g.nodes[n]["op"].subkind for n in g.nodes if g.nodes[n]["op"].kind == "linear")
+    assert subs == ["dense", "einsum", "matmul"]
+    X = np.random.default_rng(4).normal(size=(2, 4, 6)).astype("float32")
+    w.assign(w.numpy() * -3)  # read where it is called
+    _, out = _rewritten_output(model, [X])
+    assert _rel_diff(out, model(X).numpy()) < 1e-6

@@ -388,9 +388,10 @@ def _matmul(layer, call, rank):
 
 def _einsum(layer, call, rank):
     """einsum(eq, a, b) of two activations -> Bilinear; of an activation and a variable -> Linear."""
-    if call is None or call.kwargs or len(call.args) != 3 or not isinstance(call.args[0], str):
+    eq = getattr(layer, "subscripts", None)
+    if not isinstance(eq, str) or call is None or call.kwargs or len(call.args) != 2:
         return None
-    eq, a, b = call.args
+    a, b = call.args
     if isinstance(a, KerasTensor) and isinstance(b, KerasTensor):
         return Bilinear(eq, name="einsum")
     if isinstance(a, KerasTensor) and isinstance(b, keras.Variable):
@@ -607,4 +608,9 @@ def describe(layer, call, input_rank=None):
             op = build(layer, call, input_rank)
             if op is not None:
                 return op
-    return Unknown("no built-in op description for this class", call)
+    reason = "no built-in op description for this class"
+    if "attention" in type(layer).__name__.lower():  # a hint only; matching stays by class
+        reason += (" (an attention layer: build it from keras.layers.MultiHeadAttention, or write its call "
+                   "in the functional model with keras.ops.matmul/einsum and softmax, which lrpgraph "
+                   "decomposes; or describe it with lrpgraph.register_layer)")
+    return Unknown(reason, call)
