@@ -305,7 +305,8 @@ def _attention_problem(layer, call, slots, bound):
     mask = value("attention_mask")
     if mask is not None and not isinstance(mask, KerasTensor):
         return "attention_mask= must be a model tensor (e.g. a keras.Input), not a constant"
-    if (value("use_causal_mask") or layer._sliding_window is not None) and len(layer._attention_axes) != 1:
+    banded = value("use_causal_mask") or getattr(layer, "_sliding_window", None) is not None
+    if banded and len(layer._attention_axes) != 1:
         return "a causal or sliding-window mask needs a single attention axis"
     return None
 
@@ -324,7 +325,7 @@ def attention_softmax(layer, causal):
     """The masked softmax of ``layer`` (a MultiHeadAttention): inputs [scores] or
     [scores, attention_mask]; the mask combined with the causal and sliding-window
     masks as Keras combines them, then the layer's own masked softmax."""
-    window = layer._sliding_window
+    window = getattr(layer, "_sliding_window", None)
 
     def call(xs):
         scores = xs[0]
