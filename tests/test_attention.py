@@ -247,9 +247,18 @@ def test_attn_lrp_uniform_rule_halves_relevance_at_combine():
     an = lrpgraph.Analyzer(model, "attn_lrp")
     assert isinstance(an.rules["mha0/softmax"], SoftmaxLRP)
     assert isinstance(an.rules["mha0/scores"], UniformBilinear)
-    # stopping at the softmax output, half of the combine's relevance arrived there
+    # on the model's own attention.v: weights and values get half of R each
     g = RW.canonicalize(G.to_graph(model))
-    assert g.nodes["mha1/combine"]["op"].const_slot == 0
+    values = run_forward(g, [tf.constant(X)])
+    w, v = (values[(u, o)] for u, o, _ in G.in_edges(g, "mha1/combine"))
+    ctx = Context(g.nodes["mha1/combine"]["op"], [w, v], values[("mha1/combine", 0)])
+    R = tf.constant(np.random.default_rng(5).normal(size=ctx.output.shape).astype("float32"))
+    rw, rv = UniformBilinear(epsilon=0.0).backward(ctx, R)
+    half = 0.5 * float(tf.reduce_sum(R))
+    np.testing.assert_allclose([float(tf.reduce_sum(rw)), float(tf.reduce_sum(rv))], [half, half], rtol=1e-3)
+    cw, cv = ValueBilinear(epsilon=0.0).backward(ctx, R)
+    assert cw is None and g.nodes["mha1/combine"]["op"].const_slot == 0
+    np.testing.assert_allclose(cv.numpy(), 2 * rv.numpy(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["lrp.epsilon", "lrp.z", "epsilon_plus", "lrp.alpha_2_beta_1", "deep_taylor",
@@ -507,3 +516,34 @@ def test_matmul_and_einsum_with_a_variable_are_linear():
     w.assign(w.numpy() * -3)  # read where it is called
     _, out = _rewritten_output(model, [X])
     assert _rel_diff(out, model(X).numpy()) < 1e-6
+
+
+class PositionTable(L.Layer):
+    """KerasHub-style PositionEmbedding: returns the (T, D) table broadcast to x's shape;
+    the model adds it to x with an Add."""
+
+    def build(self, shape):
+        self.table = self.add_weight(shape=tuple(shape[1:]), initializer="random_normal", name="table")
+
+    def call(self, x):
+        return keras.ops.broadcast_to(self.table, keras.ops.shape(x))
+
+
+def test_position_table_registered_as_constant_absorbs_its_share():
+    lrpgraph.register_layer(PositionTable, lambda layer: lrpgraph.ops.Constant())
+    try:
+        keras.utils.set_random_seed(6)
+        inp = keras.Input((4, 3))
+        x = L.Add(name="add_pos")([inp, PositionTable(name="pos")(inp)])
+        model = keras.Model(inp, L.Dense(2, use_bias=False, name="head")(L.Flatten()(x)))
+        X = np.random.default_rng(6).normal(size=(2, 4, 3)).astype("float32")
+        an = lrpgraph.Analyzer(model, "cp_lrp")
+        assert isinstance(an.rules["pos"], Constant)
+        r = an.analyze(X, 0)
+        # LRP through the Add: the input keeps x_i / (x_i + p_i) of each position's relevance
+        table = model.get_layer("pos").table.numpy()
+        w = model.get_layer("head").kernel.numpy()[:, 0].reshape(4, 3)
+        np.testing.assert_allclose(r, X * w, rtol=1e-4, atol=1e-6)  # R_x = x * w: z = (x + p) w, share x/(x+p)
+        assert not np.allclose(table, 0)
+    finally:
+        lrpgraph.ops.unregister_layer(PositionTable)
