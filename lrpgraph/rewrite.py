@@ -126,7 +126,7 @@ def split_attention(g):
         q = query(x_q)              id/query    linear (EinsumDense)
         k = key(x_k)                id/key      linear
         v = value(x_v)              id/value    linear
-        a = einsum(k, q) / sqrt(d)  id/scores   bilinear/scores
+        a = einsum(k, q / sqrt(d))  id/scores   bilinear/scores
         w = softmax(a [, mask])     id/softmax  softmax (masked; the mask is a second input)
         c = einsum(w, v)            id/combine  bilinear/combine (const_slot 0: the weights)
         y = output(c)               id          linear (the output projection keeps the id)

@@ -261,7 +261,9 @@ class Bilinear(Op):
     Linear in each input with the other held fixed.  ``const_slot``: which input
     plays the role of (attention) weights, i.e. is held constant by CP-LRP (set for
     attention.v by the attention split and, where one input is a softmax, by the
-    ``mark_gates`` pass); None: neither.  ``name`` (the subkind): 'scores' (q.k^T),
+    ``mark_gates`` pass); None: neither.  ``scale_slot``: multiply that input by
+    ``scale`` before the product (as Keras scales the query), None: scale the product.
+    ``name`` (the subkind): 'scores' (q.k^T),
     'combine' (attention.v), 'matmul' or 'einsum'."""
 
     kind = "bilinear"
@@ -269,6 +271,7 @@ class Bilinear(Op):
     scale: float = 1.0
     const_slot: int | None = None
     name: str | None = None
+    scale_slot: int | None = None
 
     @property
     def subkind(self):
@@ -276,6 +279,12 @@ class Bilinear(Op):
 
     def __call__(self, inputs):
         a, b = inputs
+        if self.scale != 1.0 and self.scale_slot is not None:  # scale one factor first (Keras's rounding)
+            if self.scale_slot == 0:
+                a = a * tf.cast(self.scale, a.dtype)
+            else:
+                b = b * tf.cast(self.scale, b.dtype)
+            return [tf.einsum(self.equation, a, b)]
         y = tf.einsum(self.equation, a, b)
         return [y if self.scale == 1.0 else y * tf.cast(self.scale, y.dtype)]
 

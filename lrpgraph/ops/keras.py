@@ -351,7 +351,8 @@ def _multi_head_attention(layer, call, rank):
     return Attention(
         query=_einsum_dense(layer.query_dense), key=_einsum_dense(layer.key_dense),
         value=_einsum_dense(layer.value_dense),
-        scores=Bilinear(layer._dot_product_equation, float(layer._inverse_sqrt_key_dim), name="scores"),
+        scores=Bilinear(layer._dot_product_equation, float(layer._inverse_sqrt_key_dim), name="scores",
+                        scale_slot=1),  # Keras scales the query, then einsum(key, query)
         softmax=softmax,
         combine=Bilinear(layer._combine_equation, 1.0, const_slot=0, name="combine"),
         output=_einsum_dense(layer.output_dense), slots=slots, call=call)
