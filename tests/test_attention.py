@@ -547,3 +547,19 @@ def test_position_table_registered_as_constant_absorbs_its_share():
         assert not np.allclose(table, 0)
     finally:
         lrpgraph.ops.unregister_layer(PositionTable)
+
+
+@pytest.mark.parametrize("axes", [(1, 2), 2])
+def test_split_attention_over_image_axes(axes):
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((3, 4, 5))
+    model = keras.Model(inp, L.MultiHeadAttention(2, 3, attention_axes=axes, name="mha")(inp, inp))
+    X = np.random.default_rng(7).normal(size=(2, 3, 4, 5)).astype("float32")
+    g, y = _rewritten_output(model, [X])
+    assert _rel_diff(y, model(X).numpy()) < 1e-5
+    sm = g.nodes["mha/softmax"]["op"]
+    assert len(sm.axes) == (2 if axes == (1, 2) else 1)
+    w = run_forward(g, [tf.constant(X)])[("mha/softmax", 0)].numpy()
+    np.testing.assert_allclose(w.sum(axis=sm.axes), 1.0, rtol=1e-5)  # the axes SoftmaxLRP sums over
+    r = lrpgraph.create_analyzer("cp_lrp", keras.Model(inp, L.Dense(2, use_bias=False)(L.Flatten()(model.output))))
+    assert np.all(np.isfinite(r.analyze(X, 0)))
