@@ -14,10 +14,10 @@ import keras
 import tensorflow as tf
 
 from . import graph as G
-from .ops import Chain, Elementwise, Linear, Multiply, Reshape, Softmax, replace
+from .ops import Attention, Bilinear, Chain, Elementwise, Linear, Multiply, Reshape, Softmax, replace
 
 __all__ = [
-    "inline_nested_models", "insert_casts", "remove_noise", "split_chains", "split_activations",
+    "inline_nested_models", "split_attention", "insert_casts", "remove_noise", "split_chains", "split_activations",
     "strip_softmax", "fold_batchnorm", "fold_input_affine", "fuse_hard_sigmoid", "mark_gates",
     "canonicalize", "DEFAULT_PASSES",
 ]
@@ -94,6 +94,87 @@ def _inline_one(g, n):
         g.add_edge(src, v, out=src_out, slot=slot)
     g.graph["outputs"] = [resolve(i) if o == n else (o, i) for o, i in g.graph["outputs"]]
     g.remove_node(n)
+
+
+def einsum_shape(equation, a_shape, b_shape):
+    """The output shape of ``einsum(equation, a, b)`` for static input shapes (None:
+    unknown); an ellipsis stands for the leading axes of the longer operand."""
+    lhs, out = equation.replace(" ", "").split("->")
+    specs = lhs.split(",")
+    sizes, ell = {}, ()
+    for spec, shape in zip(specs, (a_shape, b_shape)):
+        shape = tuple(shape)
+        if "..." in spec:
+            head, tail = spec.split("...")
+            n = len(shape) - len(head) - len(tail)
+            e = shape[len(head):len(head) + n]
+            ell = e if len(e) >= len(ell) else ell
+            spec, shape = head + tail, shape[:len(head)] + shape[len(head) + n:]
+        for c, d in zip(spec, shape):
+            if sizes.get(c) is None or (d is not None and d != 1):
+                sizes[c] = d
+    if "..." in out:
+        head, tail = out.split("...")
+        return tuple(sizes[c] for c in head) + tuple(ell) + tuple(sizes[c] for c in tail)
+    return tuple(sizes[c] for c in out)
+
+
+def split_attention(g):
+    """A multi-head attention node (:class:`~lrpgraph.ops.Attention`) -> its parts,
+    one node each, so that each gets a rule::
+
+        q = query(x_q)              id/query    linear (EinsumDense)
+        k = key(x_k)                id/key      linear
+        v = value(x_v)              id/value    linear
+        a = einsum(k, q / sqrt(d))  id/scores   bilinear/scores
+        w = softmax(a [, mask])     id/softmax  softmax (masked; the mask is a second input)
+        c = einsum(w, v)            id/combine  bilinear/combine (const_slot 0: the weights)
+        y = output(c)               id          linear (the output projection keeps the id)
+
+    Attention dropout is inactive at inference and leaves no node."""
+    g = _copy(g)
+    for n in [n for n in g.nodes if isinstance(g.nodes[n]["op"], Attention)]:
+        op, d = g.nodes[n]["op"], g.nodes[n]
+        ins = {slot: (u, out) for u, out, slot in G.in_edges(g, n)}
+        shape_of = lambda e: g.nodes[e[0]]["output_shapes"][e[1]]  # noqa: E731
+        dtype = d["output_dtypes"][0]
+
+        def add(suffix, part, inputs, shape, class_name):
+            pid = G.fresh_id(g, f"{n}/{suffix}")
+            g.add_node(pid, **_node_attrs(g, n, name=pid, op=part, call=None, n_inputs=len(inputs), n_outputs=1,
+                                          output_shapes=[shape], output_dtypes=[dtype], class_name=class_name,
+                                          part_of=n))
+            for slot, (u, out) in enumerate(inputs):
+                g.add_edge(u, pid, out=out, slot=slot)
+            return (pid, 0), shape
+
+        def project(name, slot):
+            lin = getattr(op, name)
+            kshape = tuple(lin.kernel().shape)
+            return add(name, lin, [ins[slot]], einsum_shape(_equation(lin), shape_of(ins[slot]), kshape),
+                       "EinsumDense")
+
+        q, q_shape = project("query", op.slots["query"])
+        k, k_shape = project("key", op.slots["key"])
+        v, v_shape = project("value", op.slots["value"])
+        a, a_shape = add("scores", op.scores, [k, q], einsum_shape(op.scores.equation, k_shape, q_shape), "Einsum")
+        mask = [ins[op.slots["mask"]]] if op.slots.get("mask") is not None else []
+        w, _ = add("softmax", op.softmax, [a] + mask, a_shape, "Softmax")
+        c, _ = add("combine", op.combine, [w, v], einsum_shape(op.combine.equation, a_shape, v_shape), "Einsum")
+        g.remove_edges_from(list(g.in_edges(n, keys=True)))
+        g.add_edge(c[0], n, out=0, slot=0)
+        g.nodes[n]["op"] = op.output
+        g.nodes[n]["n_inputs"] = 1
+    return g
+
+
+def _equation(linear):
+    """The einsum equation of an EinsumDense op's forward (set by the Keras adapter)."""
+    eq = getattr(linear.forward, "equation", None)
+    if eq is None:
+        raise ValueError("split_attention: the projections of an Attention op must be einsum Linear ops "
+                         "(lrpgraph.ops.keras.einsum_forward)")
+    return eq
 
 
 def _autocast_dtype(layer):
@@ -383,7 +464,9 @@ GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_silu_gate", "softmax")
 
 
 def mark_gates(g):
-    """For each Multiply, record which input is the gate (made by a sigmoid-like op)."""
+    """For each Multiply, record which input is the gate (made by a sigmoid-like op);
+    for each bilinear product without one, which input is a softmax (the attention
+    weights CP-LRP holds constant)."""
     g = _copy(g)
     for n in g.nodes:
         op = g.nodes[n]["op"]
@@ -394,11 +477,18 @@ def mark_gates(g):
                  and (g.nodes[u]["op"].subkind in GATE_ACTIVATIONS or g.nodes[u]["op"].kind == "softmax")]
         if len(slots) == 1:
             g.nodes[n]["op"] = replace(op, gate_slot=slots[0])
+    for n in g.nodes:  # a product of softmax weights and another tensor: attention
+        op = g.nodes[n]["op"]
+        if isinstance(op, Bilinear) and op.const_slot is None:
+            slots = [slot for u, _, slot in G.in_edges(g, n) if g.nodes[u]["op"].kind == "softmax"]
+            if len(slots) == 1:
+                g.nodes[n]["op"] = replace(op, const_slot=slots[0])
     return g
 
 
 DEFAULT_PASSES = (
     inline_nested_models,
+    split_attention,
     insert_casts,
     remove_noise,
     split_chains,

@@ -12,11 +12,13 @@ from .linear import (AlphaBeta, Bounded, Epsilon, Flat, Gamma, WSquare, Z, ZBox,
 from .presets import PRESETS, P, Preset, get_preset, spec
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
 from .layernorm import LayerNorm
+from .attention import Constant, SoftmaxLRP, TokenSum, UniformBilinear, ValueBilinear, bilinear_share
 
 __all__ = [
     "Rule", "BasicRule", "Context", "ParamMod", "KEEP", "identity", "positive", "negative", "ones",
     "square", "zero", "stabilize", "safe_divide", "vjp", "proportional",
     "Z", "Epsilon", "AlphaBeta", "ZPlus", "ZPlusFast", "Gamma", "WSquare", "Flat", "ZBox", "Bounded",
     "Pass", "Gradient", "GuidedReLU", "DeconvReLU", "Gate", "LayerNorm",
+    "SoftmaxLRP", "UniformBilinear", "ValueBilinear", "Constant", "TokenSum", "bilinear_share",
     "Preset", "PRESETS", "P", "spec", "get_preset",
 ]

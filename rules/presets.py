@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .linear import AlphaBeta, Epsilon, Flat, Gamma, WSquare, Z, ZBox, ZPlus, ZPlusFast
+from .attention import Constant, SoftmaxLRP, TokenSum, UniformBilinear, ValueBilinear
 from .layernorm import LayerNorm
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
 
@@ -85,8 +86,20 @@ class Preset:
     reference: str = ""
 
 
-# Relevance through everything that is not a linear layer, for every LRP preset.
-LRP_STRUCTURE = (
+# Transformers under the classic LRP presets: CP-LRP's treatment of attention (Ali et
+# al. 2022): a softmax feeding a product (the attention weights) is a constant, the
+# product attention.v gives all relevance to the values; a token's relevance is the sum
+# over its embedding vector; ops whose output is a constant absorb relevance.
+TRANSFORMER_STRUCTURE = (
+    ("kind:bilinear", spec(ValueBilinear)),
+    ("kind:embedding", spec(TokenSum)),
+    ("kind:constant", spec(Constant)),
+)
+
+# Relevance through everything that is not a linear layer, for every LRP preset.  A
+# softmax elsewhere (mid-graph, not a model output) passes relevance on unchanged; the
+# one weighting values in attention.v receives none, ValueBilinear keeps it constant.
+LRP_STRUCTURE = TRANSFORMER_STRUCTURE + (
     ("kind:elementwise", spec(Pass)),
     ("kind:noise", spec(Pass)),
     ("kind:softmax", spec(Pass)),
@@ -111,6 +124,31 @@ DEEP_TAYLOR_STRUCTURE = (("kind:pool_avg", spec(Gradient)),) + LRP_STRUCTURE
 
 GRADIENT_STRUCTURE = (("kind:*", spec(Gradient)),)
 
+# AttnLRP (Achtibat et al. 2024): softmax rule, uniform rule on the bilinear products,
+# identity on element-wise nonlinearities and LayerNorm's normalisation (sigma held
+# constant), epsilon on linear layers (``attn_lrp.gamma``: gamma on them, for ViTs).
+ATTN_LRP_STRUCTURE = (
+    ("kind:softmax", spec(SoftmaxLRP)),
+    ("kind:bilinear", spec(UniformBilinear, epsilon=P("epsilon"))),
+    ("kind:layernorm", spec(LayerNorm, epsilon=P("epsilon"))),
+    ("kind:pool_avg", spec(Epsilon, epsilon=P("epsilon"))),
+    ("kind:add", spec(Epsilon, epsilon=P("epsilon"))),
+) + LRP_STRUCTURE
+
+# CP-LRP (Ali et al. 2022): attention weights constant (no relevance through the softmax,
+# all of attention.v's to the values), LayerNorm's scale constant, identity on
+# element-wise nonlinearities, epsilon on linear layers.
+CP_LRP_STRUCTURE = (
+    ("kind:softmax", spec(Constant)),
+    ("kind:bilinear", spec(ValueBilinear, epsilon=P("epsilon"))),
+    ("kind:layernorm", spec(LayerNorm, epsilon=P("epsilon"))),
+    ("kind:pool_avg", spec(Epsilon, epsilon=P("epsilon"))),
+    ("kind:add", spec(Epsilon, epsilon=P("epsilon"))),
+) + LRP_STRUCTURE
+
+ACHTIBAT = "Achtibat et al., ICML 2024"
+ALI = "Ali et al., ICML 2022"
+
 BATES = "Bach et al., PLoS ONE 2015"
 DTD = "Montavon et al., Pattern Recognition 2017"
 
@@ -127,7 +165,8 @@ def _all_linear(rule):
 # 1.0.8.3, which the SGLRP paper's code ran, puts it in the denominator (ignore_bias=False).
 _DT_ZPLUS = spec(ZPlus, bias=P("ignore_bias", negate=True))
 
-_SEQ_DENSE = ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon")))
+_DENSE = "kind:linear/*dense"  # Dense and EinsumDense (transformer projections)
+_SEQ_DENSE = (_DENSE, spec(Epsilon, epsilon=P("epsilon")))
 _CONV = "kind:linear"  # every other linear op (conv, depthwise, folded batchnorm)
 
 _PRESET_LIST = [
@@ -168,27 +207,37 @@ _PRESET_LIST = [
          defaults={"epsilon": 0.1}, reference="Kohlbrenner et al., IJCNN 2020"),
     # Zennit's composites (Zennit's bias and stabiliser conventions).
     _lrp("epsilon_plus", "Zennit EpsilonPlus: z+ on conv, epsilon on Dense",
-         (("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+         ((_DENSE, spec(Epsilon, epsilon=P("epsilon"))),
           (_CONV, spec(ZPlus, bias="split", stabilizer=1e-6))),
          defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
     _lrp("epsilon_plus_flat", "Zennit EpsilonPlusFlat: flat first, z+ on conv, epsilon on Dense",
-         (("first", spec(Flat, stabilizer=1e-6)), ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+         (("first", spec(Flat, stabilizer=1e-6)), (_DENSE, spec(Epsilon, epsilon=P("epsilon"))),
           (_CONV, spec(ZPlus, bias="split", stabilizer=1e-6))),
          defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
     _lrp("epsilon_alpha2_beta1", "Zennit EpsilonAlpha2Beta1: alpha2-beta1 on conv, epsilon on Dense",
-         (("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+         ((_DENSE, spec(Epsilon, epsilon=P("epsilon"))),
           (_CONV, spec(AlphaBeta, alpha=2, beta=1, bias="split", stabilizer=1e-6))),
          defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
     _lrp("epsilon_alpha2_beta1_flat", "Zennit EpsilonAlpha2Beta1Flat: flat first, then epsilon_alpha2_beta1",
-         (("first", spec(Flat, stabilizer=1e-6)), ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+         (("first", spec(Flat, stabilizer=1e-6)), (_DENSE, spec(Epsilon, epsilon=P("epsilon"))),
           (_CONV, spec(AlphaBeta, alpha=2, beta=1, bias="split", stabilizer=1e-6))),
          defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
     _lrp("epsilon_gamma_box", "Zennit EpsilonGammaBox: z^B first, gamma on conv, epsilon on Dense",
          (("first", spec(ZBox, low=P("low"), high=P("high"), stabilizer=1e-6)),
-          ("kind:linear/dense", spec(Epsilon, epsilon=P("epsilon"))),
+          (_DENSE, spec(Epsilon, epsilon=P("epsilon"))),
           (_CONV, spec(Gamma, gamma=P("gamma"), stabilizer=1e-6))),
          defaults={"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}, structure=ZENNIT_STRUCTURE,
          reference="Montavon et al., 2019"),
+    # Transformers.
+    _lrp("attn_lrp", "AttnLRP: softmax rule, uniform rule on q.k and attention.v, epsilon on linear layers",
+         _all_linear(spec(Epsilon, epsilon=P("epsilon"))), defaults={"epsilon": 1e-6},
+         reference=ACHTIBAT, structure=ATTN_LRP_STRUCTURE),
+    _lrp("attn_lrp.gamma", "AttnLRP with gamma on the linear layers (for ViTs)",
+         _all_linear(spec(Gamma, gamma=P("gamma"), stabilizer=P("epsilon"))),
+         defaults={"epsilon": 1e-6, "gamma": 0.25}, reference=ACHTIBAT, structure=ATTN_LRP_STRUCTURE),
+    _lrp("cp_lrp", "CP-LRP: attention weights and LayerNorm scale constant, epsilon on linear layers",
+         _all_linear(spec(Epsilon, epsilon=P("epsilon"))), defaults={"epsilon": 1e-9},
+         reference=ALI, structure=CP_LRP_STRUCTURE),
     # Gradient family.
     Preset("gradient", "d logit_t / dx (saliency)", GRADIENT_STRUCTURE, head="one",
            reference="Simonyan et al., ICLR workshop 2014"),

@@ -2,12 +2,14 @@
 Keras adapter that makes them (:mod:`lrpgraph.ops.keras`, with :func:`register_layer`
 for custom layers)."""
 
-from .base import (Add, Chain, Concat, Elementwise, Identity, Input, LayerNorm, Linear, Multiply,
-                   Nested, Noise, Op, Pooling, Reshape, Softmax, Unknown, replace, wide_dtype)
+from .base import (Add, Attention, Bilinear, Chain, Concat, Constant, Elementwise, Embedding, Identity,
+                   Input, LayerNorm, Linear, Multiply, Nested, Noise, Op, Pooling, Reshape, Softmax,
+                   Unknown, replace, variable_add, variable_concat, wide_dtype)
 from .keras import describe, register_layer, registrations_generation, unregister_layer
 
 __all__ = [
     "Op", "Input", "Linear", "Elementwise", "Pooling", "Add", "Concat", "Multiply", "Reshape",
     "Identity", "Softmax", "Noise", "LayerNorm", "Nested", "Chain", "Unknown", "replace",
+    "Bilinear", "Attention", "Embedding", "Constant", "variable_add", "variable_concat",
     "wide_dtype", "describe", "register_layer", "unregister_layer", "registrations_generation",
 ]

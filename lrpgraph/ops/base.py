@@ -16,7 +16,13 @@ concat         :class:`Concat`      Concatenate
 multiply       :class:`Multiply`    a value times a gate
 reshape        :class:`Reshape`     shape-only ops (Flatten, Reshape, padding, slicing, cast,
                                     identity: :class:`Identity`)
-softmax        :class:`Softmax`     softmax (stripped at the output by a rewrite pass)
+softmax        :class:`Softmax`     softmax over ``axes`` (stripped at the output by a rewrite
+                                    pass; in the middle of a graph: attention weights)
+bilinear       :class:`Bilinear`    y = scale * einsum(equation, a, b) of two activations
+                                    (q.k^T and attention.v, ``keras.ops.matmul``/``einsum``)
+attention      :class:`Attention`   multi-head attention (split into its parts by a pass)
+embedding      :class:`Embedding`   a table lookup of integer ids (the text model's input layer)
+constant       :class:`Constant`    an output that does not depend on the input's values
 noise          :class:`Noise`       Dropout and friends (removed by a rewrite pass)
 layernorm      :class:`LayerNorm`   LayerNormalization (rules.LayerNorm)
 nested         :class:`Nested`      a nested Functional/Sequential model (inlined by a pass)
@@ -42,8 +48,8 @@ import keras
 
 __all__ = [
     "Op", "Input", "Linear", "Elementwise", "Pooling", "Add", "Concat", "Multiply", "Reshape",
-    "Identity", "Softmax", "Noise", "LayerNorm", "Nested", "Chain", "Unknown", "replace",
-    "wide_dtype",
+    "Identity", "Softmax", "Noise", "LayerNorm", "Nested", "Chain", "Unknown", "Bilinear",
+    "Attention", "Embedding", "Constant", "replace", "wide_dtype", "variable_add", "variable_concat",
 ]
 
 replace = dataclasses.replace
@@ -239,9 +245,92 @@ class Identity(Reshape):
 
 @_op
 class Softmax(Op):
-    """Softmax (a rewrite pass strips it where it makes a model output)."""
+    """Softmax over ``axes`` (a rewrite pass strips it where it makes a model output).
+    Inside multi-head attention its second input, when present, is the boolean mask
+    (masked positions get weight 0); rules give the mask no relevance."""
 
     kind = "softmax"
+    call: Callable | None = None
+    axes: tuple = (-1,)
+
+
+@_op
+class Bilinear(Op):
+    """y = scale * einsum(equation, a, b): a product of two activations (q.k^T and
+    attention.v inside attention, ``keras.ops.matmul``/``einsum`` between two tensors).
+    Linear in each input with the other held fixed.  ``const_slot``: which input
+    plays the role of (attention) weights, i.e. is held constant by CP-LRP (set for
+    attention.v by the attention split and, where one input is a softmax, by the
+    ``mark_gates`` pass); None: neither.  ``scale_slot``: multiply that input by
+    ``scale`` before the product (as Keras scales the query), None: scale the product.
+    ``name`` (the subkind): 'scores' (q.k^T),
+    'combine' (attention.v), 'matmul' or 'einsum'."""
+
+    kind = "bilinear"
+    equation: str
+    scale: float = 1.0
+    const_slot: int | None = None
+    name: str | None = None
+    scale_slot: int | None = None
+
+    @property
+    def subkind(self):
+        return self.name
+
+    def __call__(self, inputs):
+        a, b = inputs
+        if self.scale != 1.0 and self.scale_slot is not None:  # scale one factor first (Keras's rounding)
+            if self.scale_slot == 0:
+                a = a * tf.cast(self.scale, a.dtype)
+            else:
+                b = b * tf.cast(self.scale, b.dtype)
+            return [tf.einsum(self.equation, a, b)]
+        y = tf.einsum(self.equation, a, b)
+        return [y if self.scale == 1.0 else y * tf.cast(self.scale, y.dtype)]
+
+
+@_op
+class Attention(Op):
+    """Multi-head attention as parts (split into nodes by the ``split_attention``
+    rewrite pass): ``query``, ``key``, ``value`` and ``output`` projections
+    (:class:`Linear`), ``scores`` (:class:`Bilinear` of key and scaled query),
+    ``softmax`` (:class:`Softmax`, with the mask as second input when one is given
+    as a tensor) and ``combine`` (:class:`Bilinear` of the weights and the values).
+    ``slots``: the input slot of each of 'query', 'key', 'value', 'mask' (None: absent;
+    key defaults to value).  ``call``: the recorded call of the whole layer."""
+
+    kind = "attention"
+    query: Linear
+    key: Linear
+    value: Linear
+    scores: Bilinear
+    softmax: Softmax
+    combine: Bilinear
+    output: Linear
+    slots: dict
+    call: Callable | None = None
+
+
+@_op
+class Embedding(Op):
+    """y = table[ids]: the lookup that turns integer token ids into vectors (the input
+    layer of a text model).  ``table``: a Keras variable or zero-argument callable."""
+
+    kind = "embedding"
+    table: Callable
+    call: Callable | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "table", _reader(self.table, "table"))
+
+
+@_op
+class Constant(Op):
+    """An op whose output does not depend on its input's values, only on its shape
+    (a position embedding looked up for positions 0..T-1, ``zeros_like``): relevance
+    reaching it is absorbed, as by a bias."""
+
+    kind = "constant"
     call: Callable | None = None
 
 
@@ -302,6 +391,71 @@ class Unknown(Op):
     kind = "unknown"
     reason: str = "no built-in op description for this class"
     call: Callable | None = None
+
+
+def _times_kernel(x, k):
+    return x * k
+
+
+def variable_add(variable):
+    """The op of a layer computing y = x + v with a trainable ``variable`` v (a learned
+    position embedding, broadcast over the batch): a :class:`Linear` y = x * 1 + v whose
+    bias is v, so every preset's linear rule treats it as a bias (LRP-epsilon: v absorbs
+    its share of the relevance).  For ``lrpgraph.register_layer(MyPositionEmbedding,
+    lambda layer: lrpgraph.ops.variable_add(layer.position_embedding))``."""
+    bias = _reader(variable, "variable")
+    return Linear(_times_kernel, lambda: tf.ones([], bias().dtype), bias, channel_axis=None,
+                  subkind="variable_add")
+
+
+def variable_concat(variable, axis=1, at_end=False):
+    """The op of a layer concatenating a trainable ``variable`` (a class token of shape
+    (D,), (1, D) or (1, 1, D), broadcast over the batch) to x along ``axis`` (before x,
+    after it when ``at_end``), as ViT-style code does: y = concat([broadcast(v), x]).
+    A :class:`Linear` whose forward pads x with zeros where the token goes and whose
+    bias is the token placed there, so the token absorbs the relevance reaching its
+    position (it is a constant of the model, not part of the input)."""
+    token = _reader(variable, "variable")
+
+    def forward(x, k):
+        rank = len(x.shape)
+        pads = [[0, 0]] * rank
+        n = _token_layout(token(), rank).shape[axis % rank]
+        pads[axis % rank] = [0, n] if at_end else [n, 0]
+        return tf.pad(x, pads) * k
+
+    return _ConcatLinear(forward, lambda: tf.ones([], token().dtype), token, channel_axis=None,
+                         subkind="variable_concat", axis=axis, at_end=at_end)
+
+
+def _token_layout(t, rank):
+    """The token as a tensor of ``rank`` with leading axes of 1 (the batch)."""
+    while len(t.shape) < rank:
+        t = tf.expand_dims(t, 0)
+    return t
+
+
+@_op
+class _ConcatLinear(Linear):
+    """A :class:`Linear` whose bias is a token placed along ``axis`` (see :func:`variable_concat`)."""
+
+    axis: int = 1
+    at_end: bool = False
+
+    def add_bias(self, z, b):
+        if b is None:
+            return z
+        rank = len(z.shape)
+        axis = self.axis % rank
+        t = tf.cast(_token_layout(b, rank), z.dtype)
+        n_tok = t.shape[axis]
+        n_x = z.shape[axis] - n_tok
+        zeros_shape = [1] * rank
+        for a in range(1, rank):
+            zeros_shape[a] = t.shape[a] if a != axis else n_x
+        zeros = tf.zeros(zeros_shape, z.dtype)
+        placed = tf.concat([zeros, t] if self.at_end else [t, zeros], axis=axis)
+        return z + placed
 
 
 def wide_dtype(dtype):

@@ -10,6 +10,8 @@ is by class (``isinstance``), never by name: ``keras.ops.add``'s class and
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import tensorflow as tf
 
@@ -20,8 +22,9 @@ from keras.src.ops import core as kcore
 from keras.src.ops import nn as knn
 from keras.src.ops import numpy as knp
 
-from .base import (Add, Chain, Concat, Elementwise, Identity, Input, LayerNorm, Linear, Multiply,
-                   Nested, Noise, Op, Pooling, Reshape, Softmax, Unknown, replace, wide_dtype)
+from .base import (Add, Attention, Bilinear, Chain, Concat, Constant, Elementwise, Embedding, Identity,
+                   Input, LayerNorm, Linear, Multiply, Nested, Noise, Op, Pooling, Reshape, Softmax,
+                   Unknown, replace, wide_dtype)
 
 __all__ = ["describe", "register_layer", "unregister_layer", "registrations_generation", "BUILDERS"]
 
@@ -228,7 +231,7 @@ def _constant_arith(layer, call, rank):
         return None
     pos = 0 if isinstance(call.args[0], KerasTensor) else 1
     if isinstance(call.args[1 - pos], keras.Variable):
-        return None  # a variable may change after the graph is built: not a constant
+        return _variable_arith(name, pos, call.args[1 - pos], call.input_specs[0].dtype)
     try:
         c = np.asarray(call.args[1 - pos], dtype=np.float64)
     except (TypeError, ValueError):
@@ -241,6 +244,179 @@ def _constant_arith(layer, call, rank):
     kernel = np.asarray(k, np.float64)
     return _elementwise_affine(f"const_{name}", lambda: tf.constant(kernel, dtype),
                                None if b is None else (lambda: tf.constant(b, dtype)))
+
+
+# ---- transformers: EinsumDense, MultiHeadAttention, Embedding, matmul/einsum ---------
+
+def einsum_forward(equation):
+    """forward(x, k) = einsum(equation, x, k) (an EinsumDense without bias); the function
+    carries ``equation`` as an attribute (the attention split reads it for shapes)."""
+    def forward(x, k):
+        return tf.einsum(equation, x, k)
+    forward.equation = equation
+    return forward
+
+
+def _einsum_dense(layer, call=None, rank=None):
+    if getattr(layer, "quantization_mode", None):
+        raise ValueError(f"layer {layer.name!r}: quantized EinsumDense layers are not supported")
+    # layer.kernel merges LoRA; without LoRA read the variable itself
+    kernel = _reads(layer, "kernel" if getattr(layer, "lora_enabled", False) else "_kernel")
+    return Linear(einsum_forward(layer.equation), kernel, _reads(layer, "bias"), _fused_activation(layer),
+                  channel_axis=-1, kernel_out_axis=None, subkind="einsum_dense")
+
+
+def _call_slots(layer, call):
+    """{parameter name of layer.call: input slot} for the recorded call's tensors."""
+    flat = keras.tree.flatten((call.args, call.kwargs))
+    slot_of, k = {}, 0
+    for i, a in enumerate(flat):
+        if isinstance(a, KerasTensor):
+            slot_of[i] = k
+            k += 1
+    args, kwargs = keras.tree.pack_sequence_as((call.args, call.kwargs), list(range(len(flat))))
+    bound = inspect.signature(layer.call).bind(*args, **kwargs).arguments
+    return {name: slot_of.get(i) for name, i in bound.items() if isinstance(i, int)}, bound
+
+
+def _attention_problem(layer, call, slots, bound):
+    """Why the call cannot be decomposed exactly (None: it can)."""
+    flat = keras.tree.flatten((call.args, call.kwargs))
+    value = lambda name: flat[bound[name]] if name in bound else None  # noqa: E731
+    if type(layer)._compute_attention is not L.MultiHeadAttention._compute_attention or \
+            type(layer).call is not L.MultiHeadAttention.call:
+        return (f"{type(layer).__name__} overrides MultiHeadAttention's computation, which lrpgraph "
+                "reproduces only for keras.layers.MultiHeadAttention itself")
+    if getattr(layer, "_use_gate", False):
+        return "use_gate=True (gated attention) is not decomposed; build the layer with use_gate=False"
+    if value("return_attention_scores"):
+        return "return_attention_scores=True gives two outputs; call the layer without it"
+    if value("training") and layer.dropout > 0:
+        return ("it is called with training=True and dropout > 0: attention dropout is random and cannot be "
+                "explained; call it with training=None/False (inference)")
+    for name in ("query_mask", "value_mask", "key_mask"):
+        if value(name) is not None:
+            return f"{name}= is not supported; pass the mask as attention_mask= (shape (B, T, S))"
+    for name in ("query", "value", "key"):
+        t = value(name)
+        if isinstance(t, KerasTensor) and getattr(t, "_keras_mask", None) is not None:
+            return (f"its {name} carries a Keras mask (Embedding(mask_zero=True) or Masking), which "
+                    "lrpgraph does not propagate; pass the mask explicitly as attention_mask=")
+    mask = value("attention_mask")
+    if mask is not None and not isinstance(mask, KerasTensor):
+        return "attention_mask= must be a model tensor (e.g. a keras.Input), not a constant"
+    banded = value("use_causal_mask") or getattr(layer, "_sliding_window", None) is not None
+    if banded and len(layer._attention_axes) != 1:
+        return "a causal or sliding-window mask needs a single attention axis"
+    return None
+
+
+def _band_mask(scores, causal, window):
+    """The (1, T, S) boolean mask of use_causal_mask / sliding_window, as Keras builds it
+    (lower triangle from the top left; |i - j| < window)."""
+    t, s = tf.shape(scores)[-2], tf.shape(scores)[-1]
+    ones = tf.ones(tf.stack([t, s]), tf.int32)
+    lower = -1 if window is None else window - 1
+    upper = 0 if causal else (-1 if window is None else window - 1)
+    return tf.cast(tf.linalg.band_part(ones, lower, upper), tf.bool)[None]
+
+
+def attention_softmax(layer, causal):
+    """The masked softmax of ``layer`` (a MultiHeadAttention): inputs [scores] or
+    [scores, attention_mask]; the mask combined with the causal and sliding-window
+    masks as Keras combines them, then the layer's own masked softmax."""
+    window = getattr(layer, "_sliding_window", None)
+
+    def call(xs):
+        scores = xs[0]
+        mask = tf.cast(xs[1], tf.bool) if len(xs) > 1 else None
+        if causal or window is not None:
+            band = _band_mask(scores, causal, window)
+            mask = band if mask is None else tf.logical_and(mask, band)
+        return [layer._masked_softmax(scores, mask)]
+    return call
+
+
+def _multi_head_attention(layer, call, rank):
+    slots, bound = _call_slots(layer, call)
+    problem = _attention_problem(layer, call, slots, bound)
+    if problem is not None:
+        return Unknown(f"MultiHeadAttention {layer.name!r}: {problem}", call)
+    flat = keras.tree.flatten((call.args, call.kwargs))
+    causal = bool(flat[bound["use_causal_mask"]]) if "use_causal_mask" in bound else False
+    slots = {"query": slots["query"], "value": slots["value"],
+             "key": slots.get("key") if slots.get("key") is not None else slots["value"],
+             "mask": slots.get("attention_mask")}
+    softmax = Softmax(attention_softmax(layer, causal), tuple(int(a) for a in np.atleast_1d(layer._softmax.axis)))
+    return Attention(
+        query=_einsum_dense(layer.query_dense), key=_einsum_dense(layer.key_dense),
+        value=_einsum_dense(layer.value_dense),
+        scores=Bilinear(layer._dot_product_equation, float(layer._inverse_sqrt_key_dim), name="scores",
+                        scale_slot=1),  # Keras scales the query, then einsum(key, query)
+        softmax=softmax,
+        combine=Bilinear(layer._combine_equation, 1.0, const_slot=0, name="combine"),
+        output=_einsum_dense(layer.output_dense), slots=slots, call=call)
+
+
+def _embedding(layer, call, rank):
+    if getattr(layer, "quantization_mode", None) or getattr(layer, "lora_enabled", False):
+        return Unknown("quantized or LoRA Embedding layers are not described", call)
+    return Embedding(_reads(layer, "embeddings"), call)
+
+
+def _tensor_args(call):
+    return [isinstance(a, KerasTensor) for a in call.args] if call is not None and not call.kwargs else None
+
+
+def _variable_reader(v, dtype):
+    return lambda: tf.cast(v.value if hasattr(v, "value") else v, dtype)
+
+
+def _matmul(layer, call, rank):
+    """matmul(a, b) of two activations -> Bilinear; of an activation and a variable -> Linear."""
+    kinds = _tensor_args(call)
+    if kinds is None or len(kinds) != 2:
+        return None
+    ranks = [len(a.shape) if hasattr(a, "shape") else 0 for a in call.args]
+    if min(ranks) < 2:
+        return None
+    if all(kinds):
+        return Bilinear("...ij,...jk->...ik", name="matmul")
+    if kinds[0] and isinstance(call.args[1], keras.Variable) and ranks[1] == 2:
+        return Linear(_dense_forward, _variable_reader(call.args[1], call.input_specs[0].dtype),
+                      channel_axis=-1, subkind="matmul")
+    return None
+
+
+def _einsum(layer, call, rank):
+    """einsum(eq, a, b) of two activations -> Bilinear; of an activation and a variable -> Linear."""
+    eq = getattr(layer, "subscripts", None)
+    if not isinstance(eq, str) or call is None or call.kwargs or len(call.args) != 2:
+        return None
+    a, b = call.args
+    if isinstance(a, KerasTensor) and isinstance(b, KerasTensor):
+        return Bilinear(eq, name="einsum")
+    if isinstance(a, KerasTensor) and isinstance(b, keras.Variable):
+        return Linear(einsum_forward(eq), _variable_reader(b, a.dtype), channel_axis=-1, subkind="einsum")
+    return None
+
+
+def _variable_arith(name, pos, v, dtype):
+    """``x + v``, ``x - v``, ``v - x``, ``x * v``, ``x / v`` with a Keras variable v (a learned
+    position embedding, a layer scale): an elementwise linear op reading v where it is
+    called (a variable may change after the graph is built, so it is never baked in)."""
+    read = _variable_reader(v, dtype)
+    one = lambda: tf.ones([], dtype)  # noqa: E731
+    if name == "add":
+        return _elementwise_affine("variable_add", one, read)
+    if name == "subtract":
+        return _elementwise_affine("variable_add", one if pos == 0 else (lambda: -one()),
+                                   (lambda: -read()) if pos == 0 else read)
+    if name == "multiply":
+        return _elementwise_affine("variable_scale", read, None)
+    if name == "divide" and pos == 0:
+        return _elementwise_affine("variable_scale", lambda: 1.0 / read(), None)
+    return None
 
 
 # ---- activations, pooling, merging, shapes ----------------------------------------
@@ -259,9 +435,13 @@ def _activation_op(layer, call, rank):
     return None if name is None else Elementwise(lambda x: call([x])[0], name)
 
 
+def _axes(axis):
+    return tuple(int(a) for a in np.atleast_1d(axis))
+
+
 def _activation(layer, call, rank):
     if isinstance(layer, L.Softmax):
-        return Softmax(call)
+        return Softmax(call, _axes(layer.axis))
     name = _act_name(layer.activation)
     if name == "softmax":
         return Softmax(call)
@@ -322,6 +502,11 @@ BUILDERS = [
     ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), _conv_transpose),
     ((L.Conv1D, L.Conv2D, L.Conv3D), _conv),
     ((L.Dense,), _dense),
+    ((L.EinsumDense,), _einsum_dense),
+    ((L.MultiHeadAttention,), _multi_head_attention),
+    ((L.Embedding,), _embedding),
+    ((knp.Matmul,), _matmul),
+    ((knp.Einsum,), _einsum),
     ((L.BatchNormalization,), _batchnorm),
     ((L.Rescaling,), _rescaling),
     ((L.Normalization,), _normalization),
@@ -335,10 +520,12 @@ BUILDERS = [
     ((L.ELU,), _named_elementwise("elu")),
     ((L.PReLU,), _named_elementwise("prelu")),
     (tuple(_ACTIVATION_OPS), _activation_op),
-    ((knn.Softmax,), lambda layer, call, rank: Softmax(call)),
+    ((knn.Softmax,), lambda layer, call, rank: Softmax(call, _axes(getattr(layer, "axis", -1)))),
     (_NOISE_LAYERS, lambda layer, call, rank: Noise(call)),
     (_MAXPOOL, lambda layer, call, rank: Pooling("max", call)),
     (_AVGPOOL, lambda layer, call, rank: Pooling("avg", call)),
+    (tuple(getattr(knp, n) for n in ("ZerosLike", "OnesLike") if hasattr(knp, n)),
+     lambda layer, call, rank: Constant(call)),
     ((L.Add, knp.Add), lambda layer, call, rank: Add("add", call)),
     ((L.Subtract, knp.Subtract), lambda layer, call, rank: Add("subtract", call)),
     ((L.Average,), lambda layer, call, rank: Add("average", call)),
@@ -423,4 +610,9 @@ def describe(layer, call, input_rank=None):
             op = build(layer, call, input_rank)
             if op is not None:
                 return op
-    return Unknown("no built-in op description for this class", call)
+    reason = "no built-in op description for this class"
+    if "attention" in type(layer).__name__.lower():  # a hint only; matching stays by class
+        reason += (" (an attention layer: build it from keras.layers.MultiHeadAttention, or write its call "
+                   "in the functional model with keras.ops.matmul/einsum and softmax, which lrpgraph "
+                   "decomposes; or describe it with lrpgraph.register_layer)")
+    return Unknown(reason, call)
