@@ -15,7 +15,7 @@ import tensorflow as tf
 from . import graph as G
 from .context import Context
 
-__all__ = ["infer_nonneg", "run_forward", "reverse_pass", "Program"]
+__all__ = ["infer_nonneg", "run_forward", "reverse_pass", "Program", "token_embeddings"]
 
 _NONNEG_ACTS = {"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid", "exp", "abs", "square",
                 "sqrt"}
@@ -96,9 +96,37 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
     return rel
 
 
+def token_embeddings(g, n):
+    """The ``embedding`` nodes the (integer) input ``n`` feeds: those reached from ``n``
+    without passing another embedding (ids may be sliced or reshaped on the way)."""
+    found, seen, todo = [], {n}, [v for v, _, _ in G.consumers(g, n)]
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        if g.nodes[c]["op"].kind == "embedding":
+            found.append(c)
+        else:
+            todo.extend(v for v, _, _ in G.consumers(g, c))
+    return sorted(found)
+
+
 def reps_needed(n_seeds, copies):
     """Whether forward tensors must be tiled (several seeds or a dynamic target count)."""
     return n_seeds > 1 or not (isinstance(copies, int) and copies == 1)
+
+
+def _check_token_layout(g, n, e):
+    """An Embedding fed by input ``n`` must look up ids shaped like ``n`` (one vector per
+    id), so that its relevance summed over the embedding axis is one value per token."""
+    ids = g.nodes[n]["output_shapes"][0]
+    emb = g.nodes[e]["output_shapes"][0]
+    if emb is None or ids is None or tuple(emb[1:-1]) != tuple(ids[1:]):
+        raise NotImplementedError(
+            f"integer input {n!r} (shape {ids}) reaches Embedding {e!r} (output shape {emb}) with another "
+            "shape; relevance per token needs the Embedding to look up the input's ids as they are. "
+            "Slice or reshape after the Embedding instead of before it")
 
 
 class Program:
@@ -128,6 +156,15 @@ class Program:
         below = set().union(*(nx.descendants(g, s) for s in self.stop))
         self.rules = {n: r for n, r in rules.items() if n in below}
         self.multiply_input = multiply_input
+        self.out_dtype = tf.as_dtype(g.nodes[self.output[0]]["output_dtypes"][self.output[1]])
+        # integer inputs (token ids): the reverse pass stops at the Embeddings they feed
+        self.tokens = {} if stop else {
+            n: [e for e in token_embeddings(g, n) if e in self.needed] for n in self.stop
+            if not tf.as_dtype(g.nodes[n]["output_dtypes"][0]).is_floating}
+        for n, embs in self.tokens.items():
+            for e in embs:
+                _check_token_layout(g, n, e)
+        self.reverse_stop = self.stop + sorted({e for embs in self.tokens.values() for e in embs})
         self.order = G.topo_order(g)
         self.nonneg = infer_nonneg(g)
         self.n_seeds = int(head.n_seeds)
@@ -202,17 +239,38 @@ class Program:
                     mult = [reps] + [1] * (len(t.shape) - 1)
                     memo[id(t)] = (t, tf.tile(t, mult if isinstance(reps, int) else tf.stack(mult)))
                 return memo[id(t)][1]
-        rel = reverse_pass(self.g, self.rules, values, {self.output: seeds}, self.nonneg, self.stop,
+        rel = reverse_pass(self.g, self.rules, values, {self.output: seeds}, self.nonneg, self.reverse_stop,
                            self.order, tile, guards)
+        fetch = (lambda key: values[key]) if tile is None else (lambda key: tile(values[key]))
         maps = []
         for n in self.stop:
-            x = values[(n, 0)] if tile is None else tile(values[(n, 0)])
+            x = fetch((n, 0))
             r = rel.get((n, 0))
+            if n in self.tokens:
+                maps.append(self._token_map(rel, r, x, fetch, n))
+                continue
             r = tf.zeros_like(x) if r is None else tf.cast(r, x.dtype)
             if self.multiply_input:
                 r = r * x
             maps.append(r)
         return maps
+
+    def _token_map(self, rel, r, ids, fetch, n):
+        """The map of an integer input ``n`` (token ids), in the logits' float dtype:
+        at each Embedding it feeds, the relevance reaching the embedding vectors summed
+        over the embedding axis (``rules.TokenSum``; for the gradient presets the
+        gradient w.r.t. the embedding output, times that output for input_t_gradient),
+        plus any relevance reaching the ids by another path (none for a mask)."""
+        total = tf.zeros(tf.shape(ids), self.out_dtype) if r is None else tf.cast(r, self.out_dtype)
+        for e in self.tokens[n]:
+            re = rel.get((e, 0))
+            if re is None:
+                continue
+            re = tf.cast(re, self.out_dtype)
+            if self.multiply_input:
+                re = re * tf.cast(fetch((e, 0)), self.out_dtype)
+            total = total + tf.reshape(tf.reduce_sum(re, axis=-1), tf.shape(ids))
+        return total
 
     def analysis(self, inputs, targets):
         """The untraced body of ``fn``: usable inside another tf.function (wrappers

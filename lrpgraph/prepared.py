@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import graph as G
-from .compile import run_forward
+from .compile import run_forward, token_embeddings
 from .ops import registrations_generation
 from .rewrite import canonicalize
 
@@ -98,6 +98,40 @@ def _input_spec(g, n):
     return tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=n.replace("/", "_").replace("#", "_"))
 
 
+def _vocab_size(g, n, needed):
+    """The smallest vocabulary of the Embeddings the integer input ``n`` feeds (None if none)."""
+    sizes = [int(g.nodes[e]["op"].table().shape[0]) for e in token_embeddings(g, n) if e in needed]
+    return min(sizes) if sizes else None
+
+
+def _integer_input(a, name, spec):
+    """An integer (or boolean) array for an integer model input: integer and boolean
+    arrays as they are, floating ones only where every value is a whole number."""
+    if a.dtype.kind in "iub":
+        return a
+    if a.dtype.kind == "f":
+        ok = np.isfinite(a).all() and np.all(a == np.round(a))
+        if ok:
+            return a.astype(spec.dtype.as_numpy_dtype)
+        raise TypeError(f"{name} has non-integer values (dtype {a.dtype}); the model's input is "
+                        f"{spec.dtype.name} (token ids or a mask): pass integer ids, e.g. "
+                        f"np.asarray(ids, 'int32')")
+    raise TypeError(f"{name} has dtype {a.dtype}; the model's input is {spec.dtype.name} (token ids or a "
+                    "mask): pass an integer array, e.g. np.asarray(ids, 'int32')")
+
+
+def _check_ids(a, name, vocab):
+    """Token ids must index the embedding table: 0 <= id < vocab."""
+    bad_mask = ((a < 0) | (a >= vocab)).reshape(a.shape[0], -1)
+    if bad_mask.any():
+        bad = np.nonzero(bad_mask.any(axis=1))[0]
+        flat = a.reshape(a.shape[0], -1)[bad[0]]
+        val = flat[bad_mask[bad[0]]][0]
+        raise ValueError(f"{name} has token id {int(val)} out of range in sample(s) {bad[:10].tolist()}: the "
+                         f"model's Embedding has a vocabulary of {vocab} (ids 0..{vocab - 1}). Tokenize with "
+                         "the model's own vocabulary, or map unknown words to its out-of-vocabulary id")
+
+
 class Prepared:
     """A Keras model converted once: what every method shares.
 
@@ -132,6 +166,9 @@ class Prepared:
         self.needed = frozenset({self.output_node} | nx.ancestors(self.graph, self.output_node))
         self.input_nodes = list(self.graph.graph["inputs"])
         self.input_specs = [_input_spec(self.graph, n) for n in self.input_nodes]
+        # integer inputs (token ids) -> the vocabulary size of the Embedding(s) they feed
+        self.vocab_sizes = {n: _vocab_size(self.graph, n, self.needed) for n, spec in
+                            zip(self.input_nodes, self.input_specs) if not spec.dtype.is_floating}
         self.class_names = None
         self.logits_fn = tf.function(self.forward, input_signature=[list(self.input_specs)],
                                      reduce_retracing=True, autograph=False)
@@ -180,19 +217,26 @@ class Prepared:
     def check_inputs(self, x):
         """(list of arrays in the model's input dtypes, single) for ``x``: an array for a
         one-input model or a list/tuple with one array per input.  Errors name the
-        cause and the fix: count, dtype, rank, shape, empty batch, NaN/Inf."""
+        cause and the fix: count, dtype, rank, shape, empty batch, NaN/Inf.
+
+        Where the model's input is integer (token ids, an attention mask), integer or
+        boolean arrays are taken, and floating arrays whose values are whole numbers
+        (a float array of ids is cast; 2.5 is an error).  Ids that feed an
+        ``Embedding`` must lie in [0, vocabulary size): an error names the samples."""
         single = not isinstance(x, (list, tuple))
         xs = [x] if single else list(x)
         if len(xs) != len(self.input_specs):
             raise ValueError(f"model {self.model.name!r} has {len(self.input_specs)} input(s); got {len(xs)} "
                              "array(s). Pass a list with one array per model input.")
         out = []
-        for i, (a, spec) in enumerate(zip(xs, self.input_specs)):
+        for i, (a, spec, node) in enumerate(zip(xs, self.input_specs, self.input_nodes)):
             a = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
             name = f"input {i}" if len(xs) > 1 else "x"
-            if a.dtype.kind not in "f":
+            if spec.dtype.is_floating and a.dtype.kind not in "f":
                 raise TypeError(f"{name} has dtype {a.dtype}; pass floating-point data (e.g. "
                                 f"x.astype('float32') after the model's preprocessing)")
+            if not spec.dtype.is_floating:
+                a = _integer_input(a, name, spec)
             if a.ndim != len(spec.shape):
                 raise ValueError(f"{name} has rank {a.ndim} (shape {a.shape}); the model expects rank "
                                  f"{len(spec.shape)}: (batch,) + {tuple(spec.shape[1:])}. Add a batch "
@@ -203,12 +247,15 @@ class Prepared:
                                      f"{tuple(spec.shape[1:])} (axis {ax} differs)")
             if a.shape[0] == 0:
                 raise ValueError(f"{name} is an empty batch (shape {a.shape})")
-            finite = np.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
-            if not finite.all():
-                bad = np.nonzero(~finite)[0]
-                what = "NaN" if np.isnan(a[bad]).any() else "Inf"
-                raise ValueError(f"{name} contains {what} values (sample(s) {bad[:10].tolist()}); relevance "
-                                 "of non-finite inputs is undefined")
+            if spec.dtype.is_floating:
+                finite = np.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
+                if not finite.all():
+                    bad = np.nonzero(~finite)[0]
+                    what = "NaN" if np.isnan(a[bad]).any() else "Inf"
+                    raise ValueError(f"{name} contains {what} values (sample(s) {bad[:10].tolist()}); relevance "
+                                     "of non-finite inputs is undefined")
+            elif self.vocab_sizes.get(node):
+                _check_ids(a, name, self.vocab_sizes[node])
             out.append(a.astype(spec.dtype.as_numpy_dtype, copy=False))
         sizes = {a.shape[0] for a in out}
         if len(sizes) != 1:
