@@ -262,6 +262,17 @@ class Prepared:
             raise ValueError(f"all inputs must have the same batch size, got {sorted(sizes)}")
         return out, single
 
+    def require_float_inputs(self, method):
+        """A clear error where ``method`` perturbs or interpolates the inputs and the model
+        has integer inputs (token ids cannot be interpolated or noised)."""
+        ints = [f"{n!r} ({spec.dtype.name})" for n, spec in zip(self.input_nodes, self.input_specs)
+                if not spec.dtype.is_floating]
+        if ints:
+            raise TypeError(f"{method} perturbs the model's inputs, but input(s) {', '.join(ints)} are integer "
+                            "(token ids or a mask), which cannot be interpolated or noised. Explain text models "
+                            "with attn_lrp, cp_lrp, lrp.epsilon, gradient or input_t_gradient (relevance per "
+                            "token at the Embedding)")
+
     def check_targets(self, target, n, *, required=False):
         """(int32 targets, multi): ``target`` an int, a class name, one per sample
         ((n,)), several per sample ((n, T), multi=True), or None (-1: the predicted

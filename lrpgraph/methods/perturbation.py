@@ -121,6 +121,7 @@ class IntegratedGradients(Method):
         self.multiply = (method == "gradient") if multiply is None else bool(multiply)
         self.method = method
         super().__init__(model, neuron_selection_mode=neuron_selection_mode, output=output, postprocess=postprocess)
+        self.prepared.require_float_inputs(self.name)
         self.inner = _inner_analyzer(self.prepared, method, neuron_selection_mode, output, params)
         self.reference_inputs = reference_inputs
         _check_reference(reference_inputs, self.input_specs)
@@ -202,6 +203,7 @@ class SmoothGrad(Method):
         self.batch_size = check_batch_size(batch_size)
         self.method = method
         super().__init__(model, neuron_selection_mode=neuron_selection_mode, output=output, postprocess=postprocess)
+        self.prepared.require_float_inputs(self.name)
         self.inner = _inner_analyzer(self.prepared, method, neuron_selection_mode, output, params)
         specs = list(self.input_specs)
         self._fn = tf.function(self._body, input_signature=[specs, tf.TensorSpec([None], tf.int32),

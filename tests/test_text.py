@@ -1,0 +1,201 @@
+"""Text models (issue 14): integer token ids in, one relevance per token out.
+
+A Keras-layer text classifier (Embedding, a learned position table, MultiHeadAttention,
+LayerNorm, a GELU MLP, pooling, Dense logits) is explained end to end: maps (N, L), float,
+finite; cp_lrp conserves the logit on a bias-free model; tokens the logit does not read get
+exactly zero; the gradient presets give the gradient at the embedding output summed over
+the embedding axis; bad ids are clear errors naming the samples and the fix."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from keras import layers as L
+
+import lrpgraph
+from lrpgraph.assign import UnsupportedLayerError
+
+VOCAB, LEN, DIM = 20, 6, 8
+
+
+def text_model(seed=0, bias=True, layernorm=True, positions=True, mask=False, causal=False, pool="avg"):
+    """ids (N, L) int32 [, padding mask (N, L)] -> 3 logits."""
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    ids = keras.Input((LEN,), dtype="int32", name="ids")
+    inputs = [ids]
+    x = L.Embedding(VOCAB, DIM, name="emb")(ids)
+    table = keras.Variable(rng.normal(size=(LEN, DIM)).astype("float32"), name="pos")
+    if positions:  # a learned position table added with keras.ops: a bias of the graph
+        x = keras.ops.add(x, table)
+    attention_mask = None
+    if mask:
+        pad = keras.Input((LEN,), dtype="int32", name="padding_mask")
+        inputs.append(pad)
+        attention_mask = keras.ops.expand_dims(pad, 1)  # (N, 1, L): every query sees the same keys
+    h = L.MultiHeadAttention(2, 4, use_bias=bias, name="mha")(x, x, attention_mask=attention_mask,
+                                                              use_causal_mask=causal)
+    x = L.Add(name="res1")([x, h])
+    if layernorm:
+        x = L.LayerNormalization(name="ln1")(x)
+    h = L.Dense(16, activation="gelu", use_bias=bias, name="fc1")(x)
+    x = L.Add(name="res2")([x, L.Dense(DIM, use_bias=bias, name="fc2")(h)])
+    if layernorm:
+        x = L.LayerNormalization(name="ln2")(x)
+    x = L.GlobalAveragePooling1D(name="gap")(x) if pool == "avg" else x[:, 0]
+    model = keras.Model(inputs if mask else ids, L.Dense(3, use_bias=bias, name="head")(x))
+    model.position_table = table
+    return model
+
+
+def token_ids(n=4, seed=1):
+    return np.random.default_rng(seed).integers(0, VOCAB, size=(n, LEN)).astype("int32")
+
+
+PADDING = np.array([[1] * 6, [1] * 4 + [0] * 2, [1] * 3 + [0] * 3, [1] * 5 + [0]], "int32")
+
+
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp", "lrp.epsilon", "attn_lrp.gamma", "gradient",
+                                    "input_t_gradient"])
+def test_maps_are_per_token_float_and_finite(method):
+    model, ids = text_model(), token_ids()
+    r = lrpgraph.create_analyzer(method, model).analyze(ids, 1)
+    assert r.shape == ids.shape and r.dtype == np.float32
+    assert np.all(np.isfinite(r)) and np.abs(r).sum() > 0
+
+
+def test_cp_lrp_conserves_on_a_bias_free_text_model():
+    model = text_model(bias=False, layernorm=False, positions=False)
+    ids = token_ids()
+    logits = model(ids).numpy()
+    for target in (0, 2):
+        r = lrpgraph.create_analyzer("cp_lrp", model).analyze(ids, target)
+        np.testing.assert_allclose(r.sum(1), logits[:, target], rtol=1e-4)
+
+
+def test_cp_lrp_with_layernorm_conserves_within_the_epsilon():
+    """LayerNorm without beta (the biases zeroed) under cp_lrp: sigma is held constant and
+    the centring is linear, so only the stabilisers leak; measured within 1e-3."""
+    model = text_model(bias=False, layernorm=True, positions=False)
+    for name in ("ln1", "ln2"):
+        layer = model.get_layer(name)
+        layer.beta.assign(np.zeros(layer.beta.shape, "float32"))
+    ids = token_ids()
+    logits = model(ids).numpy()[:, 0]
+    r = lrpgraph.create_analyzer("cp_lrp", model).analyze(ids, 0)
+    np.testing.assert_allclose(r.sum(1), logits, rtol=1e-3)
+
+
+def test_position_table_absorbs_its_share_like_a_bias():
+    """With a learned position table, cp_lrp gives the tokens only the share of e / (e + p)
+    at the Add: the sum moves away from the logit, and zeroing the table restores it."""
+    model = text_model(bias=False, layernorm=False, positions=True)
+    ids = token_ids()
+    logits = model(ids).numpy()[:, 0]
+    r = lrpgraph.create_analyzer("cp_lrp", model).analyze(ids, 0)
+    assert np.max(np.abs(r.sum(1) / logits - 1)) > 1e-3
+    model.position_table.assign(np.zeros((LEN, DIM), "float32"))  # read inside the compiled function
+    logits = model(ids).numpy()[:, 0]
+    r = lrpgraph.create_analyzer("cp_lrp", model).analyze(ids, 0)
+    np.testing.assert_allclose(r.sum(1), logits, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp", "gradient"])
+def test_tokens_the_logit_does_not_read_get_zero(method):
+    """Causal attention and the logit read from token 0: token 0 attends to itself only,
+    so tokens 1.. do not affect the logit and get (exactly) no relevance."""
+    model = text_model(causal=True, pool="first")
+    ids = token_ids()
+    r = lrpgraph.create_analyzer(method, model).analyze(ids, 2)
+    assert np.abs(r[:, 1:]).max() < 1e-7 * max(1.0, np.abs(r[:, 0]).max())
+    assert np.all(np.abs(r[:, 0]) > 0)
+    other = ids.copy()
+    other[:, 1:] = (other[:, 1:] + 7) % VOCAB  # they really do not matter
+    np.testing.assert_allclose(model(other).numpy(), model(ids).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
+def test_padding_mask_as_a_second_input(method):
+    """An attention_mask input: padded keys get no attention, so (the logit read from
+    token 0) padded tokens get no relevance; the mask's own map is zero."""
+    model = text_model(mask=True, pool="first")
+    ids = token_ids()
+    r_ids, r_mask = lrpgraph.create_analyzer(method, model).analyze([ids, PADDING], 0)
+    assert r_ids.shape == ids.shape and r_ids.dtype == np.float32 and np.all(np.isfinite(r_ids))
+    assert np.all(r_mask == 0) and r_mask.dtype == np.float32
+    assert np.all(np.abs(r_ids[PADDING == 0]) < 1e-7)
+    assert np.all(np.abs(r_ids[PADDING == 1]).reshape(-1) >= 0) and np.abs(r_ids[PADDING == 1]).sum() > 0
+
+
+def _embedding_gradient(model, ids, target):
+    """d logit_target / d(embedding output) and the embedding output, by a tape."""
+    emb = model.get_layer("emb")
+    rest = keras.Model(emb.output, model.output)
+    e = tf.constant(emb(tf.constant(ids)))
+    with tf.GradientTape() as tape:
+        tape.watch(e)
+        y = rest(e)[:, target]
+    return tape.gradient(y, e).numpy(), e.numpy()
+
+
+def test_gradient_maps_are_the_embedding_gradient_summed():
+    model, ids = text_model(), token_ids()
+    grad, e = _embedding_gradient(model, ids, 1)
+    g = lrpgraph.create_analyzer("gradient", model).analyze(ids, 1)
+    np.testing.assert_allclose(g, grad.sum(-1), rtol=1e-4, atol=1e-6)
+    ixg = lrpgraph.create_analyzer("input_t_gradient", model).analyze(ids, 1)
+    np.testing.assert_allclose(ixg, (grad * e).sum(-1), rtol=1e-4, atol=1e-6)
+
+
+def test_several_targets_per_sample():
+    model, ids = text_model(), token_ids()
+    an = lrpgraph.create_analyzer("attn_lrp", model)
+    both = an.analyze(ids, np.array([[0, 2]] * len(ids)))
+    assert both.shape == (len(ids), 2, LEN)
+    np.testing.assert_allclose(both[:, 1], an.analyze(ids, 2), rtol=1e-5, atol=1e-7)
+
+
+# ---- bad input -------------------------------------------------------------------------
+
+def test_out_of_vocabulary_id_names_the_sample():
+    model, ids = text_model(), token_ids()
+    ids[2, 3] = VOCAB + 5
+    with pytest.raises(ValueError, match=r"token id 25 out of range in sample\(s\) \[2\].*vocabulary of 20"):
+        lrpgraph.create_analyzer("attn_lrp", model).analyze(ids, 0)
+    ids[2, 3] = -1
+    with pytest.raises(ValueError, match=r"sample\(s\) \[2\]"):
+        lrpgraph.create_analyzer("attn_lrp", model).analyze(ids, 0)
+
+
+def test_float_ids_are_cast_when_whole_and_refused_otherwise():
+    model, ids = text_model(), token_ids()
+    an = lrpgraph.create_analyzer("cp_lrp", model)
+    np.testing.assert_array_equal(an.analyze(ids.astype("float32"), 0), an.analyze(ids, 0))
+    with pytest.raises(TypeError, match="non-integer values.*pass integer ids"):
+        an.analyze(ids + 0.5, 0)
+    with pytest.raises(TypeError, match="dtype <U"):
+        an.analyze(np.array([["a"] * LEN]), 0)
+
+
+def test_float_model_still_refuses_integer_data():
+    inp = keras.Input((4,))
+    model = keras.Model(inp, L.Dense(2)(inp))
+    with pytest.raises(TypeError, match="pass floating-point data"):
+        lrpgraph.create_analyzer("lrp.epsilon", model).analyze(np.ones((1, 4), "int32"), 0)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad"])
+def test_input_perturbing_methods_refuse_token_ids(method):
+    with pytest.raises(TypeError, match="'ids' \\(int32\\) are integer.*attn_lrp"):
+        lrpgraph.create_analyzer(method, text_model())
+
+
+def test_mask_zero_is_a_clear_error_naming_attention_mask():
+    ids = keras.Input((LEN,), dtype="int32")
+    x = L.Embedding(VOCAB, DIM, mask_zero=True, name="emb")(ids)
+    x = L.MultiHeadAttention(2, 4, name="mha")(x, x)
+    model = keras.Model(ids, L.Dense(2)(L.GlobalAveragePooling1D()(x)))
+    with pytest.raises(UnsupportedLayerError) as e:
+        lrpgraph.create_analyzer("attn_lrp", model)
+    assert "attention_mask" in str(e.value)
