@@ -209,9 +209,14 @@ def _inputs(g, x, seed):
         return [np.asarray(a, dtype=dt) for a, dt in zip(xs, dtypes)]
     rng = np.random.default_rng(seed)
     xs = []
+    # an unknown length: 32 (8 for text models, below any learned position table's length)
+    free = 32 if all(np.issubdtype(dt, np.floating) for dt in dtypes) else 8
     for n, dt in zip(g.graph["inputs"], dtypes):
-        shape = [2] + [32 if d is None else d for d in g.nodes[n]["output_shapes"][0][1:]]
-        xs.append(rng.standard_normal(shape).astype(dt))
+        shape = [2] + [free if d is None else d for d in g.nodes[n]["output_shapes"][0][1:]]
+        if np.issubdtype(dt, np.floating):
+            xs.append(rng.standard_normal(shape).astype(dt))
+        else:  # token ids / masks: 0 and 1 are valid ids of any vocabulary and valid mask values
+            xs.append(rng.integers(0, 2, size=shape).astype(dt))
     return xs
 
 
@@ -231,6 +236,8 @@ def reference_logits(model, index, xs):
     op, layer = g0.nodes[node]["op"], g0.nodes[node]["layer"]
     inputs = [tf.constant(a) for a in xs]
     inputs = inputs[0] if len(inputs) == 1 else inputs
+    if isinstance(model.input, dict):  # e.g. KerasHub: {"token_ids": ..., "padding_mask": ...}
+        inputs = keras.tree.pack_sequence_as(model.input, list(inputs) if isinstance(inputs, list) else [inputs])
     softmax_act = op.kind == "softmax" or (isinstance(op, Linear) and op.activation is not None
                                            and op.activation[0] == "softmax")
     if softmax_act and hasattr(layer, "activation"):

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from . import graph as G
 from .compile import run_forward, token_embeddings
-from .ops import registrations_generation
+from .ops import keras_hub_text, registrations_generation
 from .rewrite import canonicalize
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
@@ -36,6 +36,7 @@ def prepare(model, output=None, *, class_names=None):
     ``model`` may already be a :class:`Prepared` (returned as is; then ``output``
     must be None or the same).  ``class_names`` (a list, one per class) lets
     targets be given by name; it is attached to the cached object."""
+    keras_hub_text.register_if_loaded()  # KerasHub's text layers, once keras_hub is imported
     if isinstance(model, Prepared):
         if output is not None and resolve_output(model.graph, output) != model.output:
             raise ValueError(f"this prepared model explains output {model.output_name!r}; prepare the "
@@ -216,13 +217,19 @@ class Prepared:
     # -- validation ---------------------------------------------------------------------
     def check_inputs(self, x):
         """(list of arrays in the model's input dtypes, single) for ``x``: an array for a
-        one-input model or a list/tuple with one array per input.  Errors name the
+        one-input model, a list/tuple with one array per input, or a dict by input name
+        (then the arrays, and the maps, come in the order of ``input_nodes``).  Errors name the
         cause and the fix: count, dtype, rank, shape, empty batch, NaN/Inf.
 
         Where the model's input is integer (token ids, an attention mask), integer or
         boolean arrays are taken, and floating arrays whose values are whole numbers
         (a float array of ids is cast; 2.5 is an error).  Ids that feed an
         ``Embedding`` must lie in [0, vocabulary size): an error names the samples."""
+        if isinstance(x, dict):  # by input name, e.g. KerasHub's {"token_ids": ..., "padding_mask": ...}
+            if set(x) != set(self.input_nodes):
+                raise ValueError(f"the input dict has keys {sorted(x)}; model {self.model.name!r} takes "
+                                 f"{self.input_nodes}. Pass one array per input name")
+            x = [x[n] for n in self.input_nodes]
         single = not isinstance(x, (list, tuple))
         xs = [x] if single else list(x)
         if len(xs) != len(self.input_specs):

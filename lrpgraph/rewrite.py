@@ -63,7 +63,9 @@ def inline_nested_models(g):
 
 
 def _inline_one(g, n):
-    model = g.nodes[n]["layer"]
+    op = g.nodes[n]["op"]
+    expand = getattr(op, "expand", None)
+    model = g.nodes[n]["layer"] if expand is None else expand(list(op.call.input_specs))
     sub = G.to_graph(model)
     prefix = f"{n}/"
     mapping = {m: prefix + m for m in sub.nodes}

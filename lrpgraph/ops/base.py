@@ -363,10 +363,18 @@ class LayerNorm(Op):
 
 @_op
 class Nested(Op):
-    """A nested Functional/Sequential model called as a layer (inlined by a pass)."""
+    """A nested Functional/Sequential model called as a layer (inlined by a pass).
+
+    ``expand`` (optional) describes a subclassed layer by a functional model that
+    computes what it computes with its own sublayers (same weights):
+    ``expand(input_specs) -> keras.Model`` gets the recorded call's input tensors (in
+    slot order) and returns a model taking them in that order; the pass inlines that
+    model instead of the layer (``lrpgraph.register_layer(Cls, lambda layer:
+    Nested(expand=...))``)."""
 
     kind = "nested"
     call: Callable | None = None
+    expand: Callable | None = None
 
 
 @_op
