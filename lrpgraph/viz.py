@@ -41,6 +41,9 @@ __all__ = [
     "heatmap_grid",
     "save_figure",
     "figure_to_array",
+    "token_colors",
+    "token_heatmap",
+    "token_html",
 ]
 
 _SCALES = ("per_map", "per_method", "global")
@@ -484,3 +487,109 @@ def figure_to_array(fig: Figure, alpha: bool = False) -> np.ndarray:
         if restore is not None:
             fig.set_canvas(restore)
     return buf if alpha else buf[..., :3].copy()
+
+
+# ---------------------------------------------------------------------------
+# text: one colour per token
+# ---------------------------------------------------------------------------
+
+
+def _token_relevance(tokens: Sequence[str], relevance: Any) -> np.ndarray:
+    r = np.asarray(relevance, dtype=np.float64)
+    if r.ndim != 1 or r.shape[0] != len(tokens):
+        raise ValueError(
+            f"relevance must be one value per token: {len(tokens)} tokens, relevance of shape {r.shape}. "
+            "Pass one sample's map, e.g. maps[0], and the tokens it was computed for"
+        )
+    return r
+
+
+def token_colors(
+    relevance: Any, cmap: str | Colormap = "seismic", limit: float | None = None
+) -> np.ndarray:
+    """``(L, 3)`` RGB colours in ``[0, 1]`` of one relevance value per token, with the
+    image heatmaps' conventions: ``seismic``, symmetric limits ``[-M, M]``,
+    ``M = max|R|`` unless ``limit`` is given (red positive, blue negative, white zero)."""
+    r = np.asarray(relevance, dtype=np.float64).reshape(-1)
+    M = _symmetric_limit(r, limit)
+    rgba = _get_cmap(cmap)(Normalize(vmin=-M, vmax=M, clip=True)(np.ma.masked_invalid(r)))
+    return np.asarray(rgba[:, :3], dtype=np.float64)
+
+
+def _ink(rgb: np.ndarray) -> str:
+    """Black text on light backgrounds, white on dark ones."""
+    return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 0.5 else "white"
+
+
+def token_heatmap(
+    tokens: Sequence[str],
+    relevance: Any,
+    cmap: str | Colormap = "seismic",
+    limit: float | None = None,
+    title: str | None = None,
+    width: float = 8.0,
+    fontsize: float = 12.0,
+    colorbar: bool = True,
+) -> Figure:
+    """A figure of the tokens, each on a box coloured by its relevance.
+
+    ``tokens``: the L token strings; ``relevance``: L values (one sample's map of a text
+    model, e.g. ``analyze(ids)[0]``).  Colours as :func:`token_colors` (``seismic``,
+    symmetric limits, red positive, blue negative, white zero); the tokens flow left to
+    right and wrap at ``width`` inches.  The token texts are ``fig.texts`` (in order;
+    a title comes after them), each with its coloured ``get_bbox_patch()``.  Save with
+    :func:`save_figure`.
+    """
+    tokens = [str(t) for t in tokens]
+    r = _token_relevance(tokens, relevance)
+    colors = token_colors(r, cmap, limit)
+    M = _symmetric_limit(r, limit)
+    fig = Figure(figsize=(width, 1.0))
+    canvas = FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    dpi = fig.dpi
+    line_h = 2.0 * fontsize / 72.0 * dpi  # pixels per line
+    pad = 0.4 * fontsize / 72.0 * dpi
+    x, line, placed = pad, 0, []
+    for tok, rgb in zip(tokens, colors):
+        t = fig.text(0, 0, tok, fontsize=fontsize, color=_ink(rgb), ha="left", va="baseline",
+                     bbox=dict(boxstyle="square,pad=0.2", facecolor=tuple(rgb), edgecolor="0.8", linewidth=0.5))
+        w = t.get_window_extent(renderer).width
+        if x + w + pad > width * dpi and x > pad:
+            x, line = pad, line + 1
+        placed.append((t, x, line))
+        x += w + 1.5 * pad  # the box reaches 0.2 em beyond the text on each side
+    n_lines = line + 1
+    height = (n_lines + (1.0 if colorbar else 0.3) + (0.8 if title else 0.0)) * line_h / dpi
+    fig.set_size_inches(width, height)
+    H = height * dpi
+    top = (0.8 * line_h if title else 0.0) + 0.6 * line_h
+    for t, x0, ln in placed:
+        t.set_position((x0 / (width * dpi), 1.0 - (top + ln * line_h) / H))
+    if title:
+        fig.text(0.5, 1.0 - 0.45 * line_h / H, title, ha="center", va="center", fontsize=fontsize)
+    if colorbar:
+        from matplotlib.cm import ScalarMappable
+
+        cax = fig.add_axes((0.3, 0.25 * line_h / H, 0.4, 0.25 * line_h / H))
+        sm = ScalarMappable(norm=Normalize(vmin=-M, vmax=M), cmap=_get_cmap(cmap))
+        cb = fig.colorbar(sm, cax=cax, orientation="horizontal")
+        cb.ax.tick_params(labelsize=0.7 * fontsize)
+    return fig
+
+
+def token_html(
+    tokens: Sequence[str], relevance: Any, cmap: str | Colormap = "seismic", limit: float | None = None
+) -> str:
+    """The tokens as an HTML fragment, each a ``<span>`` whose background is its colour
+    (:func:`token_colors`) and whose ``title`` is its relevance; the text is escaped."""
+    import html
+
+    tokens = [str(t) for t in tokens]
+    r = _token_relevance(tokens, relevance)
+    spans = []
+    for tok, val, rgb in zip(tokens, r, token_colors(r, cmap, limit)):
+        c = "#%02x%02x%02x" % tuple(int(round(255 * v)) for v in rgb)
+        spans.append(f'<span style="background-color:{c};color:{_ink(rgb)};padding:0 2px" '
+                     f'title="{val:.4g}">{html.escape(tok)}</span>')
+    return '<div style="line-height:1.8">' + " ".join(spans) + "</div>"

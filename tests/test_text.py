@@ -282,3 +282,49 @@ def test_keras_hub_layers_in_a_keras_model(normalize_first):
     np.testing.assert_allclose(lrpgraph.prepare(model).logits(xs), y, rtol=1e-5, atol=1e-6)
     r = lrpgraph.create_analyzer("attn_lrp", model).analyze(xs, 0)
     assert r[0].shape == (4, LEN) and np.all(np.isfinite(r[0])) and np.all(r[0][PADDING == 0] == 0)
+
+
+# ---- viz: tokens coloured by relevance -------------------------------------------------
+
+def test_token_colors_red_positive_blue_negative_white_zero():
+    from lrpgraph import viz
+
+    c = viz.token_colors([2.0, -2.0, 0.0, 1.0])
+    red, blue, white, half = c
+    assert red[0] > 0.4 and red[1] < 0.05 and red[2] < 0.05          # seismic's +M: dark red
+    assert blue[2] > 0.25 and blue[0] < 0.05 and blue[1] < 0.05      # -M: dark blue
+    assert np.all(white > 0.99)                                      # 0: white (to 1/128)
+    assert half[0] > 0.99 and half[1] < 0.02 and half[2] < 0.02     # +M/2: bright red
+    # symmetric limits: +x and -x are mirror images; an explicit limit clips
+    np.testing.assert_allclose(viz.token_colors([3.0, -3.0])[0], viz.token_colors([3.0, -1.0], limit=3.0)[0])
+    np.testing.assert_allclose(viz.token_colors([5.0], limit=1.0), viz.token_colors([1.0]))
+
+
+def test_token_heatmap_figure_colours_each_token():
+    from lrpgraph import viz
+
+    tokens = ["good", "bad", "the"] + ["filler"] * 20  # long enough to wrap
+    r = np.array([1.5, -1.5, 0.0] + [0.1] * 20)
+    fig = viz.token_heatmap(tokens, r, title="target 1", width=4)
+    texts = fig.texts[:len(tokens)]
+    assert [t.get_text() for t in texts] == tokens
+    faces = np.array([t.get_bbox_patch().get_facecolor()[:3] for t in texts])
+    np.testing.assert_allclose(faces, viz.token_colors(r), atol=1e-6)
+    rows = {round(t.get_position()[1], 6) for t in texts}
+    assert len(rows) > 1  # wrapped onto several lines
+    # the rendered pixels: inside each box, left of its text, the box colour
+    pixels = viz.figure_to_array(fig)
+    renderer = fig.canvas.get_renderer()
+    for t, want in zip(texts[:3], ([127, 0, 0], [0, 0, 76], [255, 253, 253])):
+        box = t.get_bbox_patch().get_window_extent(renderer)
+        x, y = int(box.x0 + 2), int(pixels.shape[0] - (box.y0 + box.y1) / 2)
+        np.testing.assert_allclose(pixels[y, x], want, atol=3)
+
+
+def test_token_html_and_bad_lengths():
+    from lrpgraph import viz
+
+    html = viz.token_html(["a<b", "c", "d"], [1.0, -1.0, 0.0])
+    assert "a&lt;b" in html and "#800000" in html and "#00004c" in html and "#fffdfd" in html
+    with pytest.raises(ValueError, match="one value per token: 3 tokens"):
+        viz.token_heatmap(["a", "b", "c"], np.zeros((2, 3)))
