@@ -4,6 +4,7 @@
 
     lrpgraph methods                          # every method name with a one-line description
     lrpgraph explain IMAGE... [--model M] [--method NAME] [--target N|name] [--out DIR]
+    lrpgraph explain --text "some words" --model M.keras [--vocab FILE] [--method attn_lrp]
     lrpgraph demo [--out DIR]                 # the shapes model, a two-object scene, all methods
     lrpgraph check MODEL                      # lrpgraph.check(model): rules per node, logits
     lrpgraph evaluate --methods a,b --metrics aopc,deletion [--data SOURCE | --benchmark shapes] --out DIR
@@ -94,6 +95,12 @@ def _progress(total):
 def cmd_explain(args, out):
     from . import viz
 
+    if args.text is not None:
+        if args.images:
+            raise InputError("pass either images or --text, not both")
+        return cmd_explain_text(args, out)
+    if not args.images:
+        raise InputError("nothing to explain: pass image files, or --text \"some words\" for a text model")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise InputError(f"image not found: {missing[0]}" +
@@ -151,6 +158,30 @@ def cmd_explain(args, out):
     return 0
 
 
+def cmd_explain_text(args, out):
+    """``explain --text``: per-token relevance printed, a token heatmap PNG written
+    (the work is :func:`lrpgraph.text.explain_text`)."""
+    from . import text, viz
+
+    text.import_keras_hub()  # KerasHub models' .keras files need its layers registered
+    lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe, labels=args.labels,
+                    log=lambda msg: print(f"lrpgraph: {msg}", file=out))
+    target = resolve_target(args.target, lm.class_names, lm.num_classes)
+    exp = text.explain_text(lm.model, args.text, args.method, vocab=args.vocab, target=target,
+                            **parse_params(args.param))
+    name_of = (lambda i: f"{i} {lm.class_names[i]}") if lm.class_names else str
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(f"{out_dir / 'text'}_{_slug(args.method)}_{exp.target}.png")
+    fig = viz.token_heatmap(exp.tokens, exp.relevance, title=f"{args.method}, class {name_of(exp.target)}")
+    viz.save_figure(fig, path)
+    print(f"model {lm.name}, method {args.method}: predicted {name_of(exp.predicted)}, explained "
+          f"{name_of(exp.target)}", file=out)
+    print(exp.table(), file=out)
+    print(f"wrote {path}", file=out)
+    return 0
+
+
 def _imsave(path, rgb):
     from skimage import io as skio
 
@@ -193,9 +224,15 @@ def build_parser():
                         help="allow .keras files with Python code (Lambda layers): only for files you trust")
 
     sp = sub.add_parser("explain", help="write a heatmap PNG per image",
-                        description="Explain images: one heatmap PNG (seismic colormap, red positive, blue "
-                                    "negative, symmetric limits) per image in --out.")
-    sp.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything scikit-image reads)")
+                        description="Explain images (or --text for a text model): one heatmap PNG (seismic "
+                                    "colormap, red positive, blue negative, symmetric limits) per image in --out.")
+    sp.add_argument("images", nargs="*", metavar="IMAGE", help="image files (anything scikit-image reads)")
+    sp.add_argument("--text", default=None,
+                    help="explain this text with a text model (token ids in): prints one relevance per token "
+                         "and writes a token heatmap PNG")
+    sp.add_argument("--vocab", default=None,
+                    help="with --text: vocabulary file, one token per line (line number = id); without it the "
+                         "text is whitespace-separated ids")
     sp.add_argument("--model", default="shapes",
                     help="a .keras file, 'shapes' (the shipped benchmark model, default) or a "
                          f"keras.applications name: {', '.join(APPLICATIONS)}")

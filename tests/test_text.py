@@ -328,3 +328,77 @@ def test_token_html_and_bad_lengths():
     assert "a&lt;b" in html and "#800000" in html and "#00004c" in html and "#fffdfd" in html
     with pytest.raises(ValueError, match="one value per token: 3 tokens"):
         viz.token_heatmap(["a", "b", "c"], np.zeros((2, 3)))
+
+
+# ---- lrpgraph.text and the CLI's explain --text --------------------------------------
+
+WORDS = ["[PAD]", "[UNK]", "the", "movie", "was", "good", "bad", "not", "very", "plot"]
+
+
+def _saved_text_model(tmp_path, mask=True):
+    """A plain-Keras text model (no custom layers, so the .keras file loads anywhere) and
+    its vocabulary file."""
+    keras.utils.set_random_seed(5)
+    ids = keras.Input((8,), dtype="int32", name="token_ids")
+    inputs = [ids]
+    x = L.Embedding(len(WORDS), DIM, name="emb")(ids)
+    attention_mask = None
+    if mask:
+        pad = keras.Input((8,), dtype="int32", name="padding_mask")
+        inputs.append(pad)
+        attention_mask = keras.ops.expand_dims(pad, 1)
+    x = L.Add()([x, L.MultiHeadAttention(2, 4, name="mha")(x, x, attention_mask=attention_mask)])
+    model = keras.Model(inputs if mask else ids, L.Dense(2, name="head")(x[:, 0]))
+    path = tmp_path / "text.keras"
+    model.save(path)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+    return model, path, vocab
+
+
+def test_explain_text_matches_the_analyzer(tmp_path):
+    from lrpgraph.text import explain_text
+
+    model, _, vocab = _saved_text_model(tmp_path)
+    exp = explain_text(model, "The movie was NOT good zzz", "cp_lrp", vocab=vocab, target=1)
+    assert exp.tokens == ["the", "movie", "was", "not", "good", "zzz"]  # an uncased vocabulary: lower-cased
+    np.testing.assert_array_equal(exp.ids, [2, 3, 4, 7, 5, 1])       # zzz -> [UNK]
+    ids = np.zeros((1, 8), "int32")
+    ids[0, :6] = exp.ids
+    pad = (ids > 0).astype("int32")
+    ref = lrpgraph.create_analyzer("cp_lrp", model).analyze([ids, pad], 1)[0][0]
+    np.testing.assert_allclose(exp.relevance, ref[:6], rtol=1e-6)
+    assert exp.target == 1 and exp.relevance.dtype == np.float32
+    np.testing.assert_allclose(exp.logits, model([ids, pad]).numpy()[0], rtol=1e-5)
+    assert "not" in exp.table()
+
+
+def test_text_errors(tmp_path):
+    from lrpgraph.io import InputError
+    from lrpgraph.text import encode, explain_text
+
+    model, _, vocab = _saved_text_model(tmp_path)
+    with pytest.raises(InputError, match="'plot!' is not an id.*--vocab"):
+        encode(["plot!"])
+    with pytest.raises(InputError, match="has 9 tokens; the model takes at most 8"):
+        explain_text(model, " ".join(["the"] * 9), vocab=vocab)
+    with pytest.raises(InputError, match="token id 10 out of range in sample"):
+        explain_text(model, "2 3 10")  # ids given directly, one beyond the vocabulary
+
+
+def test_cli_explain_text(tmp_path):
+    from lrpgraph.cli import main
+    import io as _io
+
+    _, path, vocab = _saved_text_model(tmp_path)
+    out = _io.StringIO()
+    rc = main(["explain", "--text", "the movie was very bad", "--model", str(path), "--vocab", str(vocab),
+               "--method", "attn_lrp", "--target", "0", "--out", str(tmp_path / "out")], out=out)
+    text = out.getvalue()
+    assert rc == 0, text
+    assert "explained 0" in text and "very" in text
+    lines = [l for l in text.splitlines() if l[:3].strip().isdigit()]
+    assert len(lines) == 5 and all(np.isfinite(float(l.split()[-1])) for l in lines)
+    png = tmp_path / "out" / "text_attn_lrp_0.png"
+    assert png.is_file() and png.stat().st_size > 1000
+    assert main(["explain", "--model", str(path), "--out", str(tmp_path / "o2")], out=_io.StringIO()) == 1

@@ -1,0 +1,176 @@
+"""Text models: from a string to one relevance per token.
+
+``explain_text(model, "some words", method="attn_lrp", vocab=...)`` tokenizes the text
+(whitespace, or a vocabulary file with one token per line, the line number being the
+id), builds the model's inputs (token ids; a padding mask and segment ids where the
+model takes them, recognised by their input names), runs the method and returns a
+:class:`TextExplanation` (tokens, one relevance per token, logits, target).  The CLI's
+``lrpgraph explain --text`` is this function plus :func:`lrpgraph.viz.token_heatmap`.
+
+The map of a token is the relevance reaching its embedding vector, summed over the
+embedding axis (``rules.TokenSum``; the gradient presets: the gradient there, times the
+embedding for ``input_t_gradient``), see docs/methods/transformers.md, "Text models".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io import InputError
+from .prepared import prepare
+
+__all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
+           "import_keras_hub"]
+
+_UNKNOWN = ("[UNK]", "<unk>", "<UNK>", "[unk]")
+_PADDING = ("[PAD]", "<pad>", "<PAD>", "[pad]")
+
+
+@dataclass(frozen=True)
+class TextExplanation:
+    """What :func:`explain_text` returns: ``tokens`` (the L' tokens of the text, without
+    padding), ``ids`` (their ids), ``relevance`` ((L',) float), ``logits`` ((K,)),
+    ``target`` (the explained class) and ``predicted`` (the argmax of the logits)."""
+
+    tokens: list
+    ids: np.ndarray
+    relevance: np.ndarray
+    logits: np.ndarray
+    target: int
+    predicted: int
+
+    def table(self):
+        """One line per token: position, token, id, relevance."""
+        width = max([5] + [len(t) for t in self.tokens])
+        lines = [f"{'#':>3}  {'token'.ljust(width)}  {'id':>6}  relevance"]
+        for i, (t, k, r) in enumerate(zip(self.tokens, self.ids, self.relevance)):
+            lines.append(f"{i:>3}  {t.ljust(width)}  {int(k):>6}  {r:+.6g}")
+        return "\n".join(lines)
+
+
+def import_keras_hub():
+    """Import ``keras_hub`` where it is installed (it registers its layers with Keras,
+    so that ``.keras`` files of KerasHub models load); True if it is there."""
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def read_vocab(path):
+    """A vocabulary file, one token per line (the line number is the id; BERT's
+    ``vocab.txt`` format) -> dict token -> id.  Blank lines keep their id."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"vocabulary file not found: {path}")
+    vocab = {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        tok = line.rstrip("\r\n")
+        if tok and tok not in vocab:
+            vocab[tok] = i
+    if not vocab:
+        raise InputError(f"vocabulary file {path} is empty; it needs one token per line")
+    return vocab
+
+
+def tokenize(text, vocab=None):
+    """Whitespace tokenization; lower-cased where the vocabulary has no upper-case word
+    (an uncased vocabulary such as BERT's uncased ``vocab.txt``)."""
+    tokens = str(text).split()
+    if not tokens:
+        raise InputError("the text is empty: pass some words with --text")
+    if vocab is not None and not any(t != t.lower() for t in vocab if not re.fullmatch(r"[\[<].*[\]>]", t)):
+        tokens = [t.lower() for t in tokens]
+    return tokens
+
+
+def encode(tokens, vocab=None):
+    """Ids of ``tokens``: by ``vocab`` (an unknown word takes the vocabulary's ``[UNK]`` /
+    ``<unk>`` id, or is an error naming it), or, without a vocabulary, tokens that are
+    integers themselves (``"12 7 3"``)."""
+    if vocab is None:
+        try:
+            return np.array([int(t) for t in tokens], np.int64)
+        except ValueError:
+            bad = next(t for t in tokens if not re.fullmatch(r"-?\d+", t))
+            raise InputError(f"token {bad!r} is not an id and no vocabulary was given: pass a vocabulary file "
+                             "(--vocab FILE, one token per line) or the text as integer ids") from None
+    unk = next((vocab[u] for u in _UNKNOWN if u in vocab), None)
+    ids = []
+    for t in tokens:
+        if t in vocab:
+            ids.append(vocab[t])
+        elif unk is not None:
+            ids.append(unk)
+        else:
+            raise InputError(f"word {t!r} is not in the vocabulary and it has no [UNK] token: add it to the "
+                             "vocabulary file or leave it out")
+    return np.array(ids, np.int64)
+
+
+def text_inputs(prepared, ids, pad_id=0):
+    """The model's inputs for one text: a list in the model's input order.  The token-id
+    input is the integer input that feeds an Embedding and is named neither mask nor
+    segment; ``*mask*`` inputs get 1 on the tokens and 0 on the padding, ``*segment*`` /
+    ``*type*`` inputs zeros.  A fixed length pads with ``pad_id`` (or is an error when the
+    text is longer)."""
+    names = list(prepared.input_nodes)
+    role = {}
+    for n, spec in zip(names, prepared.input_specs):
+        low = n.lower()
+        if spec.dtype.is_floating:
+            raise InputError(f"model {prepared.name!r} has a floating input {n!r}; --text needs a text model "
+                             "whose inputs are token ids (and optionally a padding mask / segment ids)")
+        role[n] = "mask" if "mask" in low else "segment" if ("segment" in low or "type" in low) else "ids"
+    id_inputs = [n for n in names if role[n] == "ids"]
+    if len(id_inputs) != 1:
+        raise InputError(f"model {prepared.name!r} has inputs {names}; --text needs exactly one token-id input "
+                         "(the others named *mask* or *segment*)")
+    spec = prepared.input_specs[names.index(id_inputs[0])]
+    if len(spec.shape) != 2:
+        raise InputError(f"the token-id input {id_inputs[0]!r} has shape {tuple(spec.shape)}; expected (batch, "
+                         "length)")
+    length = spec.shape[1]
+    n_tok = len(ids)
+    if length is not None and n_tok > length:
+        raise InputError(f"the text has {n_tok} tokens; the model takes at most {length}: shorten the text")
+    L = n_tok if length is None else int(length)
+    padded = np.full((1, L), pad_id, np.int64)
+    padded[0, :n_tok] = ids
+    mask = np.zeros((1, L), np.int64)
+    mask[0, :n_tok] = 1
+    feeds = {"ids": padded, "mask": mask, "segment": np.zeros((1, L), np.int64)}
+    return [feeds[role[n]] for n in names], names.index(id_inputs[0])
+
+
+def explain_text(model, text, method="attn_lrp", vocab=None, target=None, **params):
+    """Explain ``text`` with ``method`` on a text model: a :class:`TextExplanation`.
+
+    ``vocab``: a dict token -> id, a path to a vocabulary file (one token per line), or
+    None (the text is whitespace-separated integer ids).  ``target``: a class index (or
+    name where the model has class names); None: the predicted class.  ``params``: the
+    method's parameters.  Padding (to a fixed model length) is masked where the model
+    has a padding-mask input and is left out of the returned tokens either way."""
+    import lrpgraph
+
+    if vocab is not None and not isinstance(vocab, dict):
+        vocab = read_vocab(vocab)
+    prepared = prepare(model)
+    tokens = tokenize(text, vocab)
+    ids = encode(tokens, vocab)
+    pad_id = next((vocab[p] for p in _PADDING if vocab and p in vocab), 0)
+    xs, slot = text_inputs(prepared, ids, pad_id)
+    try:
+        analyzer = lrpgraph.create_analyzer(method, prepared, **params)
+        exp = analyzer.explain(xs if len(xs) > 1 else xs[0], target)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"method {method!r}: {e}") from None
+    maps = exp.maps if isinstance(exp.maps, list) else [exp.maps]
+    rel = np.asarray(maps[slot])[0, :len(ids)]
+    logits = exp.logits[0]
+    return TextExplanation(tokens, ids, rel, logits, int(exp.targets[0]), int(np.argmax(logits)))
