@@ -284,6 +284,10 @@ def main(argv=None, out=None):
     if getattr(args, "batch_size", 1) < 1:
         print("lrpgraph: error: --batch-size must be >= 1", file=sys.stderr)
         return 2
+    if args.command == "explain" and not args.images and args.text is None:
+        print("lrpgraph: error: explain needs image files, or --text \"some words\" for a text model",
+              file=sys.stderr)
+        return 2
     if getattr(args, "scenes", 1) < 1:
         print("lrpgraph: error: --scenes must be >= 1", file=sys.stderr)
         return 2

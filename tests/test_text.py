@@ -401,4 +401,4 @@ def test_cli_explain_text(tmp_path):
     assert len(lines) == 5 and all(np.isfinite(float(l.split()[-1])) for l in lines)
     png = tmp_path / "out" / "text_attn_lrp_0.png"
     assert png.is_file() and png.stat().st_size > 1000
-    assert main(["explain", "--model", str(path), "--out", str(tmp_path / "o2")], out=_io.StringIO()) == 1
+    assert main(["explain", "--model", str(path), "--out", str(tmp_path / "o2")], out=_io.StringIO()) == 2
