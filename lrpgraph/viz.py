@@ -560,12 +560,14 @@ def token_heatmap(
         placed.append((t, x, line))
         x += w + 1.5 * pad  # the box reaches 0.2 em beyond the text on each side
     n_lines = line + 1
+    right = max(x0 + t.get_window_extent(renderer).width for t, x0, _ in placed) + pad
+    fig_w = width if n_lines > 1 else min(width, max(right, 3.0 * dpi) / dpi)  # one line: as wide as its tokens
     height = (n_lines + (1.0 if colorbar else 0.3) + (0.8 if title else 0.0)) * line_h / dpi
-    fig.set_size_inches(width, height)
+    fig.set_size_inches(fig_w, height)
     H = height * dpi
     top = (0.8 * line_h if title else 0.0) + 0.6 * line_h
     for t, x0, ln in placed:
-        t.set_position((x0 / (width * dpi), 1.0 - (top + ln * line_h) / H))
+        t.set_position((x0 / (fig_w * dpi), 1.0 - (top + ln * line_h) / H))
     if title:
         fig.text(0.5, 1.0 - 0.45 * line_h / H, title, ha="center", va="center", fontsize=fontsize)
     if colorbar:

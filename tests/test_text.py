@@ -402,3 +402,22 @@ def test_cli_explain_text(tmp_path):
     png = tmp_path / "out" / "text_attn_lrp_0.png"
     assert png.is_file() and png.stat().st_size > 1000
     assert main(["explain", "--model", str(path), "--out", str(tmp_path / "o2")], out=_io.StringIO()) == 2
+
+
+# ---- docs/methods/transformers.md, "Text models": the example runs and says what it shows ----
+
+def test_docs_text_example(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "methods" / "transformers.md").read_text()
+    section = doc[doc.index("## Text models"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code, "transformers.md", "exec"), scope)
+    rel = dict(zip(scope["tokens"], scope["relevance"]))
+    assert rel["great"] > 0 and rel["fun"] > 0 and rel["dull"] < 0
+    neutral = max(abs(rel[w]) for w in ("the", "plot", "was", "but", "movie", "is"))
+    assert neutral < 0.25 * min(abs(rel["great"]), abs(rel["dull"]))
+    assert (tmp_path / "text_tokens.png").stat().st_size > 1000
