@@ -74,9 +74,10 @@ def test_cp_lrp_conserves_on_a_bias_free_text_model():
         np.testing.assert_allclose(r.sum(1), logits[:, target], rtol=1e-4)
 
 
-def test_cp_lrp_with_layernorm_conserves_within_the_epsilon():
+def test_cp_lrp_with_layernorm_conserves():
     """LayerNorm without beta (the biases zeroed) under cp_lrp: sigma is held constant and
-    the centring is linear, so only the stabilisers leak; measured within 1e-3."""
+    the centring is linear, so only the stabilisers leak (measured 4e-7 relative).  attn_lrp
+    on the same model: 0.19 to 1.8 times the logit (its softmax rule)."""
     model = text_model(bias=False, layernorm=True, positions=False)
     for name in ("ln1", "ln2"):
         layer = model.get_layer(name)
@@ -84,7 +85,9 @@ def test_cp_lrp_with_layernorm_conserves_within_the_epsilon():
     ids = token_ids()
     logits = model(ids).numpy()[:, 0]
     r = lrpgraph.create_analyzer("cp_lrp", model).analyze(ids, 0)
-    np.testing.assert_allclose(r.sum(1), logits, rtol=1e-3)
+    np.testing.assert_allclose(r.sum(1), logits, rtol=1e-4)
+    r = lrpgraph.create_analyzer("attn_lrp", model).analyze(ids, 0)
+    assert np.all(np.isfinite(r)) and np.max(np.abs(r.sum(1) / logits - 1)) > 0.05
 
 
 def test_position_table_absorbs_its_share_like_a_bias():
