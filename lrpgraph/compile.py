@@ -98,7 +98,8 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
 
 def token_embeddings(g, n):
     """The ``embedding`` nodes the (integer) input ``n`` feeds: those reached from ``n``
-    without passing another embedding (ids may be sliced or reshaped on the way)."""
+    without passing another embedding (ids may be cast on the way; a slice or reshape that
+    changes their shape is refused by the Program)."""
     found, seen, todo = [], {n}, [v for v, _, _ in G.consumers(g, n)]
     while todo:
         c = todo.pop()
@@ -260,7 +261,9 @@ class Program:
         at each Embedding it feeds, the relevance reaching the embedding vectors summed
         over the embedding axis (``rules.TokenSum``; for the gradient presets the
         gradient w.r.t. the embedding output, times that output for input_t_gradient),
-        plus any relevance reaching the ids by another path (none for a mask)."""
+        plus any relevance reaching the ids by another path (none for a mask).  The reverse
+        pass stops at those Embeddings, so a rule assigned to them is not called: every
+        method's token map is this sum, by construction."""
         total = tf.zeros(tf.shape(ids), self.out_dtype) if r is None else tf.cast(r, self.out_dtype)
         for e in self.tokens[n]:
             re = rel.get((e, 0))
