@@ -1,0 +1,183 @@
+"""Vision transformers (issue 14, vision half): the shipped shapes ViT is supported,
+attention rollout equals a hand-computed rollout of Keras's own attention scores, and
+on the trained ViT attn_lrp is more faithful (AOPC, region perturbation MoRF) than
+gradient x input and attention rollout."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers as L
+
+import lrpgraph
+from lrpgraph import assets, synthetic
+from lrpgraph.evaluation import region_perturbation
+from lrpgraph.methods.rollout import AttentionRollout, attention_softmax_nodes
+
+
+# ---- attention rollout against a hand-computed rollout ---------------------------------
+
+class ClassToken(L.Layer):
+    """ViT-style: concatenate a learned token in front of the patches."""
+
+    def build(self, shape):
+        self.token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="token")
+
+    def call(self, x):
+        t = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+        return keras.ops.concatenate([t, x], axis=1)
+
+
+@pytest.fixture
+def class_token():
+    lrpgraph.register_layer(ClassToken, lambda layer: lrpgraph.ops.variable_concat(layer.token, axis=1))
+    yield
+    lrpgraph.ops.unregister_layer(ClassToken)
+
+
+def _tiny_vit(cls_token=False, size=(4, 6), patch=2, dim=8, depth=2, seed=0):
+    """(H, W, 1) image -> patches -> EinsumDense -> [class token] -> depth x (MHA + Add) -> head."""
+    keras.utils.set_random_seed(seed)
+    h, w = size
+    gh, gw = h // patch, w // patch
+    inp = keras.Input((h, w, 1))
+    x = L.Reshape((gh, patch, gw, patch, 1))(inp)
+    x = L.EinsumDense("bhiwjc,ijcd->bhwd", output_shape=(gh, gw, dim), bias_axes="hwd", name="embed")(x)
+    x = L.Reshape((gh * gw, dim))(x)
+    if cls_token:
+        x = ClassToken(name="cls")(x)
+    for i in range(depth):
+        x = L.Add()([x, L.MultiHeadAttention(2, 4, name=f"mha{i}")(x, x)])
+    x = x[:, 0] if cls_token else L.GlobalAveragePooling1D()(x)
+    model = keras.Model(inp, L.Dense(3, name="head")(x))
+    rng = np.random.default_rng(seed)
+    for v in model.weights:  # sharp, non-uniform attention
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+    return model, rng.normal(size=(3, h, w, 1)).astype("float32")
+
+
+def _keras_attention_weights(model, X, depth):
+    """Each MultiHeadAttention's weights (B, heads, T, T), from Keras itself."""
+    out = []
+    for i in range(depth):
+        mha = model.get_layer(f"mha{i}")
+        inp = keras.Model(model.inputs, mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input)(X)
+        _, scores = mha(inp, inp, return_attention_scores=True)
+        out.append(np.asarray(scores))
+    return out
+
+
+def _numpy_rollout(weights):
+    roll = np.eye(weights[0].shape[-1])[None]
+    for a in weights:
+        a = 0.5 * a.mean(axis=1) + 0.5 * np.eye(a.shape[-1])
+        roll = (a / a.sum(-1, keepdims=True)) @ roll
+    return roll
+
+
+@pytest.mark.parametrize("cls_token", [False, True])
+def test_rollout_equals_a_hand_computed_rollout(cls_token, request):
+    if cls_token:
+        request.getfixturevalue("class_token")
+    model, X = _tiny_vit(cls_token)
+    an = lrpgraph.create_analyzer("attention_rollout", model)
+    assert isinstance(an, AttentionRollout)
+    assert an.nodes == ["mha0/softmax", "mha1/softmax"]
+    assert an.grid == (2, 3) and an.prefix == (1 if cls_token else 0)
+    assert an.head == ("cls" if cls_token else "mean")
+    r = an.analyze(X)
+    assert r.shape == (3, 4, 6, 1)
+    roll = _numpy_rollout(_keras_attention_weights(model, X, 2))
+    rel = roll[:, 0, 1:] if cls_token else roll.mean(axis=1)
+    expected = np.repeat(np.repeat(rel.reshape(3, 2, 3), 2, axis=1), 2, axis=2)
+    np.testing.assert_allclose(r[..., 0], expected, rtol=1e-5, atol=1e-7)
+    # the maps are not trivially uniform (the test would notice a wrong layer order)
+    assert rel.std(axis=1).min() > 1e-3
+    wrong_order = _numpy_rollout(_keras_attention_weights(model, X, 2)[::-1])
+    wrong = wrong_order[:, 0, 1:] if cls_token else wrong_order.mean(axis=1)
+    assert np.abs(wrong - rel).max() > 1e-4
+
+
+def test_rollout_of_uniform_attention_is_uniform_in_closed_form():
+    """Zero query/key kernels and biases: scores 0, A = 1/T; one layer: rollout =
+    0.5/T + 0.5 I, mean over rows = 1/T for every token."""
+    model, X = _tiny_vit(depth=1)
+    mha = model.get_layer("mha0")
+    for v in mha.query_dense.weights + mha.key_dense.weights:
+        v.assign(np.zeros(v.shape, "float32"))
+    r = lrpgraph.create_analyzer("attention_rollout", model).analyze(X)
+    np.testing.assert_allclose(r, 1 / 6, rtol=1e-6)
+    r_cls = lrpgraph.create_analyzer("attention_rollout", model, head="cls", prefix_tokens=0).analyze(X)
+    # row 0 of 0.5/T + 0.5 I: token 0 gets 0.5 + 0.5/6, the others 0.5/6
+    np.testing.assert_allclose(r_cls[0, :2, :2, 0], 0.5 + 0.5 / 6, rtol=1e-6)
+    np.testing.assert_allclose(r_cls[0, 2:, :, 0], 0.5 / 6, rtol=1e-6)
+
+
+def test_rollout_bad_input_is_a_clear_error():
+    inp = keras.Input((8, 8, 3))
+    cnn = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(inp))))
+    with pytest.raises(ValueError, match="no attention weights.*MultiHeadAttention"):
+        lrpgraph.create_analyzer("attention_rollout", cnn)
+    model, _ = _tiny_vit()
+    with pytest.raises(ValueError, match="head must be"):
+        lrpgraph.create_analyzer("attention_rollout", model, head="first")
+    with pytest.raises(ValueError, match="grid .4, 4. and prefix_tokens"):
+        lrpgraph.create_analyzer("attention_rollout", model, grid=(4, 4))
+
+
+# ---- the shipped shapes ViT -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vit():
+    return assets.load_shapes_vit()
+
+
+@pytest.fixture(scope="module")
+def shapes_images():
+    x, y, _ = synthetic.single_object_dataset(24, 64, seed=4242)
+    return x, y
+
+
+def test_shapes_vit_is_supported_and_accurate(vit, shapes_images):
+    report = lrpgraph.check(vit, presets=("attn_lrp", "attn_lrp.gamma", "cp_lrp", "input_t_gradient"))
+    assert report.ok and not report.unsupported, str(report)
+    assert report.logits_rel_diff < 1e-5
+    x, y = shapes_images
+    assert (vit.predict(x, verbose=0).argmax(1) == y).mean() >= 0.8
+    assert len(attention_softmax_nodes(lrpgraph.prepare(vit).graph)) == 3
+
+
+def test_missing_vit_file_names_the_script(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_vit.py"):
+        assets.load_shapes_vit(tmp_path / "nope.keras")
+
+
+@pytest.fixture(scope="module")
+def vit_aopc(vit, shapes_images):
+    """AOPC (region perturbation, MoRF, 8x8 patches = the ViT's, uniform-noise baseline,
+    every region) of each method's maps on the same images, target = the true class."""
+    x, y = shapes_images
+    maps = {
+        "attn_lrp": lrpgraph.create_analyzer("attn_lrp", vit).analyze(x, y),
+        "input_t_gradient": lrpgraph.create_analyzer("input_t_gradient", vit).analyze(x, y),
+        "attention_rollout": lrpgraph.create_analyzer("attention_rollout", vit).analyze(x, y),
+        "integrated_gradients": lrpgraph.create_analyzer("integrated_gradients", vit, steps=16).analyze(x, y),
+    }
+    aopc = {k: float(region_perturbation(vit, x, m, y, patch=8, steps=16).aopc.mean()) for k, m in maps.items()}
+    return maps, aopc
+
+
+def test_gradient_methods_run_on_the_vit(vit_aopc, shapes_images):
+    maps, _ = vit_aopc
+    x, _ = shapes_images
+    for name in ("attn_lrp", "input_t_gradient", "integrated_gradients"):
+        assert maps[name].shape == x.shape and np.all(np.isfinite(maps[name])), name
+        assert np.abs(maps[name]).sum() > 0, name
+    assert maps["attention_rollout"].shape == x.shape[:3] + (1,)
+
+
+def test_attn_lrp_is_more_faithful_than_gradient_x_input_and_rollout(vit_aopc):
+    _, aopc = vit_aopc
+    print("AOPC (MoRF, 8x8, 16 steps):", aopc)
+    assert aopc["attn_lrp"] > aopc["input_t_gradient"], aopc
+    assert aopc["attn_lrp"] > aopc["attention_rollout"], aopc
