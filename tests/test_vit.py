@@ -61,7 +61,7 @@ def _keras_attention_weights(model, X, depth):
     out = []
     for i in range(depth):
         mha = model.get_layer(f"mha{i}")
-        inp = keras.Model(model.inputs, mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input)(X)
+        inp = keras.Model(model.inputs, mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input)([X])
         _, scores = mha(inp, inp, return_attention_scores=True)
         out.append(np.asarray(scores))
     return out
