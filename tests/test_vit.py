@@ -190,12 +190,15 @@ def test_attn_lrp_gamma_is_more_faithful_than_gradient_x_input_and_rollout(vit_a
     assert aopc["attn_lrp.gamma"] > aopc["attention_rollout"], aopc
 
 
-@pytest.mark.xfail(strict=True, reason="measured: attn_lrp with epsilon on the linear layers (4.75) is below "
-                                       "gradient x input (4.79) and attention rollout (5.19) on the shapes ViT")
-def test_attn_lrp_epsilon_is_more_faithful_than_gradient_x_input_and_rollout(vit_aopc):
+def test_attn_lrp_epsilon_measured_against_the_baselines(vit_aopc):
+    """Recorded, not the issue's claim: with epsilon on the linear layers, attn_lrp is about
+    as faithful as gradient x input (4.75 vs 4.79, within 5 %) and below attention rollout
+    (5.19) on the shapes ViT; AttnLRP's ViT configuration (gamma, above) is what beats both.
+    A change of rules or model that moves these numbers shows up here."""
     _, aopc = vit_aopc
-    assert aopc["attn_lrp"] > aopc["input_t_gradient"], aopc
-    assert aopc["attn_lrp"] > aopc["attention_rollout"], aopc
+    assert abs(aopc["attn_lrp"] / aopc["input_t_gradient"] - 1) < 0.05, aopc
+    assert aopc["attn_lrp"] < aopc["attention_rollout"], aopc
+    assert aopc["cp_lrp"] < aopc["attn_lrp"] < aopc["attn_lrp.gamma"], aopc
 
 
 # ---- KerasHub's ViT (random weights, built from a config) ------------------------------
