@@ -240,6 +240,9 @@ def test_keras_hub_vit_unexpanded_names_the_subclassed_layers():
     report = lrpgraph.check(model, presets=("attn_lrp",))
     assert not report.ok
     assert {u["class_name"] for u in report.unsupported} == {"ViTPatchingAndEmbedding", "ViTEncoder"}
+    assert all("expand_vit(model)" in u["reason"] for u in report.unsupported), report.unsupported
+    with pytest.raises(lrpgraph.UnsupportedLayerError, match="ViTEncoder.*expand_vit"):
+        lrpgraph.create_analyzer("attn_lrp", model)
 
 
 def test_keras_hub_vit_conservation():

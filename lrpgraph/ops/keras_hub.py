@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import keras
 
-from .base import variable_add, variable_concat
+from .base import Unknown, variable_add, variable_concat
 from .keras import register_layer
 
 __all__ = ["expand_vit", "ClassTokenOf", "PositionTableOf"]
@@ -57,6 +57,24 @@ class PositionTableOf(keras.layers.Layer):
 
 register_layer(ClassTokenOf, lambda layer: variable_concat(layer.token, axis=1))
 register_layer(PositionTableOf, lambda layer: variable_add(layer.table))
+
+_EXPAND_HINT = ("KerasHub's {cls} is a whole subnetwork in one subclassed layer, which no single op "
+                "describes; explain `lrpgraph.ops.keras_hub.expand_vit(model)` instead (the same model "
+                "rebuilt from its own sublayers)")
+
+
+def _register_unexpanded():
+    """With keras_hub importable: its ViT layers, met unexpanded, are unknown ops whose
+    reason names :func:`expand_vit` (instead of the generic "no description")."""
+    try:
+        from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTPatchingAndEmbedding
+    except ImportError:  # keras_hub missing, or its layout changed: the generic message stays
+        return
+    for cls in (ViTPatchingAndEmbedding, ViTEncoder):
+        register_layer(cls, lambda layer, cls=cls: Unknown(_EXPAND_HINT.format(cls=cls.__name__)))
+
+
+_register_unexpanded()
 
 
 def _vit_parts(model):
