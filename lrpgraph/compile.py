@@ -56,6 +56,13 @@ def run_forward(g, inputs, nodes=None):
     return values
 
 
+# A rule's forward-side temporaries (modified weights and outputs) may be computed this
+# many visited nodes ahead of its relevance: enough to overlap the reverse step above
+# (an activation, a pooling and a linear node), few enough that only a layer or two of
+# them are alive at once.
+READY_LAG = 4
+
+
 def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None, guards=None):
     """Propagate ``seeds`` ({(node, out): R}) down to the graph inputs (or to the
     nodes in ``stop``); returns the dict of relevances that reached them.
@@ -67,6 +74,7 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
     stop = set(stop)
     rel = dict(seeds)
     fetch = (lambda key: tile(values[key])) if tile else (lambda key: values[key])
+    recent = []  # the relevances the last nodes received: a rule's temporaries wait for the oldest
     for n in reversed(order):
         op = g.nodes[n]["op"]
         if op.kind == "input" or n in stop or n not in rules:
@@ -82,8 +90,9 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
         xs = [fetch((u, o)) for u, o, _ in edges]
         # with tile, rules may compute batch-independent parts once on `untiled`, then tile
         untiled = ([values[(u, o)] for u, o, _ in edges], values[(n, 0)]) if tile is not None else None
+        recent = (recent + [R])[-READY_LAG:]
         ctx = Context(op, xs, fetch((n, 0)), nonneg=[nonneg.get(u, False) for u, _, _ in edges], name=n,
-                      layer=g.nodes[n]["layer"], guards=guards, tile=tile, untiled=untiled)
+                      layer=g.nodes[n]["layer"], guards=guards, tile=tile, untiled=untiled, ready=recent[0])
         R_in = rules[n].backward(ctx, R)
         if len(R_in) != len(edges):
             raise ValueError(f"rule {rules[n]!r} returned {len(R_in)} relevances for node {n!r} "

@@ -34,6 +34,11 @@ class Context:
     batch (several seeds per sample); rules may then compute batch-independent parts
     on ``untiled`` and tile the result.
     ``untiled``: with ``tile``, ``(inputs, output)`` at the forward batch size.
+    ``ready``: a tensor of the reverse pass that exists shortly before this node's
+    relevance does (the relevance a few nodes above it); rules that build large
+    temporaries from the forward pass (modified weights and outputs) make them wait
+    for it, so that they are computed one step ahead of their use instead of all
+    during the forward pass.  None: wait for nothing.
     """
 
     op: object
@@ -45,6 +50,7 @@ class Context:
     guards: list | None = None
     tile: Callable | None = None
     untiled: tuple | None = None
+    ready: object = None
 
     def __post_init__(self):
         if self.nonneg is None:

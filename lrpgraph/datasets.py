@@ -261,6 +261,18 @@ class BlockJob:
         self._fingerprint = None
         self._fp_thread = None
 
+    def check_source(self, source):
+        """The checks made before anything is written: the data is not empty, has
+        labels where the target is "label", and a target array has one row per sample."""
+        if source.n == 0:
+            raise ValueError(f"the data is empty (0 samples in the {source.kind}); nothing to explain")
+        if self.needs_labels and not source.has_labels:
+            raise ValueError(f"target='label' but the {source.kind} has no labels; pass target='predicted', a "
+                             "class index, or data with labels ((x, labels), a dataset of (x, label), class "
+                             "subfolders)")
+        if isinstance(self.target, np.ndarray) and len(self.target) != source.n:
+            raise ValueError(f"the target array has {len(self.target)} rows; the data has {source.n} samples")
+
     def start_fingerprint(self):
         """Hash the weights in a background thread (hashlib releases the GIL), so
         that it overlaps the first block; :attr:`job` waits for it."""
@@ -962,13 +974,7 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
     job = BlockJob(analyzer, target=target, reduce=reduce, dtype=dtype, metrics=metrics, topk=topk,
                    strategy=strategy, skip_invalid=skip_invalid, max_memory=max_memory)
     source = make_source(data, job.prepared, n=n, preprocess=preprocess, image_size=image_size, id_width=id_width)
-    if source.n == 0:
-        raise ValueError(f"the data is empty (0 samples in the {source.kind}); nothing to explain")
-    if job.needs_labels and not source.has_labels:
-        raise ValueError(f"target='label' but the {source.kind} has no labels; pass target='predicted', a class "
-                         "index, or data with labels ((x, labels), a dataset of (x, label), class subfolders)")
-    if isinstance(job.target, np.ndarray) and len(job.target) != source.n:
-        raise ValueError(f"the target array has {len(job.target)} rows; the data has {source.n} samples")
+    job.check_source(source)
     job.start_fingerprint()  # overlaps the first block
     n_blocks = -(-source.n // batch_size)
     st = Store.find(store)

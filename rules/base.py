@@ -158,10 +158,11 @@ class BasicRule(Rule):
         return self._denominator is not None and op.kind == "linear" and op.activation is None and not biased
 
     def backward(self, ctx, R):
-        # The modified weights and forward outputs wait for R: they are computed in the
-        # reverse step that needs them and released after it, not for every layer at
+        # The modified weights and forward outputs wait for the reverse pass to come near
+        # (ctx.ready: the relevance a few nodes above, else R): they are computed just
+        # before the step that needs them and released after it, not for every layer at
         # once during the forward pass (which holds ~10x the gradient's memory).
-        with tf.control_dependencies([R]):
+        with tf.control_dependencies([R if ctx.ready is None else ctx.ready]):
             return self.modified_gradient(ctx, R)
 
     def modified_gradient(self, ctx, R):

@@ -178,17 +178,6 @@ class BlockWriter:
                 "error_type": np.asarray(rows["error_type"], object)}
 
 
-def _check_source(job, source):
-    # the checks lrpgraph.explain_dataset makes before it writes anything
-    if source.n == 0:
-        raise ValueError(f"the data is empty (0 samples in the {source.kind}); nothing to explain")
-    if job.needs_labels and not source.has_labels:
-        raise ValueError(f"target='label' but the {source.kind} has no labels; pass target='predicted', a class "
-                         "index, or data with labels ((x, labels), a dataset of (x, label), class subfolders)")
-    if isinstance(job.target, np.ndarray) and len(job.target) != source.n:
-        raise ValueError(f"the target array has {len(job.target)} rows; the data has {source.n} samples")
-
-
 def _actor_error(row):
     """The exception an actor reported in its row: the same class (ValueError,
     TypeError, StoreError, StoreMismatchError) and message."""
@@ -261,7 +250,7 @@ preprocess, image_size, id_width
         data = os.path.abspath(os.fspath(data))
     source_kwargs = dict(preprocess=preprocess, image_size=image_size)
     source = make_source(data, job.prepared, n=n, id_width=id_width, **source_kwargs)
-    _check_source(job, source)
+    job.check_source(source)
     job.start_fingerprint()
     st = Store.find(store)
     if st is not None and not overwrite:

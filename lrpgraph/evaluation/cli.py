@@ -65,32 +65,28 @@ def add_parser(sub, model_args=None):
     return sp
 
 
-def parse_metric_params(items):
-    """``["aopc.patch=4", ...]`` -> ``{"aopc": {"patch": 4}}``."""
+def _parse_keyed(items, flag, sep, example):
+    """``["a<sep>b=v", ...]`` -> ``{"a": {"b": v}}``."""
     from ..io import InputError, parse_value
 
     out = {}
     for item in items or []:
         head, eq, value = item.partition("=")
-        metric, dot, key = head.partition(".")
-        if not eq or not dot or not metric or not key:
-            raise InputError(f"--metric-param {item!r}: expected METRIC.NAME=VALUE (e.g. aopc.patch=4)")
-        out.setdefault(metric.strip(), {})[key.strip()] = parse_value(value)
+        outer, mark, key = head.partition(sep)
+        if not eq or not mark or not outer or not key:
+            raise InputError(f"{flag} {item!r}: expected {example}")
+        out.setdefault(outer.strip(), {})[key.strip()] = parse_value(value)
     return out
+
+
+def parse_metric_params(items):
+    """``["aopc.patch=4", ...]`` -> ``{"aopc": {"patch": 4}}``."""
+    return _parse_keyed(items, "--metric-param", ".", "METRIC.NAME=VALUE (e.g. aopc.patch=4)")
 
 
 def parse_method_params(items):
     """``["gradcam:layer=x", ...]`` -> ``{"gradcam": {"layer": "x"}}``."""
-    from ..io import InputError, parse_value
-
-    out = {}
-    for item in items or []:
-        head, eq, value = item.partition("=")
-        method, colon, key = head.partition(":")
-        if not eq or not colon or not method or not key:
-            raise InputError(f"--method-param {item!r}: expected METHOD:NAME=VALUE (e.g. gradcam:layer=conv2)")
-        out.setdefault(method.strip(), {})[key.strip()] = parse_value(value)
-    return out
+    return _parse_keyed(items, "--method-param", ":", "METHOD:NAME=VALUE (e.g. gradcam:layer=conv2)")
 
 
 def load_data(args, lm, out):

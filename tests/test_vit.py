@@ -1,0 +1,257 @@
+"""Vision transformers (issue 14, vision half): the shipped shapes ViT is supported,
+attention rollout equals a hand-computed rollout of Keras's own attention scores, and
+on the trained ViT attn_lrp is more faithful (AOPC, region perturbation MoRF) than
+gradient x input and attention rollout."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers as L
+
+import lrpgraph
+from lrpgraph import assets, synthetic
+from lrpgraph.evaluation import region_perturbation
+from lrpgraph.methods.rollout import AttentionRollout, attention_softmax_nodes
+
+
+# ---- attention rollout against a hand-computed rollout ---------------------------------
+
+class ClassToken(L.Layer):
+    """ViT-style: concatenate a learned token in front of the patches."""
+
+    def build(self, shape):
+        self.token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="token")
+
+    def call(self, x):
+        t = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+        return keras.ops.concatenate([t, x], axis=1)
+
+
+@pytest.fixture
+def class_token():
+    lrpgraph.register_layer(ClassToken, lambda layer: lrpgraph.ops.variable_concat(layer.token, axis=1))
+    yield
+    lrpgraph.ops.unregister_layer(ClassToken)
+
+
+def _tiny_vit(cls_token=False, size=(4, 6), patch=2, dim=8, depth=2, seed=0):
+    """(H, W, 1) image -> patches -> EinsumDense -> [class token] -> depth x (MHA + Add) -> head."""
+    keras.utils.set_random_seed(seed)
+    h, w = size
+    gh, gw = h // patch, w // patch
+    inp = keras.Input((h, w, 1))
+    x = L.Reshape((gh, patch, gw, patch, 1))(inp)
+    x = L.EinsumDense("bhiwjc,ijcd->bhwd", output_shape=(gh, gw, dim), bias_axes="hwd", name="embed")(x)
+    x = L.Reshape((gh * gw, dim))(x)
+    if cls_token:
+        x = ClassToken(name="cls")(x)
+    for i in range(depth):
+        x = L.Add()([x, L.MultiHeadAttention(2, 4, name=f"mha{i}")(x, x)])
+    x = x[:, 0] if cls_token else L.GlobalAveragePooling1D()(x)
+    model = keras.Model(inp, L.Dense(3, name="head")(x))
+    rng = np.random.default_rng(seed)
+    for v in model.weights:  # sharp, non-uniform attention
+        v.assign(rng.normal(size=v.shape).astype("float32"))
+    return model, rng.normal(size=(3, h, w, 1)).astype("float32")
+
+
+def _keras_attention_weights(model, X, depth):
+    """Each MultiHeadAttention's weights (B, heads, T, T), from Keras itself."""
+    out = []
+    for i in range(depth):
+        mha = model.get_layer(f"mha{i}")
+        inp = keras.Model(model.inputs, mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input)([X])
+        _, scores = mha(inp, inp, return_attention_scores=True)
+        out.append(np.asarray(scores))
+    return out
+
+
+def _numpy_rollout(weights):
+    roll = np.eye(weights[0].shape[-1])[None]
+    for a in weights:
+        a = 0.5 * a.mean(axis=1) + 0.5 * np.eye(a.shape[-1])
+        roll = (a / a.sum(-1, keepdims=True)) @ roll
+    return roll
+
+
+@pytest.mark.parametrize("cls_token", [False, True])
+def test_rollout_equals_a_hand_computed_rollout(cls_token, request):
+    if cls_token:
+        request.getfixturevalue("class_token")
+    model, X = _tiny_vit(cls_token)
+    an = lrpgraph.create_analyzer("attention_rollout", model)
+    assert isinstance(an, AttentionRollout)
+    assert an.nodes == ["mha0/softmax", "mha1/softmax"]
+    assert an.grid == (2, 3) and an.prefix == (1 if cls_token else 0)
+    assert an.head == ("cls" if cls_token else "mean")
+    r = an.analyze(X)
+    assert r.shape == (3, 4, 6, 1)
+    roll = _numpy_rollout(_keras_attention_weights(model, X, 2))
+    rel = roll[:, 0, 1:] if cls_token else roll.mean(axis=1)
+    expected = np.repeat(np.repeat(rel.reshape(3, 2, 3), 2, axis=1), 2, axis=2)
+    np.testing.assert_allclose(r[..., 0], expected, rtol=1e-5, atol=1e-7)
+    # the maps are not trivially uniform (the test would notice a wrong layer order)
+    assert rel.std(axis=1).min() > 1e-3
+    wrong_order = _numpy_rollout(_keras_attention_weights(model, X, 2)[::-1])
+    wrong = wrong_order[:, 0, 1:] if cls_token else wrong_order.mean(axis=1)
+    assert np.abs(wrong - rel).max() > 1e-4
+
+
+def test_rollout_of_uniform_attention_is_uniform_in_closed_form():
+    """Zero query/key kernels and biases: scores 0, A = 1/T; one layer: rollout =
+    0.5/T + 0.5 I, mean over rows = 1/T for every token."""
+    model, X = _tiny_vit(depth=1)
+    mha = model.get_layer("mha0")
+    for v in mha.query_dense.weights + mha.key_dense.weights:
+        v.assign(np.zeros(v.shape, "float32"))
+    r = lrpgraph.create_analyzer("attention_rollout", model).analyze(X)
+    np.testing.assert_allclose(r, 1 / 6, rtol=1e-6)
+    r_cls = lrpgraph.create_analyzer("attention_rollout", model, head="cls", prefix_tokens=0).analyze(X)
+    # row 0 of 0.5/T + 0.5 I: token 0 gets 0.5 + 0.5/6, the others 0.5/6
+    np.testing.assert_allclose(r_cls[0, :2, :2, 0], 0.5 + 0.5 / 6, rtol=1e-6)
+    np.testing.assert_allclose(r_cls[0, 2:, :, 0], 0.5 / 6, rtol=1e-6)
+
+
+def test_rollout_bad_input_is_a_clear_error():
+    inp = keras.Input((8, 8, 3))
+    cnn = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(inp))))
+    with pytest.raises(ValueError, match="no attention weights.*MultiHeadAttention"):
+        lrpgraph.create_analyzer("attention_rollout", cnn)
+    model, _ = _tiny_vit()
+    with pytest.raises(ValueError, match="head must be"):
+        lrpgraph.create_analyzer("attention_rollout", model, head="first")
+    with pytest.raises(ValueError, match="grid .4, 4. and prefix_tokens"):
+        lrpgraph.create_analyzer("attention_rollout", model, grid=(4, 4))
+
+
+# ---- the shipped shapes ViT -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vit():
+    return assets.load_shapes_vit()
+
+
+@pytest.fixture(scope="module")
+def shapes_images():
+    x, y, _ = synthetic.single_object_dataset(24, 64, seed=4242)
+    return x, y
+
+
+def test_shapes_vit_is_supported_and_accurate(vit, shapes_images):
+    report = lrpgraph.check(vit, presets=("attn_lrp", "attn_lrp.gamma", "cp_lrp", "input_t_gradient"))
+    assert report.ok and not report.unsupported, str(report)
+    assert report.logits_rel_diff < 1e-5
+    x, y = shapes_images
+    assert (vit.predict(x, verbose=0).argmax(1) == y).mean() >= 0.8
+    assert len(attention_softmax_nodes(lrpgraph.prepare(vit).graph)) == 3
+
+
+def test_missing_vit_file_names_the_script(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_vit.py"):
+        assets.load_shapes_vit(tmp_path / "nope.keras")
+
+
+@pytest.fixture(scope="module")
+def vit_aopc(vit, shapes_images):
+    """AOPC (region perturbation, MoRF, 8x8 patches = the ViT's, uniform-noise baseline,
+    every region) of each method's maps on the same images, target = the true class."""
+    x, y = shapes_images
+    maps = {
+        "attn_lrp": lrpgraph.create_analyzer("attn_lrp", vit).analyze(x, y),
+        "attn_lrp.gamma": lrpgraph.create_analyzer("attn_lrp.gamma", vit).analyze(x, y),
+        "cp_lrp": lrpgraph.create_analyzer("cp_lrp", vit).analyze(x, y),
+        "input_t_gradient": lrpgraph.create_analyzer("input_t_gradient", vit).analyze(x, y),
+        "attention_rollout": lrpgraph.create_analyzer("attention_rollout", vit).analyze(x, y),
+        "integrated_gradients": lrpgraph.create_analyzer("integrated_gradients", vit, steps=16).analyze(x, y),
+    }
+    aopc = {k: float(region_perturbation(vit, x, m, y, patch=8, steps=16).aopc.mean()) for k, m in maps.items()}
+    return maps, aopc
+
+
+def test_gradient_methods_run_on_the_vit(vit_aopc, shapes_images):
+    maps, _ = vit_aopc
+    x, _ = shapes_images
+    for name in ("attn_lrp", "input_t_gradient", "integrated_gradients"):
+        assert maps[name].shape == x.shape and np.all(np.isfinite(maps[name])), name
+        assert np.abs(maps[name]).sum() > 0, name
+    assert maps["attention_rollout"].shape == x.shape[:3] + (1,)
+
+
+def test_attn_lrp_gamma_is_more_faithful_than_gradient_x_input_and_rollout(vit_aopc):
+    """AttnLRP with its ViT configuration (gamma on the linear layers, Achtibat et al.
+    2024, Sec. 4) against the baselines, on the same 24 images, target = the true class.
+    Measured (shipped model, seed 4242): attn_lrp.gamma 5.34, attention_rollout 5.19,
+    input_t_gradient 4.79, attn_lrp (epsilon) 4.75, integrated_gradients 4.66,
+    cp_lrp 4.23."""
+    _, aopc = vit_aopc
+    print("AOPC (MoRF, 8x8, 16 steps):", aopc)
+    assert aopc["attn_lrp.gamma"] > aopc["input_t_gradient"], aopc
+    assert aopc["attn_lrp.gamma"] > aopc["attention_rollout"], aopc
+
+
+def test_attn_lrp_epsilon_measured_against_the_baselines(vit_aopc):
+    """Recorded, not the issue's claim: with epsilon on the linear layers, attn_lrp is about
+    as faithful as gradient x input (4.75 vs 4.79, within 5 %) and below attention rollout
+    (5.19) on the shapes ViT; AttnLRP's ViT configuration (gamma, above) is what beats both.
+    A change of rules or model that moves these numbers shows up here."""
+    _, aopc = vit_aopc
+    assert abs(aopc["attn_lrp"] / aopc["input_t_gradient"] - 1) < 0.05, aopc
+    assert aopc["attn_lrp"] < aopc["attention_rollout"], aopc
+    assert aopc["cp_lrp"] < aopc["attn_lrp"] < aopc["attn_lrp.gamma"], aopc
+
+
+# ---- KerasHub's ViT (random weights, built from a config) ------------------------------
+
+def _keras_hub_vit(pooling="token", zero_biases=False, seed=0):
+    keras_hub = pytest.importorskip("keras_hub")
+    from lrpgraph.ops.keras_hub import expand_vit
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
+                                            hidden_dim=16, mlp_dim=32)
+    model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=4, pooling=pooling, activation=None)
+    if zero_biases:  # everything that absorbs relevance as a bias does
+        for v in model.weights:
+            if v.path.split("/")[-1] in ("bias", "beta", "class_token", "embeddings"):
+                v.assign(np.zeros(v.shape, "float32"))
+    X = np.random.default_rng(seed).random((3, 32, 32, 3)).astype("float32")
+    return model, expand_vit(model), X
+
+
+@pytest.mark.parametrize("pooling", ["token", "gap"])
+def test_keras_hub_vit_expanded_is_supported_and_exact(pooling):
+    model, expanded, X = _keras_hub_vit(pooling)
+    np.testing.assert_allclose(expanded(X).numpy(), model(X).numpy(), rtol=1e-5, atol=1e-6)
+    report = lrpgraph.check(expanded, presets=("attn_lrp", "cp_lrp", "lrp.epsilon", "input_t_gradient"))
+    assert report.ok and not report.unsupported and report.logits_rel_diff < 1e-5, str(report)
+    # the variables are shared, not copied
+    assert {id(v) for v in expanded.weights} <= {id(v) for v in model.weights}
+    for method in ("attn_lrp", "cp_lrp"):
+        r = lrpgraph.create_analyzer(method, expanded).analyze(X, 1)
+        assert r.shape == X.shape and np.all(np.isfinite(r)) and np.abs(r).sum() > 0, method
+    an = lrpgraph.create_analyzer("attention_rollout", expanded)
+    assert an.prefix == 1 and an.grid == (4, 4)
+    assert an.analyze(X).shape == (3, 32, 32, 1)
+
+
+def test_keras_hub_vit_unexpanded_names_the_subclassed_layers():
+    model, _, _ = _keras_hub_vit()
+    report = lrpgraph.check(model, presets=("attn_lrp",))
+    assert not report.ok
+    assert {u["class_name"] for u in report.unsupported} == {"ViTPatchingAndEmbedding", "ViTEncoder"}
+    assert all("expand_vit(model)" in u["reason"] for u in report.unsupported), report.unsupported
+    with pytest.raises(lrpgraph.UnsupportedLayerError, match="ViTEncoder.*expand_vit"):
+        lrpgraph.create_analyzer("attn_lrp", model)
+
+
+def test_keras_hub_vit_conservation():
+    """Biases, LayerNorm betas, the class token and the position table zeroed: cp_lrp
+    conserves to 1e-4 relative; attn_lrp's softmax rule does not (measured, seed 0:
+    sum R / logit = 1.03, 1.34, 0.92)."""
+    _, expanded, X = _keras_hub_vit(zero_biases=True)
+    logits = expanded(X).numpy()[:, 1]
+    r = lrpgraph.create_analyzer("cp_lrp", expanded).analyze(X, 1)
+    np.testing.assert_allclose(r.reshape(3, -1).sum(1), logits, rtol=1e-4)
+    ratio = lrpgraph.create_analyzer("attn_lrp", expanded).analyze(X, 1).reshape(3, -1).sum(1) / logits
+    assert np.max(np.abs(ratio - 1)) > 0.05
