@@ -15,7 +15,9 @@ method on two small batches and reading the device's peak:
 :func:`fit_batch_size` then gives the largest batch whose predicted peak fits a
 budget (``Method.analyze(x, batch_size="auto", max_memory="8GB")``, and the dataset
 runner's ``max_memory``).  Budgets are bytes or strings such as ``"512MB"``,
-``"8GB"`` or ``"1.5GiB"``.
+``"8GB"`` or ``"1.5GiB"``.  The prediction is approximate: where TensorFlow runs
+several ops at once, the peak depends on the order it picks them in (on a 2-core CPU
++-20% between runs of the same batch), so leave headroom in the budget.
 """
 
 from __future__ import annotations

@@ -73,6 +73,8 @@ _LINEAR = """
 import json, sys
 import numpy as np
 import keras
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(1)  # one op order, so one peak per batch
 from lrpgraph import memory
 import lrpgraph
 keras.utils.set_random_seed(0)
@@ -91,7 +93,9 @@ def test_peak_grows_linearly_with_the_measured_slope():
     """With TensorFlow's CPU allocator statistics (a fresh process with
     TF_CPU_ALLOCATOR_USE_BFC=true, as ``bench_memory.py --allocator``), the peak of
     lrp.z_plus on a two-conv CNN (64x64x32 activations) grows linearly in the batch, and the slope
-    ``memory_cost`` measures (the one batch_size="auto" uses) is that slope within 20%."""
+    ``memory_cost`` measures (the one batch_size="auto" uses) is that slope within 20%.
+    Ops run one at a time (inter-op parallelism 1): with several at once the peak
+    depends on the order the executor picks and varies by +-20% between runs."""
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
     code = _LINEAR
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
