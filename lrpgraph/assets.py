@@ -43,13 +43,7 @@ def load_shapes_model(path=None):
     ``safe_mode=True`` and ``compile=False``.
 
     Raises FileNotFoundError naming the file and how to recreate it."""
-    import keras
-
-    path = Path(path or SHAPES_MODEL)
-    if not path.is_file():
-        raise FileNotFoundError(f"the shapes model {path} is missing; create it with "
-                                "`python scripts/train_shapes.py`")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return _load_bundled(Path(path or SHAPES_MODEL), "the shapes model", "scripts/train_shapes.py")
 
 
 def load_shapes_vit(path=None):
@@ -58,12 +52,14 @@ def load_shapes_vit(path=None):
     ``safe_mode=True`` and ``compile=False``.
 
     Raises FileNotFoundError naming the file and how to recreate it."""
+    return _load_bundled(Path(path or SHAPES_VIT), "the shapes ViT", "scripts/train_vit.py")
+
+
+def _load_bundled(path, what, script):
     import keras
 
-    path = Path(path or SHAPES_VIT)
     if not path.is_file():
-        raise FileNotFoundError(f"the shapes ViT {path} is missing; create it with "
-                                "`python scripts/train_vit.py`")
+        raise FileNotFoundError(f"{what} {path} is missing; create it with `python {script}`")
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 

@@ -111,6 +111,15 @@ def _fraction_counts(n_regions, steps):
     return np.round(np.linspace(0, n_regions, steps + 1)).astype(np.int64)
 
 
+def _fraction_setup(model, x, target, patch, steps, batch_size):
+    """Deletion's and insertion's checked (batch, patch, number of regions, K): K
+    defaults to every region when there are at most 100, else 100 steps."""
+    batch = check_images(model, _first(x), target, batch_size=batch_size)
+    patch = check_patch(patch, batch.x.shape[1:3])
+    n_regions = (batch.x.shape[1] // patch) * (batch.x.shape[2] // patch)
+    return batch, patch, n_regions, _check_steps(steps, n_regions, min(n_regions, 100))
+
+
 def deletion(model, x, relevance, target=None, *, patch=1, steps=None, baseline=0.0, score="softmax",
              seed=0, value_range=None, sigma=5.0, batch_size=256):
     """Deletion metric (Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for
@@ -124,11 +133,7 @@ def deletion(model, x, relevance, target=None, *, patch=1, steps=None, baseline=
     trapezoid area (lower is better).  ``steps`` K: default every region when
     R <= 100, else 100 equal steps.  Returns a :class:`PerturbationCurve`.
     """
-    x = _first(x)
-    batch = check_images(model, x, target, batch_size=batch_size)
-    patch = check_patch(patch, batch.x.shape[1:3])
-    n_regions = (batch.x.shape[1] // patch) * (batch.x.shape[2] // patch)
-    steps = _check_steps(steps, n_regions, min(n_regions, 100))
+    batch, patch, n_regions, steps = _fraction_setup(model, x, target, patch, steps, batch_size)
     fill = baseline_images(batch.x, baseline, seed=seed, value_range=value_range, sigma=sigma)
     params = dict(patch=patch, steps=steps, baseline=baseline, score=score, seed=seed)
     return _curve(batch, relevance, patch=patch,
@@ -148,11 +153,7 @@ def insertion(model, x, relevance, target=None, *, patch=1, steps=None, baseline
     Returns a :class:`PerturbationCurve` (its ``aopc`` is f_0 minus the mean,
     i.e. negative for a good map; use ``auc``).
     """
-    x = _first(x)
-    batch = check_images(model, x, target, batch_size=batch_size)
-    patch = check_patch(patch, batch.x.shape[1:3])
-    n_regions = (batch.x.shape[1] // patch) * (batch.x.shape[2] // patch)
-    steps = _check_steps(steps, n_regions, min(n_regions, 100))
+    batch, patch, n_regions, steps = _fraction_setup(model, x, target, patch, steps, batch_size)
     start = baseline_images(batch.x, baseline, seed=seed, value_range=value_range, sigma=sigma)
     params = dict(patch=patch, steps=steps, baseline=baseline, score=score, seed=seed, sigma=sigma)
     return _curve(batch, relevance, patch=patch,
