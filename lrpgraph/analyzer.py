@@ -1,13 +1,14 @@
-"""Stage 5: the object a user holds.  numpy in, numpy out.
+"""The rule-preset method: :class:`Analyzer`, a :class:`lrpgraph.method.Method`.
 
-``Analyzer(model, preset, overrides=None, **params)`` converts, rewrites,
-assigns rules and compiles once; ``analyze(x, target)`` is then one call of the
-compiled function (per batch chunk).
+``Analyzer(model, preset, overrides=None, **params)`` takes the prepared model
+(:func:`lrpgraph.prepare`, converted once per model), assigns the preset's rules
+and compiles one :class:`lrpgraph.compile.Program`; ``analyze(x, target)`` is
+then one call of the compiled function per batch chunk.  Importing this module
+registers every preset of :data:`lrpgraph.rules.PRESETS` in the method table.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from .assign import assign_rules
