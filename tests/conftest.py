@@ -1,4 +1,4 @@
-"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng."""
+"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng, the ViT test layers."""
 
 import os
 
@@ -91,3 +91,17 @@ def relu_mlp():
 def golden():
     """``golden(tag)`` -> (iNNvestigate outputs, meta, Zennit outputs)."""
     return load_golden
+
+
+@pytest.fixture
+def vit_layers():
+    """The ViT test layers (tests/vit_layers.py) registered: the class token as a
+    concatenated variable, the position table as an added one."""
+    import lrpgraph
+    from vit_layers import ClassToken, PositionEmbedding
+
+    lrpgraph.register_layer(ClassToken, lambda layer: lrpgraph.ops.variable_concat(layer.token, axis=1))
+    lrpgraph.register_layer(PositionEmbedding, lambda layer: lrpgraph.ops.variable_add(layer.pos))
+    yield
+    lrpgraph.ops.unregister_layer(ClassToken)
+    lrpgraph.ops.unregister_layer(PositionEmbedding)

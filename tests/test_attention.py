@@ -17,6 +17,7 @@ from lrpgraph.assign import UnsupportedLayerError
 from lrpgraph.compile import run_forward
 from lrpgraph.context import Context
 from lrpgraph.ops import Bilinear, Embedding, Softmax
+from vit_layers import ClassToken, PositionEmbedding
 from lrpgraph.rules import (Constant, LayerNorm, Pass, SoftmaxLRP, TokenSum, UniformBilinear,
                             ValueBilinear)
 
@@ -324,36 +325,6 @@ def test_matmul_attention_written_with_keras_ops():
     assert slots == [0] and len(bil) == 2  # w @ v: the softmax is slot 0; q @ k^T has none
     r = lrpgraph.create_analyzer("cp_lrp", model).analyze(X, 0)
     np.testing.assert_allclose(r.reshape(3, -1).sum(1), model(X).numpy()[:, 0], rtol=1e-4)
-
-
-class ClassToken(L.Layer):
-    """ViT-style: concatenate a learned token in front of the patches."""
-
-    def build(self, shape):
-        self.token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="token")
-
-    def call(self, x):
-        t = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
-        return keras.ops.concatenate([t, x], axis=1)
-
-
-class PositionEmbedding(L.Layer):
-    """x + a learned (T, D) table."""
-
-    def build(self, shape):
-        self.pos = self.add_weight(shape=tuple(shape[1:]), initializer="random_normal", name="pos")
-
-    def call(self, x):
-        return x + self.pos
-
-
-@pytest.fixture
-def vit_layers():
-    lrpgraph.register_layer(ClassToken, lambda layer: lrpgraph.ops.variable_concat(layer.token, axis=1))
-    lrpgraph.register_layer(PositionEmbedding, lambda layer: lrpgraph.ops.variable_add(layer.pos))
-    yield
-    lrpgraph.ops.unregister_layer(ClassToken)
-    lrpgraph.ops.unregister_layer(PositionEmbedding)
 
 
 def _tiny_vit(zero_tokens=False):

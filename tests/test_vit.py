@@ -13,27 +13,10 @@ import lrpgraph
 from lrpgraph import assets, synthetic
 from lrpgraph.evaluation import region_perturbation
 from lrpgraph.methods.rollout import AttentionRollout, attention_softmax_nodes
+from vit_layers import ClassToken
 
 
 # ---- attention rollout against a hand-computed rollout ---------------------------------
-
-class ClassToken(L.Layer):
-    """ViT-style: concatenate a learned token in front of the patches."""
-
-    def build(self, shape):
-        self.token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="token")
-
-    def call(self, x):
-        t = keras.ops.broadcast_to(self.token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
-        return keras.ops.concatenate([t, x], axis=1)
-
-
-@pytest.fixture
-def class_token():
-    lrpgraph.register_layer(ClassToken, lambda layer: lrpgraph.ops.variable_concat(layer.token, axis=1))
-    yield
-    lrpgraph.ops.unregister_layer(ClassToken)
-
 
 def _tiny_vit(cls_token=False, size=(4, 6), patch=2, dim=8, depth=2, seed=0):
     """(H, W, 1) image -> patches -> EinsumDense -> [class token] -> depth x (MHA + Add) -> head."""
@@ -78,7 +61,7 @@ def _numpy_rollout(weights):
 @pytest.mark.parametrize("cls_token", [False, True])
 def test_rollout_equals_a_hand_computed_rollout(cls_token, request):
     if cls_token:
-        request.getfixturevalue("class_token")
+        request.getfixturevalue("vit_layers")
     model, X = _tiny_vit(cls_token)
     an = lrpgraph.create_analyzer("attention_rollout", model)
     assert isinstance(an, AttentionRollout)
