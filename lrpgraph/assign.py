@@ -42,19 +42,7 @@ class NodeInfo:
 
 def first_layers(g):
     """Linear nodes reached from a model input without passing another linear node."""
-    found, seen = set(), set()
-    stack = list(g.graph["inputs"])
-    while stack:
-        n = stack.pop()
-        for v, _, _ in G.consumers(g, n):
-            if v in seen:
-                continue
-            seen.add(v)
-            if g.nodes[v]["op"].kind == "linear":
-                found.add(v)
-            else:
-                stack.append(v)
-    return found
+    return G.first_reached(g, g.graph["inputs"], "linear")
 
 
 def node_info(g, n, firsts):

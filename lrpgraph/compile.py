@@ -109,17 +109,7 @@ def token_embeddings(g, n):
     """The ``embedding`` nodes the (integer) input ``n`` feeds: those reached from ``n``
     without passing another embedding (ids may be cast on the way; a slice or reshape that
     changes their shape is refused by the Program)."""
-    found, seen, todo = [], {n}, [v for v, _, _ in G.consumers(g, n)]
-    while todo:
-        c = todo.pop()
-        if c in seen:
-            continue
-        seen.add(c)
-        if g.nodes[c]["op"].kind == "embedding":
-            found.append(c)
-        else:
-            todo.extend(v for v, _, _ in G.consumers(g, c))
-    return sorted(found)
+    return sorted(G.first_reached(g, [n], "embedding"))
 
 
 def reps_needed(n_seeds, copies):
@@ -161,6 +151,7 @@ class Program:
         self.g = g
         self.head = head
         self.output = prepared.output
+        self._resolve = prepared.resolve_predicted  # -1 -> the predicted class
         self.needed = prepared.needed
         self.stop = list(stop) if stop else list(g.graph["inputs"])
         below = set().union(*(nx.descendants(g, s) for s in self.stop))
@@ -212,10 +203,6 @@ class Program:
     def _forward(self, inputs):
         values = run_forward(self.g, inputs, self.needed)
         return values, values[self.output]
-
-    @staticmethod
-    def _resolve(logits, targets):
-        return tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32), targets)
 
     def _maps(self, values, logits, targets, copies):
         """The head's final maps for ``copies`` x N seeds."""

@@ -224,6 +224,23 @@ def fresh_id(g, base):
     return f"{base}#{k}"
 
 
+def first_reached(g, starts, kind):
+    """The nodes of op ``kind`` reached from ``starts`` without passing another node of
+    that kind (the first linear layers after the inputs, the embeddings token ids feed)."""
+    found, seen, stack = set(), set(), list(starts)
+    while stack:
+        n = stack.pop()
+        for v, _, _ in consumers(g, n):
+            if v in seen:
+                continue
+            seen.add(v)
+            if g.nodes[v]["op"].kind == kind:
+                found.add(v)
+            else:
+                stack.append(v)
+    return found
+
+
 def layer_output_nodes(g, name, candidates=None):
     """The nodes whose output is the output of the Keras layer ``name``, one per call.
 
