@@ -73,7 +73,22 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
     order = order or G.topo_order(g)
     stop = set(stop)
     rel = dict(seeds)
-    fetch = (lambda key: tile(values[key])) if tile else (lambda key: values[key])
+    remat = {}
+
+    def forward_value(key):
+        # An elementwise op's output (a ReLU's, a GELU's) is recomputed from its input
+        # where the reverse pass needs it: the forward pass then frees it once the next
+        # layer has read it, and only the input (usually kept anyway: the pre-activation
+        # output a linear rule divides by) stays alive, as in gradient checkpointing.
+        u = key[0]
+        if g.nodes[u]["op"].kind != "elementwise":
+            return values[key]
+        if key not in remat:
+            (p, o, _), = G.in_edges(g, u)
+            remat[key] = g.nodes[u]["op"]([forward_value((p, o))])[0]
+        return remat[key]
+
+    fetch = (lambda key: tile(forward_value(key))) if tile else forward_value
     recent = []  # the relevances the last nodes received: a rule's temporaries wait for the oldest
     for n in reversed(order):
         op = g.nodes[n]["op"]
@@ -87,11 +102,15 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
         if R is None:
             continue
         edges = G.in_edges(g, n)
-        xs = [fetch((u, o)) for u, o, _ in edges]
-        # with tile, rules may compute batch-independent parts once on `untiled`, then tile
-        untiled = ([values[(u, o)] for u, o, _ in edges], values[(n, 0)]) if tile is not None else None
         recent = (recent + [R])[-READY_LAG:]
-        ctx = Context(op, xs, fetch((n, 0)), nonneg=[nonneg.get(u, False) for u, _, _ in edges], name=n,
+        # recomputed and tiled copies of forward tensors (several seeds per sample) wait for
+        # the reverse pass like a rule's temporaries: made early, all of them would be alive
+        with tf.control_dependencies([recent[0]]):
+            xs = [fetch((u, o)) for u, o, _ in edges]
+            y = fetch((n, 0))
+            # with tile, rules may compute batch-independent parts once on `untiled`, then tile
+            untiled = ([forward_value((u, o)) for u, o, _ in edges], forward_value((n, 0))) if tile else None
+        ctx = Context(op, xs, y, nonneg=[nonneg.get(u, False) for u, _, _ in edges], name=n,
                       layer=g.nodes[n]["layer"], guards=guards, tile=tile, untiled=untiled, ready=recent[0])
         R_in = rules[n].backward(ctx, R)
         if len(R_in) != len(edges):

@@ -93,11 +93,11 @@ def identity(t):
 
 
 def positive(t):
-    return tf.maximum(t, tf.zeros_like(t))
+    return tf.maximum(t, tf.zeros([], t.dtype))  # a scalar: no full-size zeros beside a kernel's copy
 
 
 def negative(t):
-    return tf.minimum(t, tf.zeros_like(t))
+    return tf.minimum(t, tf.zeros([], t.dtype))
 
 
 def ones(t):
