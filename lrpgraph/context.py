@@ -56,6 +56,26 @@ class Context:
         if self.nonneg is None:
             object.__setattr__(self, "nonneg", [False] * len(self.inputs))
 
+    def per_seed(self, t):
+        """With several seeds per sample (``tile``), a reverse-pass tensor shaped
+        (seeds * N, ...) viewed as (seeds, N, ...): forward tensors of the forward batch
+        (``untiled``, shaped (N, ...)) then broadcast against it without tiled copies.
+        Unchanged with one seed per sample."""
+        if self.tile is None:
+            return t
+        n = tf.shape(self.untiled[1])[:1]
+        out = tf.reshape(t, tf.concat([[-1], n, tf.shape(t)[1:]], 0))
+        out.set_shape([None, None] + list(t.shape[1:]))
+        return out
+
+    def merge_seeds(self, t):
+        """The inverse of :meth:`per_seed`: (seeds, N, ...) -> (seeds * N, ...)."""
+        if self.tile is None:
+            return t
+        out = tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
+        out.set_shape([None] + list(t.shape[2:]))
+        return out
+
     @property
     def x(self):
         """The first input."""

@@ -133,7 +133,10 @@ class BasicRule(Rule):
     ``param_modifiers``: list of :class:`ParamMod`, one per term.
     ``gradient_mapper(R, zs) -> list of s``: the stabilised division (an
     ``s`` of None skips that term's transposed op).
-    ``reducer(xs, cs) -> R_x``: combines the terms.  A term whose input modifier is
+    ``reducer(xs, cs) -> R_x``: combines the terms.  When several seeds per sample run
+    as one pass (two-seed SGLRP/CLRP, several targets), ``R``, the ``s`` and the ``cs``
+    carry a leading seeds axis, (seeds, N, ...), while ``zs`` and ``xs`` stay (N, ...)
+    and broadcast: mappers and reducers combine tensors elementwise (negative axes only).  A term whose input modifier is
     ``negative`` on an input known to be >= 0 is skipped: its x', c and, without a
     bias, z are scalar zeros (with a bias, z is the bias broadcast to one sample), so
     mappers and reducers must combine terms by broadcasting arithmetic.
@@ -169,8 +172,9 @@ class BasicRule(Rule):
         """The recipe of the module docstring (subclasses with a cheaper exact form for
         some ops override this, not :meth:`backward`, and keep the control dependency)."""
         op = ctx.op
-        # Denominators depend on x only: with several seeds per sample, compute them
-        # on the forward batch and tile the result; transposed ops run on R's batch.
+        # Denominators depend on x only: with several seeds per sample, compute them on
+        # the forward batch; R, s and c are viewed per seed ((seeds, N, ...), ctx.per_seed)
+        # so that zs and xs broadcast against them untiled; transposed ops run on R's batch.
         x, y = (ctx.untiled[0][0], ctx.untiled[1]) if ctx.tile else (ctx.x, ctx.output)
         tile = ctx.tile or (lambda t: t)
         kernel = op.kernel() if op.kernel is not None else None
@@ -211,13 +215,14 @@ class BasicRule(Rule):
                 transposes.append(_Transpose(tape, z0, xk))
             if imod is positive and pmod.kernel is positive and z_pos is None:
                 z_pos = z0
-            xs.append(tile(xk))
-            zs.append(tile(z))
+            xs.append(xk)
+            zs.append(z)
         if self._denominator is not None:
             ctx.require_nonzero(self._denominator(zs))
-        ss = self._mapper(R, zs)
-        cs = [tf.zeros([], x.dtype) if t is None or s is None else t(s) for t, s in zip(transposes, ss)]
-        return [self._reducer(xs, cs)]
+        ss = self._mapper(ctx.per_seed(R), zs)
+        cs = [tf.zeros([], x.dtype) if t is None or s is None else ctx.per_seed(t(ctx.merge_seeds(s)))
+              for t, s in zip(transposes, ss)]
+        return [ctx.merge_seeds(self._reducer(xs, cs))]
 
 
 class _Transpose:

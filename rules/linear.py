@@ -252,10 +252,11 @@ class Gamma(BasicRule):
         # a = k_a s and b = (g / k_a) s where k_a = 1 (y > 0), 1 + g (y < 0), 0 (y = 0)
         k_a = tf.where(up, const(1.0), tf.where(y < 0, const(1.0 + gamma), const(0.0)))
         k_b = tf.where(up, const(gamma), const(-gamma / (1.0 + gamma)))
-        a = self._divide(R, tile(den)) * tile(k_a)
+        a = self._divide(ctx.per_seed(R), den) * k_a  # (seeds, N, ...) with several seeds
         xt = tile(x)
-        c = vjp(lambda t: op.forward(t, kernel), xt, a) + vjp(lambda t: op.forward(t, w_pos), xt, a * tile(k_b))
-        return [xt * c]
+        c = (vjp(lambda t: op.forward(t, kernel), xt, ctx.merge_seeds(a))
+             + vjp(lambda t: op.forward(t, w_pos), xt, ctx.merge_seeds(a * k_b)))
+        return [ctx.merge_seeds(x * ctx.per_seed(c))]
 
 
 class WSquare(BasicRule):
@@ -344,14 +345,15 @@ class ZBox(BasicRule):
         w_pos = positive(kernel)
         one = x[:1]
         bounds = op.forward(to_low(one), w_pos) + op.forward(to_high(one), negative(kernel))
-        z = tile((y if bias is None else op.add_bias(y, -bias)) - bounds)
+        z = (y if bias is None else op.add_bias(y, -bias)) - bounds
         if self.stabilizer is None:
             ctx.require_nonzero(z)
-        s = self._zdivide(R, z)
+        s = ctx.merge_seeds(self._zdivide(ctx.per_seed(R), z))  # z broadcasts over the seeds
         xt = tile(x)
-        low, high = tf.cast(low_c, xt.dtype), tf.cast(high_c, xt.dtype)
-        return [(xt - high) * vjp(lambda t: op.forward(t, kernel), xt, s)
-                + (high - low) * vjp(lambda t: op.forward(t, w_pos), xt, s)]
+        low, high = tf.cast(low_c, x.dtype), tf.cast(high_c, x.dtype)
+        c_w = ctx.per_seed(vjp(lambda t: op.forward(t, kernel), xt, s))
+        c_pos = ctx.per_seed(vjp(lambda t: op.forward(t, w_pos), xt, s))
+        return [ctx.merge_seeds((x - high) * c_w + (high - low) * c_pos)]
 
 
 Bounded = ZBox
