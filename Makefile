@@ -9,10 +9,21 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# KerasHub (tests/test_vit.py, tests/test_text.py) with --no-deps, so that tensorflow-text does not
+# pull the full `tensorflow` beside tensorflow-cpu; its light dependencies (regex, tokenizers) come
+# with the test extra (see pyproject.toml).  Python < 3.11 (keras-hub needs 3.11): not installed,
+# the KerasHub tests skip.  The range: the one lrpgraph.ops.keras_hub* were checked against.
+KERAS_HUB := keras-hub>=0.32,<0.33
+
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[cpu,test]"
+	if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	    $(PY) -m pip install -q --no-deps "$(KERAS_HUB)"; \
+	else echo "Python < 3.11: keras-hub not installed, the KerasHub tests will skip"; fi
+	$(PY) -c "from importlib.metadata import distributions; n = {d.metadata['Name'].lower().replace('_', '-') for d in distributions()}; \
+	    assert not {'tensorflow', 'tensorflow-cpu'} <= n, 'two TensorFlow builds installed: tensorflow and tensorflow-cpu'"
 	touch $(STAMP)
 
 test: $(STAMP)

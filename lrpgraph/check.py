@@ -23,7 +23,7 @@ import keras
 from . import graph as G
 from .assign import UnsupportedLayerError, assign_rules
 from .compile import run_forward
-from .ops import Linear
+from .ops import Linear, keras_hub as keras_hub_ops
 from .prepared import resolve_output
 from .rewrite import canonicalize
 from .rules.presets import get_preset
@@ -158,6 +158,7 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
         ``report.logits_rel_diff`` and ``report.nodes`` hold the data.
     """
     presets = (presets,) if isinstance(presets, str) else tuple(presets)
+    keras_hub_ops.register_if_loaded()  # KerasHub's ViT and text layers, as prepare() does
     g = canonicalize(G.to_graph(model))
     out = resolve_output(g, output)
     needed = {out[0]} | nx.ancestors(g, out[0])

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from . import graph as G
 from .compile import run_forward, token_embeddings
-from .ops import keras_hub_text, registrations_generation
+from .ops import keras_hub as keras_hub_ops, registrations_generation
 from .rewrite import canonicalize
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
@@ -36,7 +36,7 @@ def prepare(model, output=None, *, class_names=None):
     ``model`` may already be a :class:`Prepared` (returned as is; then ``output``
     must be None or the same).  ``class_names`` (a list, one per class) lets
     targets be given by name; it is attached to the cached object."""
-    keras_hub_text.register_if_loaded()  # KerasHub's text layers, once keras_hub is imported
+    keras_hub_ops.register_if_loaded()  # KerasHub's ViT and text layers, once keras_hub is imported
     if isinstance(model, Prepared):
         if output is not None and resolve_output(model.graph, output) != model.output:
             raise ValueError(f"this prepared model explains output {model.output_name!r}; prepare the "

@@ -6,6 +6,10 @@ finite; cp_lrp conserves the logit on a bias-free model; tokens the logit does n
 exactly zero; the gradient presets give the gradient at the embedding output summed over
 the embedding axis; bad ids are clear errors naming the samples and the fix."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -267,6 +271,26 @@ def test_bert_is_listed_as_supported():
     assert "every node has a rule in every checked preset" in text
     assert "logits reproduced" in text
     assert "TransformerEncoder" not in text  # expanded into its sublayers
+
+
+FRESH_BERT_CHECK = """
+import keras_hub, lrpgraph
+backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+                                         intermediate_dim=32, max_sequence_length=12)
+model = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=3, preprocessor=None)
+report = lrpgraph.check(model, presets=("attn_lrp",))
+print("SUPPORTED" if report.ok else report)
+"""
+
+
+def test_check_first_in_a_fresh_process_knows_bert():
+    """lrpgraph.check registers KerasHub's descriptions itself, as prepare() does: called
+    first in a fresh process it lists BERT as supported (it used to report
+    TransformerEncoder unsupported unless something had been prepared before)."""
+    pytest.importorskip("keras_hub")
+    proc = subprocess.run([sys.executable, "-c", FRESH_BERT_CHECK], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("SUPPORTED"), proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("normalize_first", [False, True])

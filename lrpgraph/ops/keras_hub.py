@@ -1,33 +1,58 @@
-"""KerasHub's ViT (``keras_hub.models.ViTBackbone`` / ``ViTImageClassifier``) as a model
-lrpgraph explains: :func:`expand_vit`.
+"""KerasHub (``keras_hub``) models described to lrpgraph, registered lazily: the ViT's
+layers here, the text layers (BERT and friends) in :mod:`lrpgraph.ops.keras_hub_text`.
 
-KerasHub's ViT is a functional model whose two big layers are subclassed:
-``ViTPatchingAndEmbedding`` (Conv2D patches, a class token, an ``Embedding`` of
-constant position ids added) and ``ViTEncoder`` (``num_layers`` ``ViTEncoderBlock`` s:
-``x + MHA(LN(x))``, ``x + MLP(LN(x))``, then a final LayerNormalization).  A single op
-description (``lrpgraph.register_layer``) cannot describe a whole encoder, so
-:func:`expand_vit` rewrites the model into an equivalent functional model that calls
-KerasHub's own sublayers (the same ``Conv2D``, ``MultiHeadAttention``,
-``LayerNormalization`` and ``Dense`` objects: the variables are shared, not copied) and
-two small layers for the class token and the position table, registered here with
-``lrpgraph.ops.variable_concat`` / ``variable_add``.  Every preset then applies to it::
+KerasHub's ViT (``keras_hub.models.ViTBackbone`` / ``ViTImageClassifier``) is a
+functional model (inlined by the ``inline_nested_models`` pass) whose big layers are
+subclassed.  Each is a :class:`~lrpgraph.ops.Nested` op whose ``expand`` builds a
+functional model of its own sublayers (the same ``Conv2D``, ``MultiHeadAttention``,
+``LayerNormalization`` and ``Dense`` objects: variables shared, not copied), which the
+pass inlines in its place:
 
-    from lrpgraph.ops.keras_hub import expand_vit
-    model = expand_vit(keras_hub.models.ViTImageClassifier(backbone, num_classes=10))
+===========================  =========================================================
+``ViTPatchingAndEmbedding``  the patch ``Conv2D``, a ``Reshape`` to (patches, hidden),
+                             the class token (:class:`ClassTokenOf`, a
+                             ``variable_concat``) and the position table
+                             (:class:`PositionTableOf`, a ``variable_add``: KerasHub looks
+                             up the constant ids 0..T-1, i.e. adds the whole table)
+``ViTEncoder``               its ``ViTEncoderBlock`` s, then the final LayerNormalization
+``ViTEncoderBlock``          ``x + MHA(LN1(x))``, then ``y + Dense2(Dense1(LN2(y)))``
+                             (the ``MultiHeadAttention`` is split by ``split_attention``)
+===========================  =========================================================
+
+Dropout (inactive at inference) is left out.  ``channels_last`` only (a
+``channels_first`` patch embedding is an unknown op whose reason says so).  The
+expansions read KerasHub's attribute names (``patch_embedding``, ``encoder_layers``,
+``layer_norm_1``, ``mha``, ``mlp.dense_1``, ...; checked against keras-hub 0.32).
+``tests/test_vit.py`` checks that the rewritten model reproduces the logits and gives
+the maps of :func:`expand_vit`'s model.  So the one call works::
+
+    model = keras_hub.models.ViTImageClassifier(backbone, num_classes=10, activation=None)
     lrpgraph.create_analyzer("attn_lrp", model).analyze(images, target)
 
-Dropout (inactive at inference) is left out.  ``channels_last`` only.  This module
-imports ``keras_hub`` lazily (inside :func:`expand_vit`): it is optional.
+:func:`expand_vit` builds the same expansion as a standalone Keras model of stock
+layers (plus the two small layers above), e.g. to inspect it, to save its graph, or for
+tools that do not read lrpgraph's op registrations.
+
+Registration is lazy: :func:`register_if_loaded` (called by :func:`lrpgraph.prepare`
+and :func:`lrpgraph.check`) registers the ViT and text descriptions the first time a
+model is prepared after ``keras_hub`` was imported, so importing lrpgraph never imports
+KerasHub.  Call :func:`register` yourself before using the lower-level
+``graph.to_graph`` / ``rewrite.canonicalize`` directly.  A ``register_layer`` made after
+that registration replaces these descriptions.
 """
 
 from __future__ import annotations
 
+import sys
+
 import keras
 
-from .base import Unknown, variable_add, variable_concat
+from . import keras_hub_text
+from .base import Nested, Unknown, variable_add, variable_concat
 from .keras import register_layer
 
-__all__ = ["expand_vit", "ClassTokenOf", "PositionTableOf"]
+__all__ = ["register", "register_if_loaded", "expand_vit", "vit_embedding_model", "vit_encoder_model",
+           "vit_encoder_block_model", "ClassTokenOf", "PositionTableOf"]
 
 
 class ClassTokenOf(keras.layers.Layer):
@@ -58,23 +83,80 @@ class PositionTableOf(keras.layers.Layer):
 register_layer(ClassTokenOf, lambda layer: variable_concat(layer.token, axis=1))
 register_layer(PositionTableOf, lambda layer: variable_add(layer.table))
 
-_EXPAND_HINT = ("KerasHub's {cls} is a whole subnetwork in one subclassed layer, which no single op "
-                "describes; explain `lrpgraph.ops.keras_hub.expand_vit(model)` instead (the same model "
-                "rebuilt from its own sublayers)")
+_DONE = [False]
 
 
-def _register_unexpanded():
-    """With keras_hub importable: its ViT layers, met unexpanded, are unknown ops whose
-    reason names :func:`expand_vit` (instead of the generic "no description")."""
+def register_if_loaded():
+    """Register the descriptions of KerasHub's layers (ViT and text) once, if
+    ``keras_hub`` has been imported."""
+    if not _DONE[0] and "keras_hub" in sys.modules:
+        register()
+
+
+def register():
+    """Register the descriptions of KerasHub's ViT and text layers (imports keras_hub)."""
+    keras_hub_text.register()
+    _DONE[0] = True
     try:
-        from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTPatchingAndEmbedding
-    except ImportError:  # keras_hub missing, or its layout changed: the generic message stays
+        from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock, ViTPatchingAndEmbedding
+    except ImportError:  # a keras_hub without its ViT, or its layout changed: generic "no description"
         return
-    for cls in (ViTPatchingAndEmbedding, ViTEncoder):
-        register_layer(cls, lambda layer, cls=cls: Unknown(_EXPAND_HINT.format(cls=cls.__name__)))
+    register_layer(ViTPatchingAndEmbedding, _describe_embedding)
+    register_layer(ViTEncoder, lambda layer: Nested(expand=lambda specs: vit_encoder_model(layer, specs)))
+    register_layer(ViTEncoderBlock, lambda layer: Nested(expand=lambda specs: vit_encoder_block_model(layer, specs)))
 
 
-_register_unexpanded()
+def _describe_embedding(layer):
+    if layer.data_format != "channels_last":
+        return Unknown(f"KerasHub ViTPatchingAndEmbedding {layer.name!r} has data_format="
+                       f"{layer.data_format!r}; lrpgraph describes channels_last only: build the ViTBackbone "
+                       "with data_format='channels_last' and copy the weights over "
+                       "(new_model.set_weights(model.get_weights()): their shapes do not depend on the format)")
+    return Nested(expand=lambda specs: vit_embedding_model(layer, specs))
+
+
+def _one_input(layer, specs):
+    if len(specs) != 1:
+        raise NotImplementedError(f"KerasHub {type(layer).__name__} {layer.name!r} is called with {len(specs)} "
+                                  "tensors; lrpgraph describes the call on one tensor")
+    return keras.Input(batch_shape=tuple(specs[0].shape), dtype=specs[0].dtype, name="x")
+
+
+def _patch_tokens(layer, images):
+    """``ViTPatchingAndEmbedding(images)`` from its sublayers (channels_last)."""
+    x = layer.patch_embedding(images)
+    x = keras.layers.Reshape((layer.num_patches, layer.hidden_dim), name="patch_tokens")(x)
+    if layer.use_class_token:
+        x = ClassTokenOf(layer.class_token, name="class_token")(x)
+    return PositionTableOf(layer.position_embedding.embeddings, name="position_embedding")(x)
+
+
+def vit_embedding_model(layer, specs):
+    """A functional model computing KerasHub's ``ViTPatchingAndEmbedding`` (channels_last):
+    patch Conv2D, reshape to tokens, class token, position table."""
+    images = _one_input(layer, specs)
+    return keras.Model(images, _patch_tokens(layer, images), name=layer.name)
+
+
+def vit_encoder_block_model(block, specs):
+    """A functional model computing KerasHub's ``ViTEncoderBlock`` at inference:
+    ``x + MHA(LN1(x))``, then ``y + Dense2(Dense1(LN2(y)))`` (its MLP; dropout left out)."""
+    x_in = _one_input(block, specs)
+    h = block.layer_norm_1(x_in)
+    x = keras.layers.Add(name="res_1")([x_in, block.mha(h, h)])
+    h = block.mlp.dense_2(block.mlp.dense_1(block.layer_norm_2(x)))
+    return keras.Model(x_in, keras.layers.Add(name="res_2")([x, h]), name=block.name)
+
+
+def vit_encoder_model(layer, specs):
+    """A functional model computing KerasHub's ``ViTEncoder`` at inference: its blocks in
+    order (each a ``ViTEncoderBlock``, described by :func:`vit_encoder_block_model`),
+    then the final LayerNormalization."""
+    x_in = _one_input(layer, specs)
+    x = x_in
+    for block in layer.encoder_layers:
+        x = block(x)
+    return keras.Model(x_in, layer.layer_norm(x), name=layer.name)
 
 
 def _vit_parts(model):
@@ -90,8 +172,11 @@ def _vit_parts(model):
 
 def expand_vit(model):
     """An equivalent functional keras.Model of a KerasHub ViT backbone or image classifier,
-    made of its own sublayers (variables shared) and stock Keras layers, so that
-    ``lrpgraph.check`` and every preset understand it (see the module docstring).
+    made of its own sublayers (variables shared), stock Keras layers and
+    :class:`ClassTokenOf` / :class:`PositionTableOf`: the expansion lrpgraph applies to
+    the model itself (see the module docstring), as a standalone model.  lrpgraph does
+    not need it (``create_analyzer(method, model)`` takes the KerasHub model directly);
+    it is for inspecting the expansion or for tools that read only stock layers.
 
     A ``ViTBackbone`` expands to its (N, tokens, hidden) output; explain a classifier."""
     from keras import layers as L
@@ -102,20 +187,11 @@ def expand_vit(model):
     if embed.data_format != "channels_last":
         raise ValueError("expand_vit supports data_format='channels_last' only")
     inp = keras.Input(tuple(backbone.input.shape[1:]), name="images", dtype=backbone.input.dtype)
-    x = embed.patch_embedding(inp)
-    x = L.Reshape((embed.num_patches, embed.hidden_dim), name="patch_tokens")(x)
-    if embed.use_class_token:
-        x = ClassTokenOf(embed.class_token, name="class_token")(x)
-    x = PositionTableOf(embed.position_embedding.embeddings, name="position_embedding")(x)
+    x = _patch_tokens(embed, inp)
     for block in encoder.encoder_layers:
         # one functional sub-model per block (lrpgraph inlines it): the blocks' sublayers
         # share names (ln_1, mha, ...), unique within a block
-        b_in = keras.Input(tuple(x.shape[1:]), dtype=x.dtype)
-        h = block.mha(*[block.layer_norm_1(b_in)] * 2)
-        y = L.Add(name="res_1")([b_in, h])
-        h = block.mlp.dense_2(block.mlp.dense_1(block.layer_norm_2(y)))
-        y = L.Add(name="res_2")([y, h])
-        x = keras.Model(b_in, y, name=block.name)(x)
+        x = vit_encoder_block_model(block, [x])(x)
     x = encoder.layer_norm(x)
     if classifier is None:
         return keras.Model(inp, x, name=f"{backbone.name}_expanded")
