@@ -89,7 +89,7 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
         return remat[key]
 
     fetch = (lambda key: tile(forward_value(key))) if tile else forward_value
-    recent = []  # the relevances the last nodes received: a rule's temporaries wait for the oldest
+    recent = []  # the relevances the last nodes received: a rule's work waits for the oldest
     for n in reversed(order):
         op = g.nodes[n]["op"]
         if op.kind == "input" or n in stop or n not in rules:
@@ -103,16 +103,18 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
             continue
         edges = G.in_edges(g, n)
         recent = (recent + [R])[-READY_LAG:]
-        # recomputed and tiled copies of forward tensors (several seeds per sample) wait for
-        # the reverse pass like a rule's temporaries: made early, all of them would be alive
+        # Everything the rule computes from the forward pass alone (modified weights and
+        # outputs, stabilised denominators, recomputed and tiled copies of forward tensors)
+        # waits for the relevance a few nodes above: made as soon as the forward pass
+        # allows, every layer's would be alive at once (~10x the gradient's memory).
         with tf.control_dependencies([recent[0]]):
             xs = [fetch((u, o)) for u, o, _ in edges]
             y = fetch((n, 0))
             # with tile, rules may compute batch-independent parts once on `untiled`, then tile
             untiled = ([forward_value((u, o)) for u, o, _ in edges], forward_value((n, 0))) if tile else None
-        ctx = Context(op, xs, y, nonneg=[nonneg.get(u, False) for u, _, _ in edges], name=n,
-                      layer=g.nodes[n]["layer"], guards=guards, tile=tile, untiled=untiled, ready=recent[0])
-        R_in = rules[n].backward(ctx, R)
+            ctx = Context(op, xs, y, nonneg=[nonneg.get(u, False) for u, _, _ in edges], name=n,
+                          layer=g.nodes[n]["layer"], guards=guards, tile=tile, untiled=untiled, ready=recent[0])
+            R_in = rules[n].backward(ctx, R)
         if len(R_in) != len(edges):
             raise ValueError(f"rule {rules[n]!r} returned {len(R_in)} relevances for node {n!r} "
                              f"with {len(edges)} inputs")

@@ -35,10 +35,11 @@ class Context:
     on ``untiled`` and tile the result.
     ``untiled``: with ``tile``, ``(inputs, output)`` at the forward batch size.
     ``ready``: a tensor of the reverse pass that exists shortly before this node's
-    relevance does (the relevance a few nodes above it); rules that build large
-    temporaries from the forward pass (modified weights and outputs) make them wait
-    for it, so that they are computed one step ahead of their use instead of all
-    during the forward pass.  None: wait for nothing.
+    relevance does (the relevance a few nodes above it).  The reverse pass calls the
+    rule behind a control dependency on it, so whatever the rule builds from the
+    forward pass alone (modified weights and outputs, denominators) is computed a
+    step ahead of its use instead of during the forward pass; a rule that runs work
+    outside the pass (a nested tf.function) can wait for it too.  None: wait for nothing.
     """
 
     op: object

@@ -161,16 +161,13 @@ class BasicRule(Rule):
         return self._denominator is not None and op.kind == "linear" and op.activation is None and not biased
 
     def backward(self, ctx, R):
-        # The modified weights and forward outputs wait for the reverse pass to come near
-        # (ctx.ready: the relevance a few nodes above, else R): they are computed just
-        # before the step that needs them and released after it, not for every layer at
-        # once during the forward pass (which holds ~10x the gradient's memory).
-        with tf.control_dependencies([R if ctx.ready is None else ctx.ready]):
-            return self.modified_gradient(ctx, R)
+        return self.modified_gradient(ctx, R)
 
     def modified_gradient(self, ctx, R):
         """The recipe of the module docstring (subclasses with a cheaper exact form for
-        some ops override this, not :meth:`backward`, and keep the control dependency)."""
+        some ops override this).  The reverse pass runs it behind a control dependency
+        on ``ctx.ready``, so that the modified weights and outputs it builds from the
+        forward pass are made just before the step that needs them."""
         op = ctx.op
         # Denominators depend on x only: with several seeds per sample, compute them on
         # the forward batch; R, s and c are viewed per seed ((seeds, N, ...), ctx.per_seed)
