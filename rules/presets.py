@@ -231,7 +231,10 @@ _PRESET_LIST = [
           (_CONV, spec(Gamma, gamma=P("gamma"), stabilizer=1e-6))),
          defaults={"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}, structure=ZENNIT_STRUCTURE,
          reference="Montavon et al., 2019"),
-    # Transformers.
+    # Transformers.  attn_lrp is AttnLRP as LXT computes it on any model (LXT gives linear
+    # layers the plain gradient, LRP-0; epsilon 1e-6 here).  LXT's ViT treatment, Zennit's
+    # Gamma on Conv2d/Linear with gamma tuned per model, is opt-in there as here:
+    # attn_lrp.gamma (docs/methods/transformers.md, "attn_lrp on a ViT").
     _lrp("attn_lrp", "AttnLRP: softmax rule, uniform rule on q.k and attention.v, epsilon on linear layers",
          _all_linear(spec(Epsilon, epsilon=P("epsilon"))), defaults={"epsilon": 1e-6},
          reference=ACHTIBAT, structure=ATTN_LRP_STRUCTURE),
