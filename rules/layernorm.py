@@ -16,7 +16,22 @@ and relevance follows it as through a linear layer (LRP-epsilon):
 
 Because z is linear and homogeneous in x, sum_i R_i = sum_j R_j * z_j / (z_j +
 eps sign z_j): conservative up to the stabiliser.  ``bias=True`` divides by the full
-output z_j + beta_j instead (beta then absorbs its share, as a bias does in LRP-epsilon).
+output y_j = z_j + beta_j instead (beta then absorbs its share, as a bias does in
+LRP-epsilon):
+
+    R_i = x_i * sum_j gamma_j / sigma * (delta_ij - 1/N) * R_j / (y_j + eps * sign(y_j)).
+
+That is the reference's rule: LXT (AttnLRP's code, ``layer_norm_forward``) detaches sigma,
+adds beta after the normalisation and takes gradient x input, which is this formula with
+eps = 0 (the mean is not detached: relevance flows through the centring, whose -1/N terms
+move it between positions).  Ali et al.'s code detaches sigma the same way but trains its
+LayerNorms without gamma and beta (``lnv='nowb'``), so the two choices coincide there.  The
+``attn_lrp`` and ``cp_lrp`` presets use ``bias=True``.  ``bias=False``
+(the default, kept for the classic presets) is not a stable variant of it: the next layer
+assigns R_j in proportion to y_j = z_j + beta_j, and dividing that by z_j alone scales it
+by y_j / z_j, unbounded where |z_j| << |beta_j| (the stabiliser eps does not help once
+|z_j| > eps).  On the shipped shapes ViT that made ``attn_lrp``'s maps differ from LXT's
+by up to 4x their maximum (tests/test_attention.py checks the reference).
 With ``rms_scaling=True`` Keras does not centre: z_j = gamma_j x_j / sigma, and the
 rule hands each position its own relevance.
 """
@@ -39,7 +54,8 @@ class LayerNorm(Rule):
     without bias (see the module docstring for the formula).
 
     ``epsilon``: the stabiliser of the division (z + eps * sign(z)).
-    ``bias``: divide by the output including beta (beta absorbs relevance).
+    ``bias``: divide by the output including beta (beta absorbs relevance; LXT's rule,
+    used by ``attn_lrp`` and ``cp_lrp``).
     """
 
     kinds = ("layernorm",)

@@ -127,21 +127,24 @@ GRADIENT_STRUCTURE = (("kind:*", spec(Gradient)),)
 # AttnLRP (Achtibat et al. 2024): softmax rule, uniform rule on the bilinear products,
 # identity on element-wise nonlinearities and LayerNorm's normalisation (sigma held
 # constant), epsilon on linear layers (``attn_lrp.gamma``: gamma on them, for ViTs).
+# LayerNorm's beta is a bias of the (linear once sigma is held) layer and absorbs its
+# share, as in LXT (gradient x input with sigma detached, beta added after): ``bias=True``.  Dividing by the output without beta instead (``bias=False``) hands
+# x * J^T (R / z) on with R proportional to z + beta, amplified where |z| << |beta|.
 ATTN_LRP_STRUCTURE = (
     ("kind:softmax", spec(SoftmaxLRP)),
     ("kind:bilinear", spec(UniformBilinear, epsilon=P("epsilon"))),
-    ("kind:layernorm", spec(LayerNorm, epsilon=P("epsilon"))),
+    ("kind:layernorm", spec(LayerNorm, epsilon=P("epsilon"), bias=True)),
     ("kind:pool_avg", spec(Epsilon, epsilon=P("epsilon"))),
     ("kind:add", spec(Epsilon, epsilon=P("epsilon"))),
 ) + LRP_STRUCTURE
 
 # CP-LRP (Ali et al. 2022): attention weights constant (no relevance through the softmax,
-# all of attention.v's to the values), LayerNorm's scale constant, identity on
-# element-wise nonlinearities, epsilon on linear layers.
+# all of attention.v's to the values), LayerNorm's scale constant (beta a bias, as above),
+# identity on element-wise nonlinearities, epsilon on linear layers.
 CP_LRP_STRUCTURE = (
     ("kind:softmax", spec(Constant)),
     ("kind:bilinear", spec(ValueBilinear, epsilon=P("epsilon"))),
-    ("kind:layernorm", spec(LayerNorm, epsilon=P("epsilon"))),
+    ("kind:layernorm", spec(LayerNorm, epsilon=P("epsilon"), bias=True)),
     ("kind:pool_avg", spec(Epsilon, epsilon=P("epsilon"))),
     ("kind:add", spec(Epsilon, epsilon=P("epsilon"))),
 ) + LRP_STRUCTURE
@@ -228,7 +231,10 @@ _PRESET_LIST = [
           (_CONV, spec(Gamma, gamma=P("gamma"), stabilizer=1e-6))),
          defaults={"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}, structure=ZENNIT_STRUCTURE,
          reference="Montavon et al., 2019"),
-    # Transformers.
+    # Transformers.  attn_lrp is AttnLRP as LXT computes it on any model (LXT gives linear
+    # layers the plain gradient, LRP-0; epsilon 1e-6 here).  LXT's ViT treatment, Zennit's
+    # Gamma on Conv2d/Linear with gamma tuned per model, is opt-in there as here:
+    # attn_lrp.gamma (docs/methods/transformers.md, "attn_lrp on a ViT").
     _lrp("attn_lrp", "AttnLRP: softmax rule, uniform rule on q.k and attention.v, epsilon on linear layers",
          _all_linear(spec(Epsilon, epsilon=P("epsilon"))), defaults={"epsilon": 1e-6},
          reference=ACHTIBAT, structure=ATTN_LRP_STRUCTURE),

@@ -110,6 +110,24 @@ def test_layernorm_four_features(method):
     assert isinstance(lrpgraph.Analyzer(model, method).rules["ln"], LayerNorm)
 
 
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
+def test_layernorm_with_scale_and_beta_beta_absorbs_its_share(method):
+    """y = gamma * (x - mean) / sigma + beta with sigma held constant and beta a bias, as in
+    LXT's ``layer_norm_forward`` under gradient x input: for R = (y_0, 0, 0, 0) (target 0),
+    R_0 / y_0 = 1 and R_i = x_i * gamma_0 / sigma * (delta_i0 - 1/4); the inputs get
+    z_0 = y_0 - beta_0 in all, beta_0 keeps the rest.  Dividing by z_0 instead of y_0 (beta
+    not a bias) would scale every R_i by y_0 / z_0 = 0.77 here."""
+    a = keras.Input((4,))
+    ln = L.LayerNormalization(epsilon=1e-3, name="ln")
+    model = keras.Model(a, ln(a))
+    ln.set_weights([np.array([2.0, 0.5, -1.0, 1.5], "float32"), np.array([0.5, -1.0, 2.0, 0.25], "float32")])
+    x = np.array([[1.0, 2.0, 3.0, 6.0]], "float32")
+    r = lrpgraph.create_analyzer(method, model, epsilon=1e-12).analyze(x, 0)
+    sigma = np.sqrt(3.5 + 1e-3)
+    np.testing.assert_allclose(r[0], np.array([1.5, -1.0, -1.5, -3.0]) / sigma, rtol=1e-5)
+    np.testing.assert_allclose(r.sum(), model(x).numpy()[0, 0] - 0.5, rtol=1e-5)
+
+
 def test_token_sum_and_constant():
     ids = tf.constant([[3, 1]])
     R = tf.constant([[[1.0, 2.0, -0.5], [0.25, 0.25, 0.5]]])
@@ -302,6 +320,92 @@ def test_check_lists_a_keras_transformer_as_supported():
     assert report.ok, str(report)
     kinds = report.kinds()
     assert kinds["bilinear/scores"] == kinds["bilinear/combine"] == kinds["softmax"] == 2
+
+
+# ---- against LXT's Gradient x Input formulation, on a transformer with every bias ----------
+
+def _pre_norm_transformer(seed=0):
+    """Biases everywhere, LayerNorms with random gamma and beta (|beta| ~ |z|), GELU MLP."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((6, 5))
+    x = L.Dense(8, name="embed")(inp)
+    for i in range(2):
+        h = L.LayerNormalization(epsilon=1e-6, name=f"ln{i}a")(x)
+        x = L.Add(name=f"res{i}a")([x, L.MultiHeadAttention(2, 4, name=f"mha{i}")(h, h)])
+        h = L.LayerNormalization(epsilon=1e-6, name=f"ln{i}b")(x)
+        h = L.Dense(8, name=f"fc{i}b")(L.Dense(16, activation="gelu", name=f"fc{i}a")(h))
+        x = L.Add(name=f"res{i}b")([x, h])
+    x = L.GlobalAveragePooling1D(name="gap")(L.LayerNormalization(epsilon=1e-6, name="ln_final")(x))
+    model = keras.Model(inp, L.Dense(3, name="head")(x))
+    rng = np.random.default_rng(seed)
+    for v in model.weights:  # Keras initialises biases and betas to 0, gammas to 1
+        if v.path.endswith(("bias", "beta")):
+            v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
+        elif v.path.endswith("gamma"):
+            v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
+    return model, rng.normal(size=(4, 6, 5)).astype("float32")
+
+
+def _lxt_relevance(model, X, target, variant):
+    """LXT's AttnLRP (``variant="attn"``) or CP-LRP (``"cp"``) written as LXT computes them:
+    a forward pass whose gradient is modified, then relevance = x * d logit_t / dx
+    (lxt/efficient/patches.py and rules.py).  LayerNorm: sigma detached, beta added after;
+    GELU: gradient times f(x) / (x + 1e-10) (identity rule); attention: gradient / 4 at the
+    query and key and / 2 at the value (uniform rule on q.k^T and on attention.v), or the
+    query and key detached (CP-LRP); linear layers: plain gradient (LRP-0, bias absorbs)."""
+
+    def scale_gradient(t, factor):
+        @tf.custom_gradient
+        def f(u):
+            return tf.identity(u), lambda g: g / factor
+        return f(t)
+
+    def layer_norm(layer, t):
+        mean = tf.reduce_mean(t, -1, keepdims=True)
+        sigma = tf.sqrt(tf.reduce_mean((t - mean) ** 2, -1, keepdims=True) + layer.epsilon)
+        return (t - mean) / tf.stop_gradient(sigma) * layer.gamma + layer.beta
+
+    def attention(layer, t):
+        q, k, v = layer.query_dense(t), layer.key_dense(t), layer.value_dense(t)
+        if variant == "attn":
+            q, k, v = scale_gradient(q, 4.0), scale_gradient(k, 4.0), scale_gradient(v, 2.0)
+        else:
+            q, k = tf.stop_gradient(q), tf.stop_gradient(k)
+        w = tf.nn.softmax(tf.einsum("bqhd,bkhd->bhqk", q / np.sqrt(layer.key_dim), k), axis=-1)
+        return layer.output_dense(tf.einsum("bhqk,bkhd->bqhd", w, v))
+
+    def gelu_identity(layer, t):
+        z = tf.matmul(t, layer.kernel) + layer.bias
+        return z * tf.stop_gradient(layer.activation(z) / (z + 1e-10))
+
+    get = model.get_layer
+    x = tf.constant(X)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        h = get("embed")(x)
+        for i in range(2):
+            h = h + attention(get(f"mha{i}"), layer_norm(get(f"ln{i}a"), h))
+            h = h + get(f"fc{i}b")(gelu_identity(get(f"fc{i}a"), layer_norm(get(f"ln{i}b"), h)))
+        logits = get("head")(tf.reduce_mean(layer_norm(get("ln_final"), h), axis=1))
+        y = tf.reduce_sum(logits[:, target])
+    np.testing.assert_allclose(logits.numpy(), model(X).numpy(), rtol=1e-5, atol=1e-5)  # the same model
+    return (x * tape.gradient(y, x)).numpy()
+
+
+@pytest.mark.parametrize("method,variant", [("attn_lrp", "attn"), ("cp_lrp", "cp")])
+def test_presets_equal_lxt_on_a_transformer_with_biases_and_layernorm(method, variant):
+    """attn_lrp and cp_lrp at epsilon ~ 0 compute LXT's AttnLRP and CP-LRP.  Before LayerNorm's
+    beta was a bias in these presets (its rule divided by gamma (x - mean) / sigma without
+    beta), the maps here differed from LXT's by several times their maximum."""
+    model, X = _pre_norm_transformer()
+    for target in (0, 2):
+        ref = _lxt_relevance(model, X, target, variant)
+        r = lrpgraph.create_analyzer(method, model, epsilon=1e-12).analyze(X, target)
+        assert np.abs(r - ref).max() < 1e-4 * np.abs(ref).max(), (method, target, np.abs(r - ref).max())
+    # the default epsilon changes little
+    r = lrpgraph.create_analyzer(method, model).analyze(X, 0)
+    ref = _lxt_relevance(model, X, 0, variant)
+    assert np.abs(r - ref).max() < 1e-2 * np.abs(ref).max()
 
 
 # ---- matmul between two activations, variables, class tokens -----------------------------

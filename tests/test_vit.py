@@ -1,7 +1,8 @@
 """Vision transformers (issue 14, vision half): the shipped shapes ViT is supported,
 attention rollout equals a hand-computed rollout of Keras's own attention scores, and
 on the trained ViT attn_lrp is more faithful (AOPC, region perturbation MoRF) than
-gradient x input and attention rollout."""
+gradient x input but not than attention rollout (measured and explained in
+docs/methods/transformers.md)."""
 
 import numpy as np
 import pytest
@@ -161,27 +162,32 @@ def test_gradient_methods_run_on_the_vit(vit_aopc, shapes_images):
     assert maps["attention_rollout"].shape == x.shape[:3] + (1,)
 
 
-def test_attn_lrp_gamma_is_more_faithful_than_gradient_x_input_and_rollout(vit_aopc):
-    """AttnLRP with its ViT configuration (gamma on the linear layers, Achtibat et al.
-    2024, Sec. 4) against the baselines, on the same 24 images, target = the true class.
-    Measured (shipped model, seed 4242): attn_lrp.gamma 5.34, attention_rollout 5.19,
-    input_t_gradient 4.79, attn_lrp (epsilon) 4.75, integrated_gradients 4.66,
-    cp_lrp 4.23."""
+def test_attn_lrp_is_more_faithful_than_gradient_x_input(vit_aopc):
+    """The first half of the issue's statement, for the preset named attn_lrp (AttnLRP as
+    LXT computes it: epsilon ~ LRP-0 on the linear layers).  Measured (shipped model,
+    24 images, seed 4242, target = the true class): attn_lrp 4.94, input_t_gradient 4.79
+    (+3 %), integrated_gradients 4.66.  On 240 other images (seed 777) the margin is wide:
+    4.95 against 3.93 (paired standard error 0.16), docs/methods/transformers.md."""
     _, aopc = vit_aopc
     print("AOPC (MoRF, 8x8, 16 steps):", aopc)
-    assert aopc["attn_lrp.gamma"] > aopc["input_t_gradient"], aopc
-    assert aopc["attn_lrp.gamma"] > aopc["attention_rollout"], aopc
+    assert aopc["attn_lrp"] > aopc["input_t_gradient"], aopc
+    assert aopc["attn_lrp"] > aopc["integrated_gradients"], aopc
+    assert aopc["attn_lrp.gamma"] > aopc["attn_lrp"], aopc  # gamma denoises (5.47; 5.27 on 240 images)
 
 
-def test_attn_lrp_epsilon_measured_against_the_baselines(vit_aopc):
-    """Recorded, not the issue's claim: with epsilon on the linear layers, attn_lrp is about
-    as faithful as gradient x input (4.75 vs 4.79, within 5 %) and below attention rollout
-    (5.19) on the shapes ViT; AttnLRP's ViT configuration (gamma, above) is what beats both.
-    A change of rules or model that moves these numbers shows up here."""
+def test_attn_lrp_is_not_more_faithful_than_rollout_on_the_shapes_vit(vit_aopc):
+    """The second half of the issue's statement does not hold, and the test asserts the
+    truth: attn_lrp 4.94 < attention_rollout 5.19 here, 4.95 < 5.47 on 240 other images
+    (paired se 0.15).  attn_lrp lowers the logit more than rollout with the first patch,
+    then falls behind: it gives 39 % of the patches the object touches a negative sum, so
+    MoRF replaces them last, yet replacing a patch with noise lowers the logit wherever it
+    is (by 1.4 on average, background included); rollout is non-negative.  Ranking by
+    attn_lrp's positive part gives 5.42 (240 images).  docs/methods/transformers.md.
+    attn_lrp.gamma is above rollout on these 24 images (5.47) but not on the 240 (5.27 vs
+    5.47, se 0.12), so no LRP preset is asserted to beat rollout."""
     _, aopc = vit_aopc
-    assert abs(aopc["attn_lrp"] / aopc["input_t_gradient"] - 1) < 0.05, aopc
     assert aopc["attn_lrp"] < aopc["attention_rollout"], aopc
-    assert aopc["cp_lrp"] < aopc["attn_lrp"] < aopc["attn_lrp.gamma"], aopc
+    assert aopc["cp_lrp"] < aopc["attention_rollout"], aopc
 
 
 # ---- KerasHub's ViT (random weights, built from a config) ------------------------------
