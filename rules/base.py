@@ -183,7 +183,6 @@ class BasicRule(Rule):
             # x >= 0: x- is 0 and x+ is x; a skipped term's x' and z stay scalars or a
             # bias vector (broadcast by the mapper and reducer), never full-size zeros
             xk = tf.zeros([], x.dtype) if skip else x if (imod is positive and ctx.nonneg[0]) else imod(x)
-            k = pmod.kernel(kernel) if kernel is not None else None
             b = pmod.bias(bias) if bias is not None else None
             if skip:  # x' == 0: only the bias remains
                 z = tf.zeros([], y.dtype) if b is None else op.add_bias(tf.zeros([1] * len(y.shape), y.dtype), b)
@@ -193,18 +192,21 @@ class BasicRule(Rule):
                 continue
             elif imod is identity and pmod is KEEP and op.activation is None:
                 z = y  # reuse the forward pass
-                transposes.append(_transpose(op, tile(xk), k))
+                transposes.append(_transpose(op, tile(xk), lambda: kernel))
             elif (z_pos is not None and imod is positive and pmod.kernel is negative and ctx.nonneg[0]
                   and op.activation is None):
-                # x >= 0: f(x, w-) = f(x, w) - f(x, w+), from the forward output, no extra op
+                # x >= 0: f(x, w-) = f(x, w) - f(x, w+), from the forward output, no extra op;
+                # w- is made only for the transposed op, after the terms before it are done
                 y0 = y if bias is None else op.add_bias(y, -bias)
                 z = op.add_bias(y0 - z_pos, b)
-                transposes.append(_transpose(op, tile(xk), k))
+                transposes.append(_transpose(op, tile(xk), lambda mod=pmod.kernel: mod(kernel)))
             elif ctx.tile:
+                k = pmod.kernel(kernel) if kernel is not None else None
                 z0 = op.forward(xk, k)
                 z = op.add_bias(z0, b)
-                transposes.append(_transpose(op, tile(xk), k))
+                transposes.append(_transpose(op, tile(xk), lambda k=k: k))
             else:
+                k = pmod.kernel(kernel) if kernel is not None else None
                 with tf.GradientTape() as tape:
                     tape.watch(xk)
                     z0 = op.forward(xk, k)
@@ -217,8 +219,16 @@ class BasicRule(Rule):
         if self._denominator is not None:
             ctx.require_nonzero(self._denominator(zs))
         ss = self._mapper(ctx.per_seed(R), zs)
-        cs = [tf.zeros([], x.dtype) if t is None or s is None else ctx.per_seed(t(ctx.merge_seeds(s)))
-              for t, s in zip(transposes, ss)]
+        cs, done = [], []
+        for t, s in zip(transposes, ss):
+            if t is None or s is None:
+                cs.append(tf.zeros([], x.dtype))
+                continue
+            # one transposed op after the other: a term's modified kernel made here
+            # (VGG16's fc1: 392 MiB) is not alive beside the previous term's
+            with tf.control_dependencies(done):
+                cs.append(ctx.per_seed(t(ctx.merge_seeds(s))))
+            done = [cs[-1]]
         return [ctx.merge_seeds(self._reducer(xs, cs))]
 
 
@@ -231,4 +241,5 @@ class _Transpose:
 
 
 def _transpose(op, x, kernel):
-    return lambda s: vjp(lambda t: op.forward(t, kernel), x, s)
+    """(d op.forward(x, k) / dx)^T s with ``k = kernel()`` made where it is called."""
+    return lambda s: vjp(lambda t: op.forward(t, kernel()), x, s)
