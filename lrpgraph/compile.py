@@ -225,25 +225,28 @@ class Program:
         values = run_forward(self.g, inputs, self.needed)
         return values, values[self.output]
 
-    def _maps(self, values, logits, targets, copies):
+    def _maps(self, inputs, values, logits, targets, copies):
         """The head's final maps for ``copies`` x N seeds."""
         if self.n_seeds == 1:
             return self._backward(values, self.head.seeds(logits, targets), 1, copies)
 
-        def batched():
+        def batched(values):
             seeds = self.head.seeds(logits, targets)
             seeds = tf.concat(tf.unstack(seeds, axis=0), axis=0)
             maps = self._backward(values, seeds, self.n_seeds, copies)
             return [self._combine(m, logits, targets) for m in maps]
 
         if not self.one_pass:
-            return batched()
+            return batched(values)
         guards = [] if self.guarded else None
         maps = self._backward(values, self.head.one_pass(logits, targets), 1, copies, guards)
         if not guards:
             return maps
-        # a zero denominator lost relevance: sum A(s) != sum s, take the batched pass
-        return tf.cond(tf.reduce_all(tf.stack(guards)), lambda: maps, batched)
+        # A zero denominator lost relevance (sum A(s) != sum s): take the batched pass.  It
+        # runs the forward pass again, so that the branch captures the inputs, not every
+        # layer's output (which would stay alive through the whole one-pass reverse pass).
+        return tf.cond(tf.reduce_all(tf.stack(guards)), lambda: maps,
+                       lambda: batched(self._forward(inputs)[0]))
 
     def _backward(self, values, seeds, n_seeds, copies, guards=None):
         """Reverse pass for a batch of ``copies`` x ``n_seeds`` x N seeds."""
@@ -298,7 +301,7 @@ class Program:
         self.traces += 1
         values, logits = self._forward(inputs)
         targets = self._resolve(logits, targets)
-        maps = self._maps(values, logits, targets, 1)
+        maps = self._maps(inputs, values, logits, targets, 1)
         return maps, logits, [values[(n, 0)] for n in self.stop]
 
     def multi_analysis(self, inputs, targets):
@@ -309,7 +312,7 @@ class Program:
         t = tf.shape(targets)[1]
         logits_t = tf.tile(logits, [t, 1])
         flat = tf.reshape(tf.transpose(self._resolve(tf.repeat(logits[:, None, :], t, axis=1), targets)), [-1])
-        maps = self._maps(values, logits_t, flat, t)
+        maps = self._maps(inputs, values, logits_t, flat, t)
         out = []
         for m in maps:
             m = tf.reshape(m, tf.concat([[t, n], tf.shape(m)[1:]], 0))

@@ -107,3 +107,62 @@ def test_peak_grows_linearly_with_the_measured_slope():
     assert slope > 0
     assert np.abs(np.polyval([slope, icpt], b) - p).max() <= 0.1 * p.max()  # linear
     assert abs(data["cost"]["per_sample"] - slope) <= 0.2 * slope
+
+
+_RATIO = """
+import json
+import numpy as np
+import keras
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(1)  # one op order, so one peak per batch
+from lrpgraph import memory
+import lrpgraph
+keras.utils.set_random_seed(0)
+L = keras.layers
+inp = keras.Input((64, 64, 3))  # a small VGG/ResNet: channels double as the image halves
+h = L.Conv2D(16, 3, activation="relu", padding="same")(inp)
+h = L.MaxPooling2D()(L.Conv2D(16, 3, activation="relu", padding="same")(h))
+h = L.Conv2D(32, 3, activation="relu", padding="same")(h)
+r = L.Conv2D(32, 3, padding="same")(L.Conv2D(32, 3, activation="relu", padding="same")(h))
+h = L.Activation("relu")(L.Add()([h, r]))  # a residual join: the Add rule's denominator
+h = L.MaxPooling2D()(h)
+h = L.MaxPooling2D()(L.Conv2D(64, 3, activation="relu", padding="same")(h))
+model = keras.Model(inp, L.Dense(5)(L.Dense(32, activation="relu")(L.Flatten()(h))))
+x = np.random.default_rng(0).uniform(-1, 1, (32, 64, 64, 3)).astype("float32")
+t = np.zeros(32, np.int32)
+
+@tf.function(autograph=False)
+def grad(x, t):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(tf.gather(model(x, training=False), t, batch_dims=1))
+    return tape.gradient(y, x)
+
+runs = {"gradient_tape": lambda b: grad(tf.constant(x[:b]), tf.constant(t[:b])).numpy()}
+for name, params in [("lrp.epsilon", {}), ("lrp.z_plus", {}), ("lrp.alpha_2_beta_1", {}),
+                     ("deep_taylor.bounded", {}), ("sglrp", {}), ("sglrp", {"ignore_bias": True})]:
+    an = lrpgraph.create_analyzer(name, model, **params)
+    runs[name + ("/one_pass" if params else "")] = lambda b, an=an: an.analyze(x[:b], t[:b])
+out = {}
+for name, run in runs.items():
+    run(1)
+    peaks = [memory.peak_of(lambda b=b: run(b))[1] for b in (8, 16, 32)]
+    out[name] = float(np.polyfit([8, 16, 32], peaks, 1)[0])
+print(json.dumps(out))
+"""
+
+
+def test_per_sample_memory_within_twice_the_gradient():
+    """Issue 15's bound on a small residual CNN: per-sample peak memory (slope over
+    batches 8, 16, 32; TensorFlow's allocator in a fresh process) of lrp.epsilon,
+    lrp.z_plus, alpha-beta and the two-seed SGLRP pass is at most twice a compiled
+    tf.GradientTape gradient's.  Before the reverse pass recomputed ReLU outputs and
+    ran every rule behind the relevance above it, the ratios were 2.4-4x here."""
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([sys.executable, "-c", _RATIO], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    slopes = json.loads(res.stdout.strip().splitlines()[-1])
+    base = slopes.pop("gradient_tape")
+    ratios = {k: v / base for k, v in slopes.items()}
+    print("per sample / gradient:", ratios)
+    assert all(r <= 2.0 for r in ratios.values()), ratios
