@@ -243,19 +243,15 @@ class Gamma(BasicRule):
         tile = ctx.tile or (lambda t: t)
         w_pos = positive(kernel)
         q = op.add_bias(op.forward(x, w_pos), None if bias is None else positive(bias))
-        up = y > 0
-        den = y + gamma * tf.where(up, q, y - q)
-
-        def const(v):
-            return tf.constant(v, y.dtype)
-
-        # a = k_a s and b = (g / k_a) s where k_a = 1 (y > 0), 1 + g (y < 0), 0 (y = 0)
-        k_a = tf.where(up, const(1.0), tf.where(y < 0, const(1.0 + gamma), const(0.0)))
-        k_b = tf.where(up, const(gamma), const(-gamma / (1.0 + gamma)))
-        a = self._divide(ctx.per_seed(R), den) * k_a  # (seeds, N, ...) with several seeds
+        up, down = y > 0, y < 0
+        s = self._divide(ctx.per_seed(R), y + gamma * tf.where(up, q, y - q))  # (seeds, N, ...)
+        zero = tf.zeros([], s.dtype)
+        # a = s (y > 0), (1 + g) s (y < 0), 0 (y = 0); b = g s (y > 0), -g s (y < 0), 0
+        a = tf.where(up, s, tf.where(down, (1.0 + gamma) * s, zero))
+        b = tf.where(up, gamma * s, tf.where(down, -gamma * s, zero))
         xt = tile(x)
         c = (vjp(lambda t: op.forward(t, kernel), xt, ctx.merge_seeds(a))
-             + vjp(lambda t: op.forward(t, w_pos), xt, ctx.merge_seeds(a * k_b)))
+             + vjp(lambda t: op.forward(t, w_pos), xt, ctx.merge_seeds(b)))
         return [ctx.merge_seeds(x * ctx.per_seed(c))]
 
 
