@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 import lrpgraph
 from lrpgraph import memory
+from memory_models import METHODS, residual_cnn
 
 @pytest.mark.parametrize("text,value", [("8GB", 8e9), ("512 MB", 512e6), ("1.5GiB", 1.5 * 2**30), (1024, 1024.0),
                                         ("2kib", 2048.0)])
@@ -194,3 +197,25 @@ def test_per_sample_memory_within_twice_the_gradient_on_applications(model):
     compiled gradient's (benchmarks/bench_memory.py --allocator gives the table)."""
     r = _per_sample_ratios(model, (2, 8, 16))
     assert all(v <= 2.0 for v in r.values()), r
+
+
+@pytest.mark.parametrize("key", sorted(METHODS))
+def test_recomputation_changes_no_map(key):
+    """The memory work (recomputed ReLU outputs, rules behind the reverse pass's control
+    dependency, per-seed broadcasting instead of tiling, kernels made where they are used,
+    the one-pass fallback's second forward) changes no map: equal to 1e-6 (of the map's
+    largest value) to the maps the reverse pass gave before it (commit 9e95145,
+    tests/data/remat_reference.npz, weights stored with them)."""
+    ref = np.load(Path(__file__).parent / "data" / "remat_reference.npz")
+    model = residual_cnn()
+    model.set_weights([ref[f"w{i}"] for i in range(len(model.get_weights()))])
+    x, t = ref["x"], ref["t"]
+    name, params = METHODS[key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        maps = lrpgraph.create_analyzer(name, model, **params).analyze(
+            x, np.stack([t, (t + 1) % 5], 1) if key.endswith("multi") else t)
+    assert maps.shape == ref[key].shape
+    scale = np.abs(ref[key]).max()
+    assert scale > 0
+    np.testing.assert_allclose(maps, ref[key], rtol=0, atol=1e-6 * scale)
