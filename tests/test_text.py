@@ -293,6 +293,26 @@ def test_check_first_in_a_fresh_process_knows_bert():
     assert proc.returncode == 0 and proc.stdout.strip().endswith("SUPPORTED"), proc.stdout + proc.stderr
 
 
+FRESH_USER_REGISTRATION = """
+import keras_hub, lrpgraph
+lrpgraph.register_layer(keras_hub.layers.TransformerEncoder, lambda layer: lrpgraph.ops.Unknown("the user's own"))
+backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+                                         intermediate_dim=32, max_sequence_length=12)
+model = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=3, preprocessor=None)
+report = lrpgraph.check(model, presets=("attn_lrp",))
+print("USER" if not report.ok and all("the user's own" in u["reason"] for u in report.unsupported) else report)
+"""
+
+
+def test_a_users_registration_made_before_keras_hub_is_seen_stays():
+    """lrpgraph registers its KerasHub descriptions lazily with replace=False: a user's
+    register_layer of TransformerEncoder made before the first check/prepare is kept."""
+    pytest.importorskip("keras_hub")
+    proc = subprocess.run([sys.executable, "-c", FRESH_USER_REGISTRATION], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("USER"), proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("normalize_first", [False, True])
 def test_keras_hub_layers_in_a_keras_model(normalize_first):
     """TokenAndPositionEmbedding and TransformerEncoder (post- and pre-norm, with a padding

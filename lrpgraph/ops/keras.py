@@ -541,7 +541,7 @@ _REGISTERED = {}  # layer class -> describe(layer) -> Op
 _GENERATION = [0]  # bumped by every (un)registration
 
 
-def register_layer(layer_class, describe):
+def register_layer(layer_class, describe, *, replace=True):
     """Tell lrpgraph what a custom layer computes, so that rules apply to it.
 
     ``describe(layer)`` returns one of the op descriptions of :mod:`lrpgraph.ops`, e.g.
@@ -555,12 +555,17 @@ def register_layer(layer_class, describe):
     zero-argument callables; they are cast to the layer's compute dtype.  Ops other than
     ``Linear``/``Elementwise`` given without ``call=`` compute through the layer itself.
     The registration covers subclasses and takes precedence over lrpgraph's own
-    description of the class.  Registering a class again replaces its description.
+    description of the class.  Registering a class again replaces its description;
+    ``replace=False`` keeps an existing one (lrpgraph registers its descriptions of
+    KerasHub's layers so, when keras_hub is first seen: a user's registration made
+    before that stays).
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         raise TypeError(f"register_layer needs a keras.layers.Layer subclass, got {layer_class!r}")
     if not callable(describe):
         raise TypeError(f"register_layer needs describe(layer) -> an lrpgraph.ops op, got {describe!r}")
+    if not replace and layer_class in _REGISTERED:
+        return
     _REGISTERED[layer_class] = describe
     _GENERATION[0] += 1
 

@@ -101,9 +101,12 @@ def register():
         from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock, ViTPatchingAndEmbedding
     except ImportError:  # a keras_hub without its ViT, or its layout changed: generic "no description"
         return
-    register_layer(ViTPatchingAndEmbedding, _describe_embedding)
-    register_layer(ViTEncoder, lambda layer: Nested(expand=lambda specs: vit_encoder_model(layer, specs)))
-    register_layer(ViTEncoderBlock, lambda layer: Nested(expand=lambda specs: vit_encoder_block_model(layer, specs)))
+    # replace=False: a user's register_layer made before keras_hub was first seen stays
+    register_layer(ViTPatchingAndEmbedding, _describe_embedding, replace=False)
+    register_layer(ViTEncoder, lambda layer: Nested(expand=lambda specs: vit_encoder_model(layer, specs)),
+                   replace=False)
+    register_layer(ViTEncoderBlock, lambda layer: Nested(expand=lambda specs: vit_encoder_block_model(layer, specs)),
+                   replace=False)
 
 
 def _describe_embedding(layer):

@@ -32,7 +32,8 @@ the ViT's, the first time a model is prepared or checked after ``keras_hub`` was
 imported, so importing lrpgraph never imports KerasHub.  Call
 :func:`lrpgraph.ops.keras_hub.register` (or :func:`register` here, text layers only)
 yourself before using the lower-level ``graph.to_graph`` / ``rewrite.canonicalize``
-directly.  A ``register_layer`` made after that registration replaces these descriptions.
+directly.  A user's ``register_layer`` of one of these classes, made before or after that
+registration, takes precedence.
 """
 
 from __future__ import annotations
@@ -59,11 +60,12 @@ def register():
     """Register the descriptions of KerasHub's text layers (imports keras_hub)."""
     from keras_hub import layers as H
 
-    register_layer(H.PositionEmbedding, lambda layer: Constant())
+    # replace=False: a user's register_layer made before keras_hub was first seen stays
+    register_layer(H.PositionEmbedding, lambda layer: Constant(), replace=False)
     register_layer(H.TokenAndPositionEmbedding,
-                   lambda layer: Nested(expand=lambda specs: token_and_position_model(layer, specs)))
+                   lambda layer: Nested(expand=lambda specs: token_and_position_model(layer, specs)), replace=False)
     register_layer(H.TransformerEncoder,
-                   lambda layer: Nested(expand=lambda specs: transformer_encoder_model(layer, specs)))
+                   lambda layer: Nested(expand=lambda specs: transformer_encoder_model(layer, specs)), replace=False)
     _DONE[0] = True
 
 
