@@ -52,9 +52,9 @@ IMAGENET_INDEX = DATA_DIR / "imagenet_class_index.json"
 # initializer) and that Keras 3.12 passes to the constructor as unknown keyword
 # arguments (a TypeError / "Unrecognized keyword arguments" at load), each with the
 # value that leaves the feature off: the constructor default of the newer Keras and
-# what Keras 3.12 does anyway.  Dense / EinsumDense: quantization_config (3.13);
-# VarianceScaling initializers (GlorotUniform, HeNormal, ...): input_axes, output_axes;
-# MultiHeadAttention: sliding_window, use_gate.
+# what Keras 3.12 does anyway.  Dense / EinsumDense: quantization_config (Keras 3.13);
+# MultiHeadAttention: use_gate (3.14), sliding_window (3.15); VarianceScaling
+# initializers (GlorotUniform, HeNormal, ...): input_axes, output_axes (3.15).
 NEWER_KERAS_CONFIG_KEYS = {
     "quantization_config": None,
     "input_axes": None,
