@@ -4,7 +4,8 @@ Trains on single-object images from :mod:`lrpgraph.synthetic`, evaluates on a
 held-out single-object test set (different seed) and on two-object scenes
 (top-2 predicted classes == the two objects), then writes
 
-* ``lrpgraph/data/shapes_cnn.keras`` -- the model, saved without optimizer state;
+* ``lrpgraph/data/shapes_cnn.keras`` -- the model, saved without optimizer state by
+  ``lrpgraph.assets.save_bundled``, so that every Keras from 3.12 on loads it;
 * ``lrpgraph/data/shapes_cnn.json`` -- seeds, sizes, accuracies, wall time.
 
 Usage (from the repository root)::
@@ -40,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrpgraph import synthetic  # noqa: E402
+from lrpgraph import assets, synthetic  # noqa: E402
 
 DATA_DIR = ROOT / "lrpgraph" / "data"
 
@@ -133,7 +134,7 @@ def main(argv=None) -> dict:
     export.set_weights(model.get_weights())
     args.out_dir.mkdir(parents=True, exist_ok=True)
     model_path = args.out_dir / "shapes_cnn.keras"
-    export.save(model_path)
+    assets.save_bundled(export, model_path)  # Keras 3.12 (Python 3.10) reads it too
 
     info = {
         "model_file": model_path.name,

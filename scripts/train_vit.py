@@ -5,7 +5,8 @@ stock Keras layers, trained on single-object images from :mod:`lrpgraph.syntheti
 (64x64 RGB in [0, 1], six classes), evaluated on a held-out set (another seed), then
 written to
 
-* ``lrpgraph/data/shapes_vit.keras`` -- the model, saved without optimizer state;
+* ``lrpgraph/data/shapes_vit.keras`` -- the model, saved without optimizer state by
+  ``lrpgraph.assets.save_bundled``, so that every Keras from 3.12 on loads it;
 * ``lrpgraph/data/shapes_vit.json`` -- seeds, sizes, test accuracy, wall time.
 
 Usage (from the repository root)::
@@ -40,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrpgraph import synthetic  # noqa: E402
+from lrpgraph import assets, synthetic  # noqa: E402
 
 DATA_DIR = ROOT / "lrpgraph" / "data"
 
@@ -119,7 +120,7 @@ def main(argv=None) -> dict:
     export.set_weights(model.get_weights())
     args.out_dir.mkdir(parents=True, exist_ok=True)
     model_path = args.out_dir / "shapes_vit.keras"
-    export.save(model_path)
+    assets.save_bundled(export, model_path)  # Keras 3.12 (Python 3.10) reads it too
 
     info = {
         "model_file": model_path.name,
