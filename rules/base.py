@@ -133,13 +133,13 @@ class BasicRule(Rule):
     ``param_modifiers``: list of :class:`ParamMod`, one per term.
     ``gradient_mapper(R, zs) -> list of s``: the stabilised division (an
     ``s`` of None skips that term's transposed op).
-    ``reducer(xs, cs) -> R_x``: combines the terms.  When several seeds per sample run
-    as one pass (two-seed SGLRP/CLRP, several targets), ``R``, the ``s`` and the ``cs``
-    carry a leading seeds axis, (seeds, N, ...), while ``zs`` and ``xs`` stay (N, ...)
-    and broadcast: mappers and reducers combine tensors elementwise (negative axes only).  A term whose input modifier is
-    ``negative`` on an input known to be >= 0 is skipped: its x', c and, without a
-    bias, z are scalar zeros (with a bias, z is the bias broadcast to one sample), so
-    mappers and reducers must combine terms by broadcasting arithmetic.
+    ``reducer(xs, cs) -> R_x``: combines the terms.  Mappers and reducers must combine
+    tensors by elementwise, broadcasting arithmetic (negative axes only): a term whose
+    input modifier is ``negative`` on an input known to be >= 0 is skipped (its x', c
+    and, without a bias, z are scalar zeros; with a bias, z is the bias broadcast to one
+    sample), and when several seeds per sample run as one pass (two-seed SGLRP/CLRP,
+    several targets) ``R``, the ``s`` and the ``cs`` carry a leading seeds axis,
+    (seeds, N, ...), while the ``zs`` and ``xs`` stay (N, ...).
     ``denominator(zs)``: for a conservative rule (the reducer's terms sum over
     the inputs to this, it is safe-divided, no bias enters), the denominator;
     None makes no conservation promise.

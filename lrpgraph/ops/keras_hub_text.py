@@ -38,22 +38,12 @@ registration, takes precedence.
 
 from __future__ import annotations
 
-import sys
-
 import keras
 
 from .base import Constant, Nested
 from .keras import register_layer
 
-__all__ = ["register", "register_if_loaded", "transformer_encoder_model", "token_and_position_model"]
-
-_DONE = [False]
-
-
-def register_if_loaded():
-    """Register the descriptions once, if ``keras_hub`` has been imported."""
-    if not _DONE[0] and "keras_hub" in sys.modules:
-        register()
+__all__ = ["register", "transformer_encoder_model", "token_and_position_model"]
 
 
 def register():
@@ -66,7 +56,6 @@ def register():
                    lambda layer: Nested(expand=lambda specs: token_and_position_model(layer, specs)), replace=False)
     register_layer(H.TransformerEncoder,
                    lambda layer: Nested(expand=lambda specs: transformer_encoder_model(layer, specs)), replace=False)
-    _DONE[0] = True
 
 
 def _input_like(spec, name):
