@@ -27,7 +27,7 @@ from .attention import Constant, SoftmaxLRP, TokenSum, UniformBilinear, ValueBil
 from .layernorm import LayerNorm
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
 
-__all__ = ["P", "spec", "Preset", "PRESETS", "get_preset"]
+__all__ = ["P", "spec", "Preset", "PRESETS", "get_preset", "GAMMA_LAYERS"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ GRADIENT_STRUCTURE = (("kind:*", spec(Gradient)),)
 
 # AttnLRP (Achtibat et al. 2024): softmax rule, uniform rule on the bilinear products,
 # identity on element-wise nonlinearities and LayerNorm's normalisation (sigma held
-# constant), epsilon on linear layers (``attn_lrp.gamma``: gamma on them, for ViTs).
+# constant), epsilon on linear layers (``attn_lrp.gamma``: gamma on Dense, EinsumDense and
+# the convolutions, GAMMA_LAYERS, for ViTs).
 # LayerNorm's beta is a bias of the (linear once sigma is held) layer and absorbs its
 # share, as in LXT (gradient x input with sigma detached, beta added after): ``bias=True``.  Dividing by the output without beta instead (``bias=False``) hands
 # x * J^T (R / z) on with R proportional to z + beta, amplified where |z| << |beta|.
@@ -171,6 +172,26 @@ _DT_ZPLUS = spec(ZPlus, bias=P("ignore_bias", negate=True))
 _DENSE = "kind:linear/*dense"  # Dense and EinsumDense (transformer projections)
 _SEQ_DENSE = (_DENSE, spec(Epsilon, epsilon=P("epsilon")))
 _CONV = "kind:linear"  # every other linear op (conv, depthwise, folded batchnorm)
+
+# The layers the Gamma presets give Gamma: Dense, EinsumDense and the convolutions
+# (Conv1D/2D/3D, transposed, depthwise, both halves of a separable one; a BatchNorm folded
+# into them included), the layers Zennit's Gamma hooks (torch.nn.Linear, the Conv modules).
+# Not the other linear ops: an added learned constant (``variable_add``: a position table
+# x + E is y = 1 * x + E, which Gamma would turn into (1 + gamma) x+ + x- + E + gamma E+
+# and so move relevance between the tokens and the table), a class token, a scale
+# (Rescaling, Normalization, a BatchNorm or layer scale that did not fold), a functional
+# matmul / einsum with a variable: they keep epsilon, as in LXT, which adds the position
+# table as a plain tensor.  ``overrides=[(s, Gamma(...)) for s in GAMMA_LAYERS]`` selects
+# the same layers.
+GAMMA_LAYERS = ("kind:linear/*dense", "kind:linear/conv*", "kind:linear/depthwise")
+_CONV_LAYERS = ("kind:linear/conv*", "kind:linear/depthwise")
+
+
+def _gamma_on(selectors, stabilizer):
+    """``(selector, Gamma(gamma, stabilizer))`` for each selector, then epsilon on every
+    other linear op."""
+    return tuple((s, spec(Gamma, gamma=P("gamma"), stabilizer=stabilizer)) for s in selectors) + (
+        ("kind:linear", spec(Epsilon, epsilon=P("epsilon"))),)
 
 _PRESET_LIST = [
     _lrp("lrp.z", "LRP-0 on every linear layer (gradient x input on ReLU nets)", _all_linear(spec(Z))),
@@ -227,19 +248,21 @@ _PRESET_LIST = [
          defaults={"epsilon": 1e-6}, structure=ZENNIT_STRUCTURE, reference="Kohlbrenner et al., IJCNN 2020"),
     _lrp("epsilon_gamma_box", "Zennit EpsilonGammaBox: z^B first, gamma on conv, epsilon on Dense",
          (("first", spec(ZBox, low=P("low"), high=P("high"), stabilizer=1e-6)),
-          (_DENSE, spec(Epsilon, epsilon=P("epsilon"))),
-          (_CONV, spec(Gamma, gamma=P("gamma"), stabilizer=1e-6))),
+          (_DENSE, spec(Epsilon, epsilon=P("epsilon"))))
+         + _gamma_on(_CONV_LAYERS, 1e-6),
          defaults={"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}, structure=ZENNIT_STRUCTURE,
          reference="Montavon et al., 2019"),
     # Transformers.  attn_lrp is AttnLRP as LXT computes it on any model (LXT gives linear
-    # layers the plain gradient, LRP-0; epsilon 1e-6 here).  LXT's ViT treatment, Zennit's
-    # Gamma on Conv2d/Linear with gamma tuned per model, is opt-in there as here:
-    # attn_lrp.gamma (docs/methods/transformers.md, "attn_lrp on a ViT").
+    # layers the plain gradient, LRP-0; epsilon 1e-6 here).  attn_lrp.gamma is LXT's AttnLRP
+    # with Zennit's Gamma on the Linear/Conv layers (GAMMA_LAYERS: not the position-table
+    # add); LXT's own ViT recipe, CP-LRP inside the attention with that Gamma, is cp_lrp with
+    # overrides=[(s, Gamma(...)) for s in GAMMA_LAYERS] (docs/methods/transformers.md,
+    # "Linear rules of ViTs").
     _lrp("attn_lrp", "AttnLRP: softmax rule, uniform rule on q.k and attention.v, epsilon on linear layers",
          _all_linear(spec(Epsilon, epsilon=P("epsilon"))), defaults={"epsilon": 1e-6},
          reference=ACHTIBAT, structure=ATTN_LRP_STRUCTURE),
-    _lrp("attn_lrp.gamma", "AttnLRP with gamma on the linear layers (for ViTs)",
-         _all_linear(spec(Gamma, gamma=P("gamma"), stabilizer=P("epsilon"))),
+    _lrp("attn_lrp.gamma", "AttnLRP with gamma on Dense, EinsumDense and conv layers (for ViTs)",
+         _gamma_on(GAMMA_LAYERS, P("epsilon")),
          defaults={"epsilon": 1e-6, "gamma": 0.25}, reference=ACHTIBAT, structure=ATTN_LRP_STRUCTURE),
     _lrp("cp_lrp", "CP-LRP: attention weights and LayerNorm scale constant, epsilon on linear layers",
          _all_linear(spec(Epsilon, epsilon=P("epsilon"))), defaults={"epsilon": 1e-9},
