@@ -43,6 +43,7 @@ def prepare(model, output=None, *, class_names=None):
                              f"keras model again with output={output!r}")
         prepared = model
     else:
+        G.require_graph_model(model)  # before the cache: a str or None cannot be weakly referenced
         key = (output, registrations_generation())  # a new register_layer: convert again
         per_model = _CACHE.get(model)
         if per_model is None:
