@@ -138,12 +138,19 @@ def reps_needed(n_seeds, copies):
     return n_seeds > 1 or not (isinstance(copies, int) and copies == 1)
 
 
+def _compatible(a, b):
+    """Shapes compatible as Keras has it: the same rank, and on each axis the same size or
+    None (unknown) on either side: ids (None, 8) feed an Embedding whose output, traced
+    inside a backbone built for any length, is (None, None, D)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
 def _check_token_layout(g, n, e):
     """An Embedding fed by input ``n`` must look up ids shaped like ``n`` (one vector per
     id), so that its relevance summed over the embedding axis is one value per token."""
     ids = g.nodes[n]["output_shapes"][0]
     emb = g.nodes[e]["output_shapes"][0]
-    if emb is None or ids is None or tuple(emb[1:-1]) != tuple(ids[1:]):
+    if emb is None or ids is None or not _compatible(emb[1:-1], ids[1:]):
         raise NotImplementedError(
             f"integer input {n!r} (shape {ids}) reaches Embedding {e!r} (output shape {emb}) with another "
             "shape; relevance per token needs the Embedding to look up the input's ids as they are. "
