@@ -1,4 +1,4 @@
-# `make test` and `make demo` work on a fresh machine with only Python (3.10-3.12) and pip:
+# `make test` and `make demo` work on a fresh machine with only Python (3.10-3.13) and pip:
 # they create .venv, install lrpgraph with the CPU TensorFlow build, and run.
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,3 +41,28 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+# Every Python version pyproject.toml's requires-python claims.  CI runs `make test` on 3.11;
+# the others are checked by `make check-resolution` only: for each version, pip resolves the
+# whole dependency set (".[cpu,test]", and keras-hub without its dependencies as setup installs
+# it) to wheels for that interpreter, --dry-run: nothing is built or installed.  Needs the
+# index (on an index without PEP 658 metadata pip downloads each wheel to read it: minutes)
+# and pip >= 22.2 in $(PYTHON), not .venv.
+PYTHONS_CLAIMED := 3.10 3.11 3.12 3.13
+
+.PHONY: check-resolution
+check-resolution:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for v in $(PYTHONS_CLAIMED); do \
+	    echo "Python $$v: resolving .[cpu,test] to wheels"; \
+	    $(PYTHON) -m pip install -q --dry-run --ignore-installed --only-binary=:all: --python-version $$v \
+	        --target "$$tmp/t$$v" --report "$$tmp/$$v.json" ".[cpu,test]" || { echo "Python $$v: does not resolve"; exit 1; }; \
+	    $(PYTHON) -c "import json, sys; r = json.load(open(sys.argv[1])); \
+	        v = {i['metadata']['name'].lower().replace('_', '-'): i['metadata']['version'] for i in r['install']}; \
+	        print('  ' + ', '.join(f'{k} {v[k]}' for k in ('tensorflow-cpu', 'keras', 'numpy', 'zarr', 'ray', 'scikit-image') if k in v))" \
+	        "$$tmp/$$v.json"; \
+	    if [ "$$v" != 3.10 ]; then \
+	        $(PYTHON) -m pip install -q --dry-run --ignore-installed --only-binary=:all: --python-version $$v \
+	            --target "$$tmp/h$$v" --no-deps "$(KERAS_HUB)" || { echo "Python $$v: no $(KERAS_HUB) wheel"; exit 1; }; \
+	    fi; \
+	done; echo "every claimed Python version resolves: $(PYTHONS_CLAIMED)"
