@@ -44,25 +44,31 @@ clean:
 
 # Every Python version pyproject.toml's requires-python claims.  CI runs `make test` on 3.11;
 # the others are checked by `make check-resolution` only: for each version, pip resolves the
-# whole dependency set (".[cpu,test]", and keras-hub without its dependencies as setup installs
-# it) to wheels for that interpreter, --dry-run: nothing is built or installed.  Needs the
-# index (on an index without PEP 658 metadata pip downloads each wheel to read it: minutes)
-# and pip >= 22.2 in $(PYTHON), not .venv.
+# whole dependency set (".[cpu,test]", and from 3.11 keras-hub without its dependencies, as
+# setup installs it) to wheels for that interpreter, --dry-run: nothing is built or installed.
+# It runs pythonX.Y's own pip where that interpreter is on PATH (environment markers such as
+# `python_version >= '3.11'` are then read for X.Y), otherwise $(PYTHON)'s with
+# --python-version X.Y (wheel tags and Requires-Python for X.Y, markers for $(PYTHON)).
+# Needs the index and pip >= 22.2; on an index without PEP 658 metadata pip downloads each
+# wheel to read it (minutes per version).
 PYTHONS_CLAIMED := 3.10 3.11 3.12 3.13
 
 .PHONY: check-resolution
 check-resolution:
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	for v in $(PYTHONS_CLAIMED); do \
-	    echo "Python $$v: resolving .[cpu,test] to wheels"; \
-	    $(PYTHON) -m pip install -q --dry-run --ignore-installed --only-binary=:all: --python-version $$v \
+	    py=python$$v; \
+	    if ! $$py -m pip --version >/dev/null 2>&1; then py="$(PYTHON)"; \
+	        echo "Python $$v: no python$$v with pip on PATH; markers are read for $$($$py -V)"; fi; \
+	    echo "Python $$v: resolving .[cpu,test] to wheels ($$py)"; \
+	    $$py -m pip install -q --dry-run --ignore-installed --only-binary=:all: --python-version $$v \
 	        --target "$$tmp/t$$v" --report "$$tmp/$$v.json" ".[cpu,test]" || { echo "Python $$v: does not resolve"; exit 1; }; \
-	    $(PYTHON) -c "import json, sys; r = json.load(open(sys.argv[1])); \
+	    $$py -c "import json, sys; r = json.load(open(sys.argv[1])); \
 	        v = {i['metadata']['name'].lower().replace('_', '-'): i['metadata']['version'] for i in r['install']}; \
-	        print('  ' + ', '.join(f'{k} {v[k]}' for k in ('tensorflow-cpu', 'keras', 'numpy', 'zarr', 'ray', 'scikit-image') if k in v))" \
+	        print('  ' + ', '.join(f'{k} {v[k]}' for k in ('tensorflow-cpu', 'keras', 'numpy', 'zarr', 'ray', 'scikit-image', 'regex') if k in v))" \
 	        "$$tmp/$$v.json"; \
 	    if [ "$$v" != 3.10 ]; then \
-	        $(PYTHON) -m pip install -q --dry-run --ignore-installed --only-binary=:all: --python-version $$v \
+	        $$py -m pip install -q --dry-run --ignore-installed --only-binary=:all: --python-version $$v \
 	            --target "$$tmp/h$$v" --no-deps "$(KERAS_HUB)" || { echo "Python $$v: no $(KERAS_HUB) wheel"; exit 1; }; \
 	    fi; \
 	done; echo "every claimed Python version resolves: $(PYTHONS_CLAIMED)"
