@@ -193,6 +193,7 @@ def _gamma_on(selectors, stabilizer):
     return tuple((s, spec(Gamma, gamma=P("gamma"), stabilizer=stabilizer)) for s in selectors) + (
         ("kind:linear", spec(Epsilon, epsilon=P("epsilon"))),)
 
+
 _PRESET_LIST = [
     _lrp("lrp.z", "LRP-0 on every linear layer (gradient x input on ReLU nets)", _all_linear(spec(Z))),
     _lrp("lrp.z_IB", "LRP-0, bias ignored", _all_linear(spec(Z, bias=False))),

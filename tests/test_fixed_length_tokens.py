@@ -28,7 +28,8 @@ def _bert_models():
     head = L.Dense(3, name="head")
     models = {}
     for name, length in (("fixed", LENGTH), ("none", None)):
-        inputs = {k: keras.Input((length,), dtype="int32", name=k) for k in ("token_ids", "segment_ids", "padding_mask")}
+        inputs = {k: keras.Input((length,), dtype="int32", name=k)
+                  for k in ("token_ids", "segment_ids", "padding_mask")}
         models[name] = keras.Model(inputs, head(backbone(inputs)["pooled_output"]))
     rng = np.random.default_rng(0)
     for w in backbone.weights + head.weights:  # unit-scale weights (BERT's 0.02 init makes every map tiny)
