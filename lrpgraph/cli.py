@@ -21,8 +21,10 @@ preprocessed pixels (caffe: -123.68 / 151.061, as in the SGLRP paper's code).
 ImageNet weights (``--weights imagenet``, the default for application models)
 are downloaded by Keras on first use; where the download fails (no network) the
 command says so on one line and continues with RANDOM weights, and every output
-line repeats that.  ``--weights none`` asks for random weights, ``--weights
-FILE`` loads a weights file.
+line repeats that.  Those weights are seeded (:data:`lrpgraph.io.RANDOM_WEIGHTS_SEED`):
+the same on every run, so that a stopped ``explain-dataset`` job resumes and the
+maps reproduce.  ``--weights none`` asks for the same seeded random weights,
+``--weights FILE`` loads a weights file.
 
 ``.keras`` files are loaded with ``safe_mode=True``: a file with a Python
 ``Lambda`` layer is refused unless ``--unsafe`` is given (only for files you

@@ -187,7 +187,7 @@ def add_parsers(sub):
     sp.add_argument("--skip-invalid", action="store_true",
                     help="record unreadable images and NaN/Inf inputs as invalid instead of stopping")
     sp.add_argument("--weights", default="imagenet",
-                    help="keras.applications models: 'imagenet' (default), 'none' (random) or a weights file")
+                    help="keras.applications models: 'imagenet' (default), 'none' (seeded random weights) or a weights file")
     sp.add_argument("--unsafe", action="store_true",
                     help="allow .keras files with Python code (Lambda layers): only for files you trust")
     sp.add_argument("--ray", metavar="local|ADDRESS", default=None,

@@ -185,6 +185,29 @@ def read_labels(path):
                      '{"0": [wnid, name], ...} or one name per line')
 
 
+# the seed of the random weights an application gets where ImageNet weights are not
+# available (or --weights none): the same weights on every run, so that a stopped dataset
+# job resumes (its store records the weights' hash) and the maps reproduce
+RANDOM_WEIGHTS_SEED = 1234
+
+
+def random_application(ctor, seed=RANDOM_WEIGHTS_SEED):
+    """``ctor(weights=None)`` with seeded random weights: the same weights on every run
+    and in every process (for one Keras version).
+
+    Keras draws the seed of an unseeded initializer from Python's ``random`` module
+    (``keras.random.SeedGenerator``'s default seed); that module is seeded with ``seed``
+    while the model is built and its state restored after, so nothing else changes."""
+    import random
+
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        return ctor(weights=None)
+    finally:
+        random.setstate(state)
+
+
 def _application(name, weights, log):
     import keras
 
@@ -192,17 +215,19 @@ def _application(name, weights, log):
     ctor = getattr(keras.applications, ctor_name)
     module = getattr(keras.applications, module_name)
     note = ""
+    seeded = f"seeded random weights (seed {RANDOM_WEIGHTS_SEED}: the same on every run)"
     if weights == "imagenet":
         try:
             model = ctor(weights="imagenet")
         except Exception as e:  # noqa: BLE001 - no network, a proxy, a corrupt cache...
-            log(f"could not get the ImageNet weights of {name} ({_first_line(e)[:160]}); using RANDOM weights "
-                "(the maps explain an untrained network)")
-            model = ctor(weights=None)
-            note = "RANDOM weights (ImageNet download failed)"
+            log(f"could not get the ImageNet weights of {name} ({_first_line(e)[:160]}); using RANDOM weights, "
+                f"seeded (seed {RANDOM_WEIGHTS_SEED}): the same on every run, so a stopped job resumes and the "
+                "maps reproduce, but they explain an untrained network")
+            model = random_application(ctor)
+            note = f"RANDOM weights (ImageNet download failed; {seeded})"
     elif weights in (None, "none"):
-        model = ctor(weights=None)
-        note = "RANDOM weights (--weights none)"
+        model = random_application(ctor)
+        note = f"RANDOM weights (weights 'none'; {seeded})"
     else:
         if not Path(weights).is_file():
             raise InputError(f"weights file not found: {weights}")

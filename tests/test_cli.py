@@ -176,3 +176,45 @@ def test_progress_goes_to_stderr_with_count_and_rate(tmp_path, capsys, scene_ima
     assert code == 0, err
     assert "2/2" in err and "/image" in err
     assert "/image" not in out and out.count("explained") == 2
+
+
+def _offline_tinynet(monkeypatch, calls=None):
+    """A keras.applications stand-in whose ImageNet download always fails (no network)."""
+    def tiny(weights=None):
+        if calls is not None:
+            calls.append(weights)
+        if weights == "imagenet":
+            raise Exception("URL fetch failure: Name or service not known")
+        inp = keras.Input((16, 16, 3))
+        h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)  # named as applications name theirs
+        return keras.Model(inp, keras.layers.Dense(1000, name="predictions")(keras.layers.Flatten(name="flatten")(h)),
+                           name="tinynet")
+
+    monkeypatch.setattr(keras.applications, "TinyNet", tiny, raising=False)
+    monkeypatch.setitem(lio.APPLICATIONS, "tinynet", ("TinyNet", "vgg16"))
+
+
+def test_offline_fallback_weights_are_seeded_so_a_dataset_job_resumes(monkeypatch, tmp_path, capsys):
+    """Without network the application runs on random weights that are the same on every
+    run: a second run of the same explain-dataset command finds the store made by the same
+    job (same weights_sha256) and resumes it instead of refusing it."""
+    import lrpgraph
+
+    _offline_tinynet(monkeypatch)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32))
+    argv = ["explain-dataset", str(tmp_path / "d.npz"), "--model", "tinynet", "--method", "gradient",
+            "--target", "predicted", "--batch-size", "2", "--out", str(tmp_path / "s.zarr")]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "seeded" in out and "the same on every run" in out
+    sha = lrpgraph.open_store(tmp_path / "s.zarr").store.job["weights_sha256"]
+    first = np.asarray(lrpgraph.open_store(tmp_path / "s.zarr").relevance[:])
+    code, out, err = run(argv, capsys)
+    assert code == 0, err  # before: "the store was made by a different job: weights_sha256 ..."
+    assert "0 block(s) computed now" in out
+    assert lrpgraph.open_store(tmp_path / "s.zarr").store.job["weights_sha256"] == sha
+    # a fresh store from a third run holds the same maps (the weights, not only their hash, agree)
+    code, _, err = run(argv[:-1] + [str(tmp_path / "t.zarr")], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.asarray(lrpgraph.open_store(tmp_path / "t.zarr").relevance[:]), first)
