@@ -153,7 +153,7 @@ def cmd_explain(args, out):
             rows.append((p, int(pred[k]), int(targets[k]), files))
         progress(start + len(paths))
     note = f" [{lm.weights_note}]" if lm.weights_note else ""
-    print(f"model {lm.name}{note}, method {args.method}, bounds low={low:g} high={high:g}", file=out)
+    print(f"model {lm.name}{note}, method {args.method}, {lm.describe_inputs()}", file=out)
     for p, pr, t, files in rows:
         print(f"{p}: predicted {name_of(pr)}, explained {name_of(t)} -> {', '.join(map(str, files))}", file=out)
     print(f"wrote {len(rows)} heatmap(s) to {out_dir.resolve()}{note}", file=out)
@@ -177,8 +177,8 @@ def cmd_explain_text(args, out):
     path = Path(f"{out_dir / 'text'}_{_slug(args.method)}_{exp.target}.png")
     fig = viz.token_heatmap(exp.tokens, exp.relevance, title=f"{args.method}, class {name_of(exp.target)}")
     viz.save_figure(fig, path)
-    print(f"model {lm.name}, method {args.method}: predicted {name_of(exp.predicted)}, explained "
-          f"{name_of(exp.target)}", file=out)
+    print(f"model {lm.name}, method {args.method}, inputs: token ids (no preprocessing): predicted "
+          f"{name_of(exp.predicted)}, explained {name_of(exp.target)}", file=out)
     print(exp.table(), file=out)
     print(f"wrote {path}", file=out)
     return 0
@@ -196,8 +196,9 @@ def cmd_check(args, out):
     lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe,
                     log=lambda msg: print(f"lrpgraph: {msg}", file=out))
     report = check(lm.model)
-    if lm.weights_note:
-        print(f"model {lm.name} [{lm.weights_note}]", file=out)
+    note = f" [{lm.weights_note}]" if lm.weights_note else ""
+    print(f"model {lm.name}{note}: image inputs get {lm.describe_inputs()} (`lrpgraph explain`; --preprocess "
+          "changes it)", file=out)
     print(report, file=out)
     return 0 if report.ok else 1
 

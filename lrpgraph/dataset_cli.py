@@ -130,6 +130,8 @@ def cmd_explain_dataset(args, out):
     analyzer = build_method(args.method, lm.model, low, high, parse_params(args.param))
     note = f" [{lm.weights_note}]" if lm.weights_note else ""
     print(f"explaining {what} with {args.method} on {lm.name}{note} into {args.out}", file=out, flush=True)
+    as_is = "" if isinstance(data, str) else " (the .npz's x is used as stored: the preprocessing sets the bounds)"
+    print(f"inputs: {lm.describe_inputs()}{as_is}", file=out, flush=True)
     try:
         att = run_job(args, analyzer, data, lm.preprocess, out)
     except (ValueError, TypeError, StoreError) as e:

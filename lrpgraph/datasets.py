@@ -39,7 +39,6 @@ and, per block ``(b, x, labels, ids, valid)`` from ``source.blocks(B, blocks)``:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import re
 import signal
@@ -642,14 +641,11 @@ def _stack_elements(xs):
 
 def _application_preprocess(model):
     """keras.applications' ``preprocess_input`` for a model whose name is an
-    application's (``vgg16``, ``resnet50``...), else None."""
-    from .io import APPLICATIONS
+    application's (``vgg16``, ``mobilenetv2_1.00_224``...), else None
+    (:func:`lrpgraph.io.application_preprocess`)."""
+    from .io import application_preprocess
 
-    key = model.name.lower()
-    for name, (_, module) in APPLICATIONS.items():
-        if key == name or key.startswith(name.replace("_", "")) or key == module:
-            return importlib.import_module(f"keras.applications.{module}").preprocess_input
-    return None
+    return application_preprocess(model.name)
 
 
 def _pixel_preprocess(model, preprocess):

@@ -64,8 +64,34 @@ APPLICATIONS = {
     "convnext_tiny": ("ConvNeXtTiny", "convnext"),
     "nasnetmobile": ("NASNetMobile", "nasnet"),
 }
-# "auto": the application's own preprocess_input, [0, 1] pixels ("unit") for a model file
+# The names keras.applications' constructors give their models (``model.name``, kept by
+# model.save) -> the keras.applications module whose preprocess_input the model takes.  A
+# ``.keras`` file of such a model (e.g. a MobileNetV2 fine-tuned and saved by its user,
+# named "mobilenetv2_1.00_224") is recognised by it.  Compared lower-case, whole name.
+APPLICATION_MODEL_NAMES = (
+    (r"vgg16", "vgg16"), (r"vgg19", "vgg19"),
+    (r"resnet(50|101|152)", "resnet"), (r"resnet(50|101|152)v2", "resnet_v2"),
+    (r"inception_v3", "inception_v3"), (r"inception_resnet_v2", "inception_resnet_v2"),
+    (r"xception", "xception"),
+    (r"mobilenet_\d\.\d\d_\d+", "mobilenet"), (r"mobilenetv2_\d\.\d\d_\d+", "mobilenet_v2"),
+    (r"mobilenetv3(small|large)", "mobilenet_v3"),
+    (r"densenet(121|169|201)", "densenet"),
+    (r"efficientnetb[0-7]", "efficientnet"), (r"efficientnetv2-(b[0-3]|s|m|l)", "efficientnet_v2"),
+    (r"convnext_(tiny|small|base|large|xlarge)", "convnext"),
+    (r"nasnet_(mobile|large)", "nasnet"),
+)
+# "auto": the application's own preprocess_input (for --model NAME, and for a model file
+# whose model name is an application's, APPLICATION_MODEL_NAMES), [0, 1] pixels ("unit")
+# for any other model file
 PREPROCESS = ("auto", "unit", "raw", "caffe", "tf", "torch")
+# what each mode does, as the command line prints it
+PREPROCESS_DESCRIPTIONS = {
+    "unit": "[0, 1] pixels (x / 255)",
+    "raw": "[0, 255] pixels as read",
+    "caffe": "caffe (BGR, minus the ImageNet mean)",
+    "tf": "tf (x / 127.5 - 1)",
+    "torch": "torch ((x / 255 - ImageNet mean) / std)",
+}
 # what list_images picks up (keras.utils.image_dataset_from_directory's formats, and TIFF/WebP,
 # which scikit-image also reads); compared lower-case
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -90,14 +116,21 @@ class LoadedModel:
     """A model with what it takes to feed and describe it.
 
     Attributes: ``model`` (the keras.Model), ``name``, ``preprocess`` (float RGB
-    pixels in [0, 255] -> the model's input, numpy in and out), ``class_names``
-    (a list, or None when unknown) and ``weights_note`` ("" or why the weights
-    are random)."""
+    pixels in [0, 255] -> the model's input, numpy in and out), ``preprocessing``
+    (what ``preprocess`` does and why, in words), ``class_names`` (a list, or None
+    when unknown) and ``weights_note`` ("" or why the weights are random)."""
 
-    def __init__(self, model, name, preprocess, class_names=None, weights_note=""):
+    def __init__(self, model, name, preprocess, class_names=None, weights_note="", preprocessing=""):
         self.model, self.name, self.preprocess = model, name, preprocess
         self.class_names = class_names
         self.weights_note = weights_note
+        self.preprocessing = preprocessing  # what ``preprocess`` does and why it was chosen, in words
+
+    def describe_inputs(self):
+        """One line: the preprocessing and the input bounds every method gets, e.g.
+        ``"preprocessing keras.applications.vgg16.preprocess_input, bounds low=-123.68 high=151.061"``."""
+        low, high = self.bounds
+        return f"preprocessing {self.preprocessing or 'as given'}, bounds low={low:g} high={high:g}"
 
     @property
     def num_classes(self):
@@ -239,6 +272,38 @@ def _application(name, weights, log):
     return model, module.preprocess_input, note
 
 
+def application_module(model_name):
+    """The ``keras.applications`` module (``"mobilenet_v2"``) whose model a model named
+    ``model_name`` is (:data:`APPLICATION_MODEL_NAMES`: ``"mobilenetv2_1.00_224"``,
+    ``"resnet50v2"``, ...), or None."""
+    key = str(model_name).lower()
+    for pattern, module in APPLICATION_MODEL_NAMES:
+        if re.fullmatch(pattern, key):
+            return module
+    return None
+
+
+def application_preprocess(model_name):
+    """keras.applications' ``preprocess_input`` for a model named like an application's
+    (:func:`application_module`), else None."""
+    import importlib
+
+    module = application_module(model_name)
+    return None if module is None else importlib.import_module(f"keras.applications.{module}").preprocess_input
+
+
+def _nested_application(model):
+    """The name of a keras.applications model nested as the first layer of ``model`` (a
+    fine-tuned base, ``Sequential([MobileNetV2(...), Dense(10)])``), or None."""
+    import keras
+
+    layers = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
+    first = layers[0] if layers else None
+    if isinstance(first, keras.Model) and application_module(first.name):
+        return first.name
+    return None
+
+
 def _warn(message):
     warnings.warn(message, RuntimeWarning, stacklevel=4)
 
@@ -261,13 +326,23 @@ def load_model(spec, *, weights="imagenet", unsafe=False, labels=None, preproces
             raise InputError(f"the shipped shapes model {assets.SHAPES_MODEL} is missing; create it with "
                              "`python scripts/train_shapes.py`")
         spec, key = assets.SHAPES_MODEL, str(assets.SHAPES_MODEL)
-    note, app_pre = "", None
+    note, app_pre, how = "", None, ""
     if key in APPLICATIONS and not Path(spec).exists():
         model, app_pre, note = _application(key, weights, log)
         name = key
+        how = f"keras.applications.{APPLICATIONS[key][1]}.preprocess_input"
     elif Path(spec).exists() or Path(spec).suffix or os.sep in str(spec):
         model = _load_keras_file(spec, unsafe)
         name = Path(spec).name
+        module = application_module(model.name)
+        if module is not None:
+            app_pre = application_preprocess(model.name)
+            how = (f"keras.applications.{module}.preprocess_input (the model is named {model.name!r}, a "
+                   f"keras.applications {module} model)")
+        elif preprocess == "auto" and _nested_application(model):
+            log(f"{name} starts with the keras.applications model {_nested_application(model)!r}; its inputs get "
+                "[0, 1] pixels (a model file's default). If that model expects its own preprocess_input, choose "
+                "the preprocessing (preprocess='tf', 'caffe', ...)")
     else:
         close = difflib.get_close_matches(key, list(APPLICATIONS) + ["shapes"], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -279,13 +354,17 @@ def load_model(spec, *, weights="imagenet", unsafe=False, labels=None, preproces
         if len(names) != num_classes:
             raise InputError(f"{labels} has {len(names)} class names but the model has {num_classes} classes")
     elif app_pre is not None or num_classes == 1000:
-        names = assets.imagenet_class_names() if num_classes == 1000 else None
+        names = assets.imagenet_class_names() if num_classes == 1000 else _class_names_beside(spec, num_classes)
     else:
         names = _class_names_beside(spec, num_classes)
     mode = preprocess
     if mode == "auto":
         mode = "app" if app_pre is not None else "unit"
-    return LoadedModel(model, name, preprocess_fn(mode, app_pre), names, note)
+        if mode == "unit":
+            how = PREPROCESS_DESCRIPTIONS["unit"] + (" (a model file)" if key != str(assets.SHAPES_MODEL) else "")
+    else:
+        how = PREPROCESS_DESCRIPTIONS[mode] + " (as asked)" if mode in PREPROCESS_DESCRIPTIONS else mode
+    return LoadedModel(model, name, preprocess_fn(mode, app_pre), names, note, how)
 
 
 def preprocess_fn(mode, app_preprocess=None):

@@ -218,3 +218,34 @@ def test_offline_fallback_weights_are_seeded_so_a_dataset_job_resumes(monkeypatc
     code, _, err = run(argv[:-1] + [str(tmp_path / "t.zarr")], capsys)
     assert code == 0, err
     np.testing.assert_array_equal(np.asarray(lrpgraph.open_store(tmp_path / "t.zarr").relevance[:]), first)
+
+
+def test_every_command_prints_the_preprocessing_and_bounds(tmp_path, capsys, scene_images):
+    """A .keras file of a keras.applications architecture (named as MobileNetV2 names its
+    model) gets MobileNetV2's preprocess_input ([-1, 1]) and every command says so."""
+    inp = keras.Input((16, 16, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inp))
+    path = tmp_path / "finetuned.keras"
+    keras.Model(inp, keras.layers.Dense(3)(h), name="mobilenetv2_1.00_224").save(path)
+    line = "preprocessing keras.applications.mobilenet_v2.preprocess_input (the model is named 'mobilenetv2_1.00_224'"
+    code, out, err = run(["explain", scene_images[0][0], "--model", str(path), "--method", "gradient",
+                          "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert line in out and "bounds low=-1 high=1" in out
+    code, out, err = run(["check", str(path)], capsys)
+    assert line in out and "bounds low=-1 high=1" in out
+    code, out, err = run(["explain", scene_images[0][0], "--model", str(path), "--method", "gradient",
+                          "--preprocess", "unit", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert "preprocessing [0, 1] pixels (x / 255) (as asked), bounds low=0 high=1" in out
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    skio.imsave(folder / "a.png", np.full((16, 16, 3), 9, np.uint8), check_contrast=False)
+    code, out, err = run(["explain-dataset", str(folder), "--model", str(path), "--method", "gradient",
+                          "--target", "predicted", "--out", str(tmp_path / "s.zarr")], capsys)
+    assert code == 0, err
+    assert f"inputs: {line}" in out and "bounds low=-1 high=1" in out
+    code, out, err = run(["evaluate", "--model", str(path), "--data", str(folder), "--methods", "gradient",
+                          "--metrics", "deletion", "--n", "1", "--out", str(tmp_path / "e")], capsys)
+    assert code == 0, err
+    assert f"inputs: {line}" in out

@@ -131,7 +131,7 @@ def cmd_evaluate(args, out):
     if args.n < 1:
         raise InputError("--n must be >= 1")
     t0 = time.perf_counter()
-    lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe,
+    lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe, preprocess=args.preprocess,
                     log=lambda msg: print(msg, file=out))
     try:
         metrics = evaluation.expand_metrics(args.metrics)
@@ -152,6 +152,9 @@ def cmd_evaluate(args, out):
         raise InputError(f"--method-param for {unknown}, which are not in --methods")
     print(f"lrpgraph evaluate: model {lm.name}{' [' + lm.weights_note + ']' if lm.weights_note else ''}, {what}; "
           f"{len(methods)} methods x metrics {', '.join(metrics)}", file=out)
+    as_is = "" if args.data is not None and Path(args.data).is_dir() else \
+        " (the images are used as they are: the preprocessing sets the bounds)"
+    print(f"inputs: {lm.describe_inputs()}{as_is}", file=out)
 
     def progress(s):
         print(f"  {time.perf_counter() - t0:7.1f} s  {s}", file=sys.stderr)
