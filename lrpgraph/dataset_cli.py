@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import (APPLICATIONS, PREPROCESS, InputError, build_method, input_bounds, load_model, method_params,
-                 parse_params)
+from .io import (APPLICATIONS, PREPROCESS, InputError, build_method, input_bounds, list_images, load_model,
+                 method_params, parse_params)
+from .targets import folder_class_indices
 
 __all__ = ["add_parsers", "cmd_explain_dataset", "cmd_show", "run_job"]
 
@@ -56,6 +57,33 @@ def _load_source(source):
     if p.is_file():
         raise InputError(f"{p} is a file; SOURCE is a folder of images or an .npz file with x (and y)")
     raise InputError(f"source not found: {p}")
+
+
+def _folder_label_targets(data, lm, out):
+    """``--target label`` for a folder of class subfolders: the model's class each
+    folder names (``images/tabby/`` -> ImageNet class 281; ImageNet ids such as
+    ``n02123045`` too), as one target per sample in the data's order; "label" (the
+    subfolder's alphabetical index) where the folders are the model's classes in
+    order or the model has no class names (said once)."""
+    folder = list_images(data)
+    if folder.class_names is None:
+        return "label"  # the runner says that a flat folder has no labels
+    if lm.class_names is None:
+        pairs = ", ".join(f"{n}={k}" for k, n in enumerate(folder.class_names[:4]))
+        more = ", ..." if len(folder.class_names) > 4 else ""
+        print(f"lrpgraph: note: {lm.name} has no class names, so each class folder is explained as the class of "
+              f"its alphabetical position ({pairs}{more}); give the model's class names with --labels FILE to "
+              "match folders by name", file=out)
+        return "label"
+    try:
+        index = folder_class_indices(folder.class_names, lm.class_names, lm.class_ids, model=lm.name)
+    except ValueError as e:
+        raise InputError(f"{e} (--target predicted)") from None
+    if np.array_equal(index, np.arange(len(index))):
+        return "label"
+    shown = ", ".join(f"{n} -> {k} {lm.class_names[k]}" for n, k in zip(folder.class_names[:4], index))
+    print(f"class folders explained as {lm.name}'s classes: {shown}{', ...' if len(index) > 4 else ''}", file=out)
+    return index[folder.labels]
 
 
 def run_job(args, analyzer, data, preprocess, out):
@@ -125,7 +153,9 @@ def cmd_explain_dataset(args, out):
     args.metrics = [m for m in (args.metrics or "").split(",") if m]
     data, what = _load_source(args.source)
     lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe, preprocess=args.preprocess,
-                    log=lambda msg: print(f"lrpgraph: {msg}", file=out))
+                    labels=args.labels, log=lambda msg: print(f"lrpgraph: {msg}", file=out))
+    if target == "label" and isinstance(data, str):
+        args.target = _folder_label_targets(data, lm, out)
     low, high = input_bounds(lm.preprocess)
     analyzer = build_method(args.method, lm.model, low, high, parse_params(args.param))
     note = f" [{lm.weights_note}]" if lm.weights_note else ""
@@ -174,7 +204,10 @@ def add_parsers(sub):
     sp.add_argument("--method", default="lrp.epsilon", help="method name (`lrpgraph methods`), default lrp.epsilon")
     sp.add_argument("--out", required=True, metavar="STORE", help="the store: a folder (or fsspec URL)")
     sp.add_argument("--target", default="label",
-                    help="label (default; needs class subfolders or y), predicted, or a class index")
+                    help="label (default; needs class subfolders or y: a class folder is the model's class of its "
+                         "name, e.g. tabby or n02123045 for ImageNet models), predicted, or a class index")
+    sp.add_argument("--labels", default=None, help="the model's class names: JSON list, Keras class-index JSON or "
+                                                   "text (one per line)")
     sp.add_argument("--batch-size", type=int, default=32, help="samples per block and per analysis (default 32)")
     sp.add_argument("--reduce", choices=["sum"], default=None, help="sum: store (N, H, W) maps")
     sp.add_argument("--float16", action="store_true", help="store the maps in float16")

@@ -118,11 +118,13 @@ class LoadedModel:
     Attributes: ``model`` (the keras.Model), ``name``, ``preprocess`` (float RGB
     pixels in [0, 255] -> the model's input, numpy in and out), ``preprocessing``
     (what ``preprocess`` does and why, in words), ``class_names`` (a list, or None
-    when unknown) and ``weights_note`` ("" or why the weights are random)."""
+    when unknown), ``class_ids`` (ImageNet's wnids for an ImageNet model, else None)
+    and ``weights_note`` ("" or why the weights are random)."""
 
-    def __init__(self, model, name, preprocess, class_names=None, weights_note="", preprocessing=""):
+    def __init__(self, model, name, preprocess, class_names=None, weights_note="", preprocessing="", class_ids=None):
         self.model, self.name, self.preprocess = model, name, preprocess
         self.class_names = class_names
+        self.class_ids = class_ids  # other names of the classes: ImageNet's wnids for ImageNet models
         self.weights_note = weights_note
         self.preprocessing = preprocessing  # what ``preprocess`` does and why it was chosen, in words
 
@@ -357,6 +359,7 @@ def load_model(spec, *, weights="imagenet", unsafe=False, labels=None, preproces
         names = assets.imagenet_class_names() if num_classes == 1000 else _class_names_beside(spec, num_classes)
     else:
         names = _class_names_beside(spec, num_classes)
+    ids = assets.imagenet_wnids() if names is not None and labels is None and num_classes == 1000 else None
     mode = preprocess
     if mode == "auto":
         mode = "app" if app_pre is not None else "unit"
@@ -364,7 +367,7 @@ def load_model(spec, *, weights="imagenet", unsafe=False, labels=None, preproces
             how = PREPROCESS_DESCRIPTIONS["unit"] + (" (a model file)" if key != str(assets.SHAPES_MODEL) else "")
     else:
         how = PREPROCESS_DESCRIPTIONS[mode] + " (as asked)" if mode in PREPROCESS_DESCRIPTIONS else mode
-    return LoadedModel(model, name, preprocess_fn(mode, app_pre), names, note, how)
+    return LoadedModel(model, name, preprocess_fn(mode, app_pre), names, note, how, ids)
 
 
 def preprocess_fn(mode, app_preprocess=None):

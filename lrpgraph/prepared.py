@@ -12,8 +12,6 @@ convert ``m`` once.
 
 from __future__ import annotations
 
-import difflib
-import re
 import weakref
 
 import networkx as nx
@@ -24,6 +22,7 @@ from . import graph as G
 from .compile import run_forward, token_embeddings
 from .ops import keras_hub as keras_hub_ops, registrations_generation
 from .rewrite import canonicalize
+from .targets import class_index
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 
@@ -73,24 +72,6 @@ def resolve_output(g, output):
     if output in names:
         return outs[names.index(output)]
     raise ValueError(f"unknown output {output!r}; the model's outputs are {names}")
-
-
-def _norm_name(s):
-    return re.sub(r"[\s_\-]+", "_", str(s).strip().lower())
-
-
-def class_index(name, class_names):
-    """The index of class ``name`` in ``class_names`` (case, spaces, dashes and
-    underscores do not matter); a ValueError with the closest names otherwise."""
-    norm = [_norm_name(n) for n in class_names]
-    key = _norm_name(name)
-    if key in norm:
-        return norm.index(key)
-    close = difflib.get_close_matches(key, norm, n=3)
-    hint = f"; did you mean {', '.join(class_names[norm.index(c)] for c in close)}?" if close else ""
-    if not close and len(class_names) <= 30:
-        hint = f"; the model's classes: {', '.join(class_names)}"
-    raise ValueError(f"unknown class name {name!r}{hint}")
 
 
 def _input_spec(g, n):

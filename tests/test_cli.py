@@ -249,3 +249,43 @@ def test_every_command_prints_the_preprocessing_and_bounds(tmp_path, capsys, sce
                           "--metrics", "deletion", "--n", "1", "--out", str(tmp_path / "e")], capsys)
     assert code == 0, err
     assert f"inputs: {line}" in out
+
+
+def _class_folders(root, names, n=1):
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for k in range(n):
+            skio.imsave(root / name / f"{k}.png", np.full((16, 16, 3), 40 * k, np.uint8), check_contrast=False)
+    return root
+
+
+def test_class_folders_are_explained_as_the_classes_they_name(tmp_path, capsys):
+    """--target label on images/dots/, images/triangle/ explains the shapes model's classes
+    'dots' (2) and 'triangle' (4), not the folders' alphabetical positions 0 and 1."""
+    import lrpgraph
+
+    folder = _class_folders(tmp_path / "images", ["triangle", "dots"], n=2)
+    code, out, err = run(["explain-dataset", str(folder), "--method", "gradient", "--batch-size", "2",
+                          "--out", str(tmp_path / "s.zarr")], capsys)
+    assert code == 0, err
+    assert "dots -> 2 dots, triangle -> 4 triangle" in out
+    att = lrpgraph.open_store(tmp_path / "s.zarr")
+    assert list(att.targets[:]) == [2, 2, 4, 4] and list(att.labels[:]) == [0, 0, 1, 1]
+    bad = _class_folders(tmp_path / "bad", ["dots", "giraffe"])
+    code, out, err = run(["explain-dataset", str(bad), "--method", "gradient", "--out", str(tmp_path / "b.zarr")],
+                         capsys)
+    assert code == 1 and "class folder 'giraffe' is not a class of" in err and "--target predicted" in err
+
+
+def test_class_folders_of_a_model_without_class_names_keep_their_index(tmp_path, capsys):
+    import lrpgraph
+
+    inp = keras.Input((16, 16, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inp))
+    keras.Model(inp, keras.layers.Dense(3)(h), name="nameless").save(tmp_path / "m.keras")
+    folder = _class_folders(tmp_path / "images", ["cat", "dog"])
+    code, out, err = run(["explain-dataset", str(folder), "--model", str(tmp_path / "m.keras"), "--method",
+                          "gradient", "--out", str(tmp_path / "s.zarr")], capsys)
+    assert code == 0, err
+    assert out.count("has no class names") == 1 and "(cat=0, dog=1)" in out
+    assert list(lrpgraph.open_store(tmp_path / "s.zarr").targets[:]) == [0, 1]
