@@ -142,9 +142,15 @@ def cmd_explain(args, out):
             base = out_dir / f"{_slug(stem)}_{_slug(args.method)}_{int(targets[k])}"
             # names like "lrp.epsilon" hold dots: build file names by string, not with_suffix
             files = [Path(f"{base}.png")]
-            _imsave(files[0], viz.heatmap_rgb(maps[k]))
+            image = pixels[k].round().astype(np.uint8) if channels == 3 else pixels[k, ..., 0] / 255.0
+            fig = viz.explanation_figure(
+                image, maps[k], title=f"{args.method}: explained {name_of(int(targets[k]))}, predicted "
+                                      f"{name_of(int(pred[k]))}")
+            viz.save_figure(fig, files[0])
+            if args.heatmap:
+                files.append(Path(f"{base}_heatmap.png"))
+                _imsave(files[-1], viz.heatmap_rgb(maps[k]))
             if args.overlay:
-                image = pixels[k].astype(np.uint8) if channels == 3 else pixels[k, ..., 0] / 255.0
                 files.append(Path(f"{base}_overlay.png"))
                 _imsave(files[-1], viz.overlay(image, maps[k]))
             if args.npy:
@@ -227,8 +233,9 @@ def build_parser():
                         help="allow .keras files with Python code (Lambda layers): only for files you trust")
 
     sp = sub.add_parser("explain", help="write a heatmap PNG per image",
-                        description="Explain images (or --text for a text model): one heatmap PNG (seismic "
-                                    "colormap, red positive, blue negative, symmetric limits) per image in --out.")
+                        description="Explain images (or --text for a text model): one PNG per image in --out: "
+                                    "input | heatmap | overlay with a colour bar (seismic colormap, red positive, "
+                                    "blue negative, symmetric limits), titled with the method and the classes.")
     sp.add_argument("images", nargs="*", metavar="IMAGE", help="image files (anything scikit-image reads)")
     sp.add_argument("--text", default=None,
                     help="explain this text with a text model (token ids in): prints one relevance per token "
@@ -253,7 +260,10 @@ def build_parser():
                     help="method parameter, repeatable (e.g. --param epsilon=0.01 --param layer=block5_pool)")
     sp.add_argument("--batch-size", type=int, default=8, help="images per analysis call (default 8)")
     sp.add_argument("--npy", action="store_true", help="also save each map as .npy")
-    sp.add_argument("--overlay", action="store_true", help="also save the heatmap blended over the image")
+    sp.add_argument("--heatmap", action="store_true",
+                    help="also save the bare heatmap at the image's size (_heatmap.png)")
+    sp.add_argument("--overlay", action="store_true",
+                    help="also save the heatmap blended over the image at the image's size (_overlay.png)")
     model_args(sp)
     sp.set_defaults(fn=cmd_explain)
 

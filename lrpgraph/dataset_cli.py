@@ -6,13 +6,15 @@
         [--target label|predicted|N] [--batch-size N] [--reduce sum] [--float16]
         [--metrics relevance_sum,positive_share] [--param NAME=VALUE] [--overwrite] [--skip-invalid]
         [--ray local|ADDRESS --workers N]
-    lrpgraph show STORE --index I --out PNG
+    lrpgraph show STORE --index I --out PNG [--source SOURCE] [--labels FILE]
 
 ``SOURCE`` is a folder of images (one subfolder per class gives the labels) or
 a ``.npz`` file with an ``x`` array (and optionally ``y`` labels).  Images are
 decoded with the same loader and the model's own preprocessing as
 ``lrpgraph explain``.  Rerunning the same command after Ctrl-C or a crash
-computes only the missing blocks.
+computes only the missing blocks.  ``show`` draws input | heatmap | overlay
+(:func:`lrpgraph.viz.explanation_figure`) with the class names, reading the input
+from ``--source`` (the heatmap alone without it).
 
 :func:`add_parsers` adds the subcommands to ``lrpgraph``'s parser (cli.py calls
 it); :func:`run_job` is where a job is dispatched (a Ray cluster option adds its
@@ -171,23 +173,84 @@ def cmd_explain_dataset(args, out):
     return 0
 
 
-def cmd_show(args, out):
-    import matplotlib
+def _store_class_names(att, labels):
+    """The class names for a store's figure: ``--labels FILE``, else those of the model the
+    store names where they are known without loading it (keras.applications models:
+    ImageNet's; the bundled shapes model's), else None (indices)."""
+    from . import assets
+    from .io import application_module, read_labels
 
-    matplotlib.use("Agg")
+    if labels is not None:
+        return read_labels(labels)
+    model = str(att.store.job.get("model", ""))
+    if model in APPLICATIONS or application_module(model):
+        return assets.imagenet_class_names()
+    if model == _shapes_model_name():
+        return list(assets.SHAPES_CLASS_NAMES)
+    return None
+
+
+def _shapes_model_name():
+    """The model name inside the bundled shapes model's file (read from its config, no loading)."""
+    import json
+    import zipfile
+
+    from . import assets
+
+    try:
+        with zipfile.ZipFile(assets.SHAPES_MODEL) as z:
+            return json.loads(z.read("config.json"))["config"]["name"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _source_image(source, att, i, hw):
+    """Sample ``i``'s input from SOURCE (the folder or .npz the store was made from), as
+    an image of the map's size ``hw``."""
+    from .io import load_image
+
+    p = Path(source)
+    if p.is_dir():
+        path = p / att.ids[i]
+        if not path.is_file():
+            raise InputError(f"{path} not found: --source is the folder the store was made from (sample {i} is "
+                             f"{att.ids[i]!r} in it)")
+        return load_image(path, hw).round().astype(np.uint8)
+    data, _ = _load_source(p)
+    x = data[0] if isinstance(data, tuple) else data
+    return np.asarray(x[i])
+
+
+def cmd_show(args, out):
     import lrpgraph
     from . import viz
     from .store import StoreError
 
     try:
         att = lrpgraph.open_store(args.store)
-        ax = att.plot(args.index)
+        i = int(args.index)
+        if not 0 <= i < len(att):
+            raise IndexError(f"sample {i} out of range: the store holds {len(att)} samples")
+        if not att.done[i]:
+            raise ValueError(f"sample {i} is not written yet (its block is missing): resume the job first")
+        r = np.asarray(att.relevance[i], np.float32)
     except (ValueError, IndexError, StoreError) as e:
         raise InputError(str(e)) from None
-    fig = (ax[0] if isinstance(ax, list) else ax).figure
+    t = np.atleast_1d(att.targets[i])
+    maps = list(r) if len(t) > 1 and r.shape[0] == len(t) else [r]
+    names = _store_class_names(att, args.labels)
+    name_of = (lambda k: f"{k} {names[k]}" if 0 <= k < len(names) else str(k)) if names else str
+    image = None if args.source is None else _source_image(args.source, att, i, maps[0].shape[:2])
+    method = (att.store.job.get("method") or {}).get("name", "?")
+    pred = int(att.predicted[i])
+    title = f"{method}: {att.ids[i]}, predicted {name_of(pred)}"
+    fig = viz.explanation_figure(image, maps, title=title, row_titles=[f"explained {name_of(int(k))}" for k in t])
     path = viz.save_figure(fig, args.out)
-    print(f"sample {args.index} ({att.ids[args.index]}): target {att.targets[args.index]}, predicted "
-          f"{int(att.predicted[args.index])} -> {path}", file=out)
+    targets = ", ".join(name_of(int(k)) for k in t)
+    print(f"sample {i} ({att.ids[i]}): target {targets}, predicted {name_of(pred)} -> {path}", file=out)
+    if image is None:
+        print("(the heatmap alone: pass --source SOURCE, the folder or .npz the store was made from, to draw the "
+              "input and the overlay beside it)", file=out)
     return 0
 
 
@@ -239,5 +302,9 @@ def add_parsers(sub):
     sp.add_argument("store", metavar="STORE", help="a store written by explain-dataset")
     sp.add_argument("--index", type=int, required=True, help="sample index")
     sp.add_argument("--out", required=True, metavar="PNG", help="output image (.png or .pdf)")
+    sp.add_argument("--source", default=None, metavar="SOURCE",
+                    help="the folder or .npz the store was made from: draws input | heatmap | overlay")
+    sp.add_argument("--labels", default=None, help="class names for the titles (JSON list, Keras class-index JSON "
+                                                   "or text); default: known for keras.applications and shapes")
     sp.set_defaults(fn=cmd_show)
     return sub

@@ -46,7 +46,7 @@ def test_explain_writes_one_heatmap_per_image(tmp_path, capsys, scene_images):
     npys = sorted(tmp_path.glob("*.npy"))
     assert len(pngs) == 2 and len(npys) == 2
     img = skio.imread(pngs[0])
-    assert img.shape[:2] == (64, 64)
+    assert img.shape[1] > 3 * 64  # input | heatmap | overlay and a colour bar
     r = np.load(npys[0])
     assert r.shape == (64, 64, 3) and np.isfinite(r).all() and np.abs(r).max() > 0
     assert out.count("explained") == 2  # the predicted class of each image
@@ -118,17 +118,17 @@ def test_explain_file_names_and_maps_equal_the_library(tmp_path, capsys, scene_i
     paths, classes = scene_images
     t = int(classes[0, 1])
     code, out, err = run(["explain", paths[0], "--method", "lrp.epsilon", "--target", str(t), "--npy",
-                          "--overlay", "--out", str(tmp_path)], capsys)
+                          "--heatmap", "--overlay", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     stem = f"scene0_lrp.epsilon_{t}"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"{stem}.png", f"{stem}.npy", f"{stem}_overlay.png"])
+        [f"{stem}.png", f"{stem}.npy", f"{stem}_heatmap.png", f"{stem}_overlay.png"])
     model = keras.saving.load_model(assets.SHAPES_MODEL, compile=False)
     px = lio.load_image(paths[0], (64, 64))
     want = lrpgraph.create_analyzer("lrp.epsilon", model).analyze(px[None] / 255.0, target=t)[0]
     got = np.load(tmp_path / f"{stem}.npy")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
-    png = skio.imread(tmp_path / f"{stem}.png")[..., :3].astype(int)
+    png = skio.imread(tmp_path / f"{stem}_heatmap.png")[..., :3].astype(int)
     assert np.abs(png - np.round(viz.heatmap_rgb(got) * 255).astype(int)).max() <= 1
 
 
@@ -271,6 +271,21 @@ def test_class_folders_are_explained_as_the_classes_they_name(tmp_path, capsys):
     assert "dots -> 2 dots, triangle -> 4 triangle" in out
     att = lrpgraph.open_store(tmp_path / "s.zarr")
     assert list(att.targets[:]) == [2, 2, 4, 4] and list(att.labels[:]) == [0, 0, 1, 1]
+    # show: input | heatmap | overlay with the class names, the input read from --source
+    from lrpgraph import viz
+
+    figures = []
+    real = viz.explanation_figure
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(viz, "explanation_figure", lambda *a, **k: figures.append(real(*a, **k)) or figures[-1])
+        code, out, err = run(["show", str(tmp_path / "s.zarr"), "--index", "3", "--source", str(folder),
+                              "--out", str(tmp_path / "show.png")], capsys)
+    assert code == 0, err
+    assert out.startswith("sample 3 (triangle/1.png): target 4 triangle, predicted ")
+    (fig,) = figures
+    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "explained 4 triangle"
+    assert fig._suptitle.get_text().startswith("gradient: triangle/1.png, predicted ")
+    assert (tmp_path / "show.png").stat().st_size > 1000
     bad = _class_folders(tmp_path / "bad", ["dots", "giraffe"])
     code, out, err = run(["explain-dataset", str(bad), "--method", "gradient", "--out", str(tmp_path / "b.zarr")],
                          capsys)
@@ -289,3 +304,28 @@ def test_class_folders_of_a_model_without_class_names_keep_their_index(tmp_path,
     assert code == 0, err
     assert out.count("has no class names") == 1 and "(cat=0, dog=1)" in out
     assert list(lrpgraph.open_store(tmp_path / "s.zarr").targets[:]) == [0, 1]
+
+
+def test_explain_figure_is_input_heatmap_overlay_with_class_names(tmp_path, capsys, scene_images, monkeypatch):
+    """The PNG of `lrpgraph explain` is viz.explanation_figure: three panels and a symmetric
+    seismic colour bar, titled with the method and the explained and predicted class names."""
+    from lrpgraph import viz
+
+    figures = []
+    real = viz.explanation_figure
+    monkeypatch.setattr(viz, "explanation_figure", lambda *a, **k: figures.append(real(*a, **k)) or figures[-1])
+    paths, classes = scene_images
+    name = synthetic.CLASS_NAMES[classes[0, 0]]
+    code, out, err = run(["explain", paths[0], "--method", "lrp.epsilon", "--target", name, "--npy",
+                          "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    (fig,) = figures
+    assert len(fig.axes) == 4 and [a.get_title() for a in fig.axes[:3]] == ["input", "relevance", "overlay"]
+    title = fig._suptitle.get_text()
+    assert title.startswith("lrp.epsilon: explained ") and f"{classes[0, 0]} {name}" in title and "predicted" in title
+    heat = fig.axes[1].images[0]
+    r = np.load(next(tmp_path.glob("*.npy"))).sum(-1)
+    assert np.abs(r).max() > 0
+    assert heat.get_cmap().name == "seismic" and heat.get_clim() == pytest.approx((-np.abs(r).max(), np.abs(r).max()))
+    cbar = fig.axes[3]
+    assert cbar.get_ylim() == pytest.approx(heat.get_clim())  # the colour bar spans [-M, M]
