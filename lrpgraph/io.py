@@ -16,11 +16,13 @@ share, with no printing and no argument parsing:
   :func:`load_input` (the same, then the model's preprocessing) and
   :func:`list_images` (an image folder, or one subfolder per class as
   ``keras.utils.image_dataset_from_directory`` reads it).
-* :func:`read_labels`, :func:`resolve_target` (class index or name),
-  :func:`build_method` (``create_analyzer`` with the input bounds filled in).
+* :func:`read_labels` (class names), :func:`build_method` (``create_analyzer``
+  with the input bounds filled in).  Targets (class indices and names) are
+  :mod:`lrpgraph.targets`'.
 
-Every bad input raises :class:`InputError` (a ValueError) whose message names
-the file or value and what to do about it.
+Every bad input raises :class:`lrpgraph.errors.InputError` (a ValueError; also
+importable from here) whose message names the file or value and what to do about
+it, in the library's terms (the argument to pass: ``unsafe=True``, ``size=N``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import assets
-from .prepared import class_index
+from .errors import InputError
+from .registry import METHODS, create_analyzer, fill_bounds
 
-__all__ = ["InputError", "LoadedModel", "APPLICATIONS", "PREPROCESS", "IMAGE_EXTENSIONS", "load_model",
-           "read_labels", "preprocess_fn", "input_bounds", "load_image", "load_input", "ImageFolder",
-           "list_images", "resolve_target", "parse_value", "parse_params", "method_params", "build_method"]
+__all__ = ["InputError", "LoadedModel", "APPLICATIONS", "APPLICATION_MODEL_NAMES", "PREPROCESS",
+           "PREPROCESS_DESCRIPTIONS", "IMAGE_EXTENSIONS", "RANDOM_WEIGHTS_SEED", "load_model", "random_application",
+           "application_module", "application_preprocess", "read_labels", "preprocess_fn", "input_bounds",
+           "load_image", "load_input", "ImageFolder", "list_images", "method_params", "build_method"]
 
 # keras.applications: name -> (constructor, module with preprocess_input)
 APPLICATIONS = {
@@ -95,11 +99,6 @@ PREPROCESS_DESCRIPTIONS = {
 # what list_images picks up (keras.utils.image_dataset_from_directory's formats, and TIFF/WebP,
 # which scikit-image also reads); compared lower-case
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
-
-
-class InputError(ValueError):
-    """A model, image, label file, class name or method the library cannot use; the
-    message names it and the fix.  The command line prints it as one line."""
 
 
 def _first_line(e):
@@ -157,8 +156,8 @@ class LoadedModel:
         hw = shape[:2]
         if None in hw:
             if size is None:
-                raise InputError(f"{self.name} accepts any image size: pass a size (--size N resizes images "
-                                 "to N x N)")
+                raise InputError(f"{self.name} accepts any image size: pass a size (size=N resizes images "
+                                 "to N x N)", param="size")
             hw = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
         return (int(hw[0]), int(hw[1]), int(shape[-1]))
 
@@ -180,8 +179,8 @@ def _load_keras_file(path, unsafe):
         msg = str(e)
         if "safe_mode" in msg or "unsafe" in msg.lower():
             raise InputError(f"{path} contains Python code (e.g. a Lambda layer) that Keras only deserialises "
-                             "with safe_mode=False; pass --unsafe (unsafe=True) to load it, and only if you "
-                             "trust the file") from None
+                             "with safe_mode=False; load it with unsafe=True, and only if you trust the file",
+                             param="unsafe") from None
         raise InputError(f"cannot load model {path}: {_first_line(e)}") from None
 
 
@@ -202,7 +201,7 @@ def read_labels(path):
     (Keras's class index), or one name per line."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"labels file not found: {path}")
+        raise InputError(f"labels file not found: {path}", param="labels")
     text = path.read_text()
     try:
         data = json.loads(text)
@@ -217,7 +216,7 @@ def read_labels(path):
         except ValueError:
             pass
     raise InputError(f"cannot read class names from {path}: expected a JSON list, a JSON dict "
-                     '{"0": [wnid, name], ...} or one name per line')
+                     '{"0": [wnid, name], ...} or one name per line', param="labels")
 
 
 # the seed of the random weights an application gets where ImageNet weights are not
@@ -265,7 +264,7 @@ def _application(name, weights, log):
         note = f"RANDOM weights (weights 'none'; {seeded})"
     else:
         if not Path(weights).is_file():
-            raise InputError(f"weights file not found: {weights}")
+            raise InputError(f"weights file not found: {weights}", param="weights")
         model = ctor(weights=None)
         try:
             model.load_weights(weights)
@@ -349,12 +348,13 @@ def load_model(spec, *, weights="imagenet", unsafe=False, labels=None, preproces
         close = difflib.get_close_matches(key, list(APPLICATIONS) + ["shapes"], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise InputError(f"unknown model {spec!r}{hint}: pass a path to a .keras file, 'shapes' or one of "
-                         f"{', '.join(APPLICATIONS)}")
+                         f"{', '.join(APPLICATIONS)}", param="model")
     num_classes = int(model.outputs[0].shape[-1])
     if labels is not None:
         names = read_labels(labels)
         if len(names) != num_classes:
-            raise InputError(f"{labels} has {len(names)} class names but the model has {num_classes} classes")
+            raise InputError(f"{labels} has {len(names)} class names but the model has {num_classes} classes",
+                             param="labels")
     elif app_pre is not None or num_classes == 1000:
         names = assets.imagenet_class_names() if num_classes == 1000 else _class_names_beside(spec, num_classes)
     else:
@@ -391,7 +391,7 @@ def preprocess_fn(mode, app_preprocess=None):
 
         return lambda x: np.asarray(imagenet_utils.preprocess_input(np.array(x, np.float32), mode=mode),
                                     np.float32)
-    raise InputError(f"unknown preprocess mode {mode!r}; use one of {', '.join(PREPROCESS)}")
+    raise InputError(f"unknown preprocess mode {mode!r}; use one of {', '.join(PREPROCESS)}", param="preprocess")
 
 
 def input_bounds(preprocess):
@@ -518,76 +518,25 @@ def list_images(folder):
 
 
 # ---------------------------------------------------------------------------
-# targets and methods
+# methods
 # ---------------------------------------------------------------------------
-
-
-def resolve_target(target, class_names, num_classes):
-    """``None`` -> None (the predicted class); an int (or a string of digits) in
-    range; or a class name (case, spaces, dashes and underscores do not matter)."""
-    if target is None:
-        return None
-    t = str(target).strip()
-    if re.fullmatch(r"-?\d+", t):
-        i = int(t)
-        if not 0 <= i < num_classes:
-            raise InputError(f"target {i} is out of range: the model has {num_classes} classes "
-                             f"(0..{num_classes - 1})")
-        return i
-    if not class_names:
-        raise InputError(f"target {t!r} is a name but the model has no class names; pass a class index "
-                         "or a labels file (--labels FILE)")
-    try:
-        return class_index(t, class_names)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
-def parse_value(text):
-    """A command-line value: a Python literal (``0.1``, ``True``, ``(1, 2)``), else the string."""
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_params(items, flag="--param"):
-    """``["epsilon=0.01", "layer=conv2"]`` -> ``{"epsilon": 0.01, "layer": "conv2"}``."""
-    params = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"{flag} {item!r}: expected NAME=VALUE (e.g. {flag} epsilon=0.01)")
-        k, v = item.split("=", 1)
-        params[k.strip()] = parse_value(v)
-    return params
 
 
 def method_params(name, low, high, params=None):
     """``params`` with ``low``/``high`` (the input bounds) filled in where method ``name``
     takes them and ``params`` does not set them.  An unknown name is an InputError."""
-    from .registry import METHODS, parameters
-
     if name not in METHODS:
         close = difflib.get_close_matches(name, list(METHODS), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(f"unknown method {name!r}{hint}; `lrpgraph methods` lists them")
-    params = dict(params or {})
-    accepted = parameters(name)
-    for k, v in (("low", low), ("high", high)):
-        if k in accepted and k not in params:
-            params[k] = v
-    return params
+        raise InputError(f"unknown method {name!r}{hint}; lrpgraph.methods() lists them", param="method")
+    return fill_bounds(name, params, low, high)
 
 
 def build_method(name, model, low, high, params=None):
     """``create_analyzer(name, model, **params)`` with ``low``/``high`` filled in
     (:func:`method_params`).  An unknown method name or a bad parameter is an InputError."""
-    import lrpgraph
-
     params = method_params(name, low, high, params)
     try:
-        return lrpgraph.create_analyzer(name, model, **params)
+        return create_analyzer(name, model, **params)
     except (TypeError, ValueError) as e:
         raise InputError(f"method {name!r}: {e}") from None

@@ -329,3 +329,47 @@ def test_explain_figure_is_input_heatmap_overlay_with_class_names(tmp_path, caps
     assert heat.get_cmap().name == "seismic" and heat.get_clim() == pytest.approx((-np.abs(r).max(), np.abs(r).max()))
     cbar = fig.axes[3]
     assert cbar.get_ylim() == pytest.approx(heat.get_clim())  # the colour bar spans [-M, M]
+
+
+def test_cli_is_the_only_package_that_imports_argparse():
+    import ast
+    from pathlib import Path
+
+    root = Path(__import__("lrpgraph").__file__).parent
+    users = []
+    for path in list(root.rglob("*.py")) + list((root.parent / "rules").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        if "argparse" in names and "cli" not in path.relative_to(root).parts[:1]:
+            users.append(str(path))
+    assert not users, users
+
+
+def test_library_errors_get_flag_advice(capsys, tmp_path, scene_images):
+    """The library names its argument (size=N); the command line names the flag."""
+    from lrpgraph.cli.options import advice
+    from lrpgraph.errors import InputError
+
+    assert advice(InputError("x", param="vocab")) == "x (on the command line: --vocab FILE)"
+    assert advice(InputError("x", param="target", value="predicted")) == "x (on the command line: --target predicted)"
+    assert advice(InputError("x")) == "x"
+    inp = keras.Input((None, None, 3))
+    keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp))).save(tmp_path / "any.keras")
+    code, _, err = run(["explain", scene_images[0][0], "--model", str(tmp_path / "any.keras"), "--out",
+                        str(tmp_path)], capsys)
+    assert code == 1 and "pass a size (size=N" in err and "(on the command line: --size N)" in err
+
+
+def test_python_dash_m_and_the_console_script_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "lrpgraph", "methods"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "lrp.epsilon" in r.stdout
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    meta = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert meta["project"]["scripts"]["lrpgraph"] == "lrpgraph.cli:main"
+    assert "lrpgraph.cli" in meta["tool"]["setuptools"]["packages"]

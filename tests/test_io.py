@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import io as skio
 
-from lrpgraph import assets
+from lrpgraph import assets, targets
 from lrpgraph import io as lio
 
 
@@ -19,12 +19,12 @@ def _png(path, value=128, shape=(6, 8, 3)):
 def test_class_names_bounds_and_labels(tmp_path):
     names = assets.imagenet_class_names()
     assert len(names) == 1000 and names[101] == "tusker"
-    assert lio.resolve_target("zebra", names, 1000) == 340
-    assert lio.resolve_target("African elephant", names, 1000) == 386
-    assert lio.resolve_target("african-elephant", names, 1000) == 386
-    assert lio.resolve_target(" 7 ", names, 1000) == 7 and lio.resolve_target(None, names, 1000) is None
+    assert targets.parse_text("zebra", names, 1000) == 340
+    assert targets.parse_text("African elephant", names, 1000) == 386
+    assert targets.parse_text("african-elephant", names, 1000) == 386
+    assert targets.parse_text(" 7 ", names, 1000) == 7 and targets.parse_text(None, names, 1000) is None
     with pytest.raises(lio.InputError, match="did you mean zebra"):
-        lio.resolve_target("zebrra", names, 1000)
+        targets.parse_text("zebrra", names, 1000)
     lo, hi = lio.input_bounds(lio.preprocess_fn("caffe"))
     assert lo == pytest.approx(-123.68, abs=1e-3) and hi == pytest.approx(151.061, abs=1e-3)
     assert lio.input_bounds(lio.preprocess_fn("tf")) == pytest.approx((-1.0, 1.0))
