@@ -20,8 +20,8 @@ share, with no printing and no argument parsing:
   with the input bounds filled in).  Targets (class indices and names) are
   :mod:`lrpgraph.targets`'.
 
-Every bad input raises :class:`lrpgraph.errors.InputError` (a ValueError; also
-importable from here) whose message names the file or value and what to do about
+Every bad input raises :class:`lrpgraph.errors.InputError` (a ValueError;
+``lrpgraph.io.InputError`` is a re-export kept for one release) whose message names the file or value and what to do about
 it, in the library's terms (the argument to pass: ``unsafe=True``, ``size=N``).
 """
 

@@ -23,7 +23,8 @@ from .compile import run_forward, token_embeddings
 from .ops import keras_hub as keras_hub_ops, registrations_generation
 from .rewrite import canonicalize
 from . import targets
-from .targets import class_index  # noqa: F401  (re-exported: lrpgraph.prepared.class_index)
+# re-export for one release: class_index lives in lrpgraph.targets
+from .targets import class_index  # noqa: F401
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 
