@@ -148,3 +148,23 @@ def test_a_model_file_of_an_application_gets_its_preprocess_input(tmp_path, name
     assert unit.bounds == (0.0, 1.0) and "as asked" in unit.preprocessing
     other = lio.load_model(_tiny_file(tmp_path / "mine.keras", "my_classifier"))
     assert other.bounds == (0.0, 1.0) and other.preprocessing.startswith("[0, 1] pixels (x / 255) (a model file")
+
+
+def test_random_application_weights_are_seeded():
+    """Two builds of a real keras.applications model (MobileNet, tiny input) with
+    random_application hold the same weights: Keras's unseeded initializers draw their
+    seeds from Python's random, which is seeded meanwhile and restored after."""
+    import random
+
+    import keras
+
+    def build(weights=None):
+        return keras.applications.MobileNet(weights=weights, input_shape=(32, 32, 3), alpha=0.25, classes=3)
+
+    state = random.getstate()
+    a, b = lio.random_application(build), lio.random_application(build)
+    assert random.getstate() == state  # the caller's random stream is left as it was
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    c = build()  # unseeded: other weights
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))
