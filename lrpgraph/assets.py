@@ -36,7 +36,7 @@ from pathlib import Path
 from . import synthetic
 
 __all__ = ["DATA_DIR", "SHAPES_MODEL", "SHAPES_CLASS_NAMES", "SHAPES_INPUT_RANGE", "IMAGENET_INDEX",
-           "load_shapes_model", "SHAPES_VIT", "load_shapes_vit", "imagenet_class_names",
+           "load_shapes_model", "SHAPES_VIT", "load_shapes_vit", "imagenet_class_names", "imagenet_wnids",
            "NEWER_KERAS_CONFIG_KEYS", "portable_config", "make_portable", "save_bundled"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -94,6 +94,13 @@ def imagenet_class_names():
     read from :data:`IMAGENET_INDEX`."""
     index = json.loads(IMAGENET_INDEX.read_text())
     return [index[str(i)][1] for i in range(len(index))]
+
+
+def imagenet_wnids():
+    """The 1000 ImageNet (WordNet) ids in Keras's order (``"n01440764"`` is class 0), the
+    names of the class folders of the ImageNet training set; read from :data:`IMAGENET_INDEX`."""
+    index = json.loads(IMAGENET_INDEX.read_text())
+    return [index[str(i)][0] for i in range(len(index))]
 
 
 def portable_config(config):

@@ -39,7 +39,6 @@ and, per block ``(b, x, labels, ids, valid)`` from ``source.blocks(B, blocks)``:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import re
 import signal
@@ -55,6 +54,7 @@ from . import postprocess as _post
 from .io import IMAGE_EXTENSIONS  # the files an image folder source reads (re-exported)
 from .method import Method, check_batch_size
 from .registry import parameters as _method_parameters
+from .targets import block_targets, check_spec as check_target_spec, describe as describe_target, resolve_predicted
 from .store import ArraySpec, Store, StoreError, decode_ids, encode_ids
 
 __all__ = ["explain_dataset", "open_store", "Attributions", "BlockJob", "make_source", "METRICS",
@@ -177,19 +177,6 @@ def describe_method(method):
     return {"name": method.name, "class": type(method).__name__, "params": params}
 
 
-def _describe_target(target):
-    if isinstance(target, str) or target is None:
-        return target
-    if callable(target):
-        return f"callable {getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-    if isinstance(target, (int, np.integer)):
-        return int(target)
-    if isinstance(target, (list, tuple)):
-        return [t if isinstance(t, str) else int(t) for t in target]
-    a = np.asarray(target)
-    return f"array {a.shape} sha256 {hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]}"
-
-
 def software_versions():
     """The lrpgraph, TensorFlow, Keras and zarr versions (stored in every store)."""
     import zarr
@@ -241,7 +228,7 @@ class BlockJob:
             raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
             raise ValueError(f"topk must be a positive int, got {topk!r}")
-        self.target = _check_target_spec(target)
+        self.target = check_target_spec(target)
         self.reduce, self.dtype, self.metrics = reduce, str(dtype), metrics
         self.topk = min(int(topk), self.prepared.num_classes)
         self.skip_invalid = bool(skip_invalid)
@@ -307,7 +294,7 @@ class BlockJob:
         model = self.prepared.model
         return {"method": describe_method(self.method), "model": model.name,
                 "weights_sha256": self.fingerprint, "output": self.prepared.output_name,
-                "target": _describe_target(self.target), "reduce": self.reduce, "dtype": self.dtype,
+                "target": describe_target(self.target), "reduce": self.reduce, "dtype": self.dtype,
                 "topk": self.topk, "metrics": list(self.metrics)}
 
     def set_map_shape(self, shape):
@@ -369,31 +356,7 @@ class BlockJob:
 
     # -- computing ---------------------------------------------------------------
     def _targets(self, x, labels, start, invalid, probe=False):
-        b = len(x)
-        t = self.target
-        if isinstance(t, str):
-            if t == "predicted":
-                return None
-            if t == "label":
-                labels = np.asarray(labels)
-                bad = np.nonzero(((labels < 0) | (labels >= self.prepared.num_classes)) & ~invalid)[0]
-                if len(bad) and not probe:
-                    raise ValueError(f"sample {start + bad[0]} has label {labels[bad[0]]}, not a class of the model "
-                                     f"(0..{self.prepared.num_classes - 1}); target='label' needs a label per "
-                                     "sample (or pass target='predicted')")
-                return np.clip(labels, 0, self.prepared.num_classes - 1).astype(np.int64)
-            return t  # a class name
-        if isinstance(t, (int, np.integer)):
-            return int(t)
-        if isinstance(t, (list, tuple)):
-            return np.tile(np.asarray(t)[None], (b, 1))
-        if isinstance(t, np.ndarray):
-            return t[:b] if probe else t[start:start + b]
-        out = np.asarray(t(x, labels))  # callable
-        if out.shape[:1] != (b,):
-            raise ValueError(f"the target callable returned shape {out.shape} for a block of {b} samples; it must "
-                             "return one class per sample ((b,) ints)")
-        return out
+        return block_targets(self.target, x, labels, start, self.prepared.num_classes, invalid, probe)
 
     def compute_block(self, x, labels=None, start=0, valid=None):
         """The arrays of one block (dict name -> array, without ``ids``: add
@@ -460,25 +423,6 @@ class BlockJob:
         return out
 
 
-def _check_target_spec(target):
-    if isinstance(target, str):
-        return target  # "label", "predicted" or a class name (checked by the method)
-    if isinstance(target, bool):
-        raise TypeError("target must be 'label', 'predicted', an int, a list of ints, an array or a callable")
-    if isinstance(target, (int, np.integer)) or callable(target):
-        return target
-    if isinstance(target, (list, tuple)):
-        if not target:
-            raise ValueError("target=[] names no class; pass 'label', 'predicted' or class indices")
-        return tuple(target)
-    if isinstance(target, np.ndarray):
-        if target.ndim not in (1, 2):
-            raise ValueError(f"a target array must be (N,) or (N, T), got shape {target.shape}")
-        return target
-    raise TypeError(f"target must be 'label', 'predicted', an int, a list of ints (several per sample), an "
-                    f"(N,) / (N, T) array or a callable f(x, labels); got {type(target).__name__}")
-
-
 class _Distributed:
     """A rule-engine method run under a ``tf.distribute`` strategy: each block is
     split over the replicas inside one tf.function (``strategy.run``) and the
@@ -525,7 +469,7 @@ class _Distributed:
 
         maps, logits = self._step(shard(x), shard(t))
         maps, logits, t = maps.numpy()[:n], logits.numpy()[:n], t[:n]
-        resolved = np.where(t < 0, logits.argmax(-1), t).astype(np.int32)
+        resolved = resolve_predicted(logits, t)
         maps = self.method.finalize([maps], logits, resolved)[0]
         maps = _post.apply(maps, self.method.postprocess, 1)
         return maps, logits, resolved
@@ -642,14 +586,11 @@ def _stack_elements(xs):
 
 def _application_preprocess(model):
     """keras.applications' ``preprocess_input`` for a model whose name is an
-    application's (``vgg16``, ``resnet50``...), else None."""
-    from .io import APPLICATIONS
+    application's (``vgg16``, ``mobilenetv2_1.00_224``...), else None
+    (:func:`lrpgraph.io.application_preprocess`)."""
+    from .io import application_preprocess
 
-    key = model.name.lower()
-    for name, (_, module) in APPLICATIONS.items():
-        if key == name or key.startswith(name.replace("_", "")) or key == module:
-            return importlib.import_module(f"keras.applications.{module}").preprocess_input
-    return None
+    return application_preprocess(model.name)
 
 
 def _pixel_preprocess(model, preprocess):

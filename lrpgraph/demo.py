@@ -8,6 +8,7 @@ shapes model, offline.
 2. The benchmark metrics on the first ``n_scenes`` scenes of the benchmark's
    scene set (:data:`BENCHMARK_SEED`) are printed as a markdown table and written
    to ``<out>/demo_metrics.md``.
+3. The AOPC table of the same methods (:func:`demo_aopc`) goes to ``<out>/demo_aopc.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from .assets import SHAPES_CLASS_NAMES, SHAPES_INPUT_RANGE, load_shapes_model
 
-__all__ = ["run_demo", "demo_scene", "method_grid", "BENCHMARK_SEED", "DEMO_SCENE"]
+__all__ = ["run_demo", "demo_scene", "method_grid", "demo_aopc", "BENCHMARK_SEED", "DEMO_SCENE"]
 
 # scenes of the benchmark (docs/benchmark_two_object.md, tests/test_two_object.py): a seed
 # disjoint from the training script's (train 0, test 1000, scenes 2000)
@@ -82,11 +83,30 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     print("\n" + header + "\n\n" + md + "\n", file=out)
     table = out_dir / "demo_metrics.md"
     table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/localization.py.\n")
-    from .evaluation.cli import demo_aopc  # the AOPC table (docs/evaluation.md)
-
-    aopc = demo_aopc(model, out_dir, out)
+    aopc = demo_aopc(model, out_dir, out)  # the AOPC table (docs/evaluation.md)
     dt = time.perf_counter() - t0
     print(f"wrote {grid.resolve()}", file=out)
     print(f"wrote {table.resolve()}", file=out)
     print(f"done in {dt:.1f} s", file=out)
     return {"grid": grid, "table": table, "markdown": md, "seconds": dt, "result": result, "aopc": aopc}
+
+
+def demo_aopc(model, out_dir, out, n=16, patch=4, steps=49, seed=12345):
+    """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.localization.PAPER_METHODS)
+    on ``n`` single-object shapes images, region perturbation with ``patch`` x ``patch``
+    regions, ``steps`` steps and the uniform baseline, MoRF and LeRF (docs/evaluation.md's setting).  Prints the Markdown table and
+    writes ``<out_dir>/demo_aopc.md``; returns the :class:`EvaluationTable`."""
+    from . import evaluation, localization, synthetic
+
+    x, y, _ = synthetic.single_object_dataset(n, size=int(model.inputs[0].shape[1]), seed=seed)
+    methods = {label: (name, params) for label, (name, params) in localization.PAPER_METHODS.items()}
+    table = evaluation.evaluate(model, x, methods, y, ["aopc"], params={"aopc": {"patch": patch, "steps": steps}},
+                                input_range=(0.0, 1.0))
+    md = table.to_markdown()
+    header = (f"AOPC (Samek et al. 2017), {n} single-object images (seed {seed}), {patch}x{patch} regions, K = {steps} "
+              "steps, uniform baseline, target logit; mean ± std (docs/evaluation.md).")
+    print("\n" + header + "\n\n" + md + "\n", file=out)
+    path = Path(out_dir) / "demo_aopc.md"
+    path.write_text(f"# lrpgraph demo: AOPC\n\n{header}\n\n{md}\n")
+    print(f"wrote {path.resolve()}", file=out)
+    return table

@@ -16,11 +16,13 @@ share, with no printing and no argument parsing:
   :func:`load_input` (the same, then the model's preprocessing) and
   :func:`list_images` (an image folder, or one subfolder per class as
   ``keras.utils.image_dataset_from_directory`` reads it).
-* :func:`read_labels`, :func:`resolve_target` (class index or name),
-  :func:`build_method` (``create_analyzer`` with the input bounds filled in).
+* :func:`read_labels` (class names), :func:`build_method` (``create_analyzer``
+  with the input bounds filled in).  Targets (class indices and names) are
+  :mod:`lrpgraph.targets`'.
 
-Every bad input raises :class:`InputError` (a ValueError) whose message names
-the file or value and what to do about it.
+Every bad input raises :class:`lrpgraph.errors.InputError` (a ValueError;
+``lrpgraph.io.InputError`` is a re-export kept for one release) whose message names the file or value and what to do about
+it, in the library's terms (the argument to pass: ``unsafe=True``, ``size=N``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import assets
-from .prepared import class_index
+from .errors import InputError
+from .registry import METHODS, create_analyzer, fill_bounds
 
-__all__ = ["InputError", "LoadedModel", "APPLICATIONS", "PREPROCESS", "IMAGE_EXTENSIONS", "load_model",
-           "read_labels", "preprocess_fn", "input_bounds", "load_image", "load_input", "ImageFolder",
-           "list_images", "resolve_target", "parse_value", "parse_params", "method_params", "build_method"]
+__all__ = ["InputError", "LoadedModel", "APPLICATIONS", "APPLICATION_MODEL_NAMES", "PREPROCESS",
+           "PREPROCESS_DESCRIPTIONS", "IMAGE_EXTENSIONS", "RANDOM_WEIGHTS_SEED", "load_model", "random_application",
+           "application_module", "application_preprocess", "read_labels", "preprocess_fn", "input_bounds",
+           "load_image", "load_input", "ImageFolder", "list_images", "method_params", "build_method"]
 
 # keras.applications: name -> (constructor, module with preprocess_input)
 APPLICATIONS = {
@@ -64,16 +68,37 @@ APPLICATIONS = {
     "convnext_tiny": ("ConvNeXtTiny", "convnext"),
     "nasnetmobile": ("NASNetMobile", "nasnet"),
 }
-# "auto": the application's own preprocess_input, [0, 1] pixels ("unit") for a model file
+# The names keras.applications' constructors give their models (``model.name``, kept by
+# model.save) -> the keras.applications module whose preprocess_input the model takes.  A
+# ``.keras`` file of such a model (e.g. a MobileNetV2 fine-tuned and saved by its user,
+# named "mobilenetv2_1.00_224") is recognised by it.  Compared lower-case, whole name.
+APPLICATION_MODEL_NAMES = (
+    (r"vgg16", "vgg16"), (r"vgg19", "vgg19"),
+    (r"resnet(50|101|152)", "resnet"), (r"resnet(50|101|152)v2", "resnet_v2"),
+    (r"inception_v3", "inception_v3"), (r"inception_resnet_v2", "inception_resnet_v2"),
+    (r"xception", "xception"),
+    (r"mobilenet_\d\.\d\d_\d+", "mobilenet"), (r"mobilenetv2_\d\.\d\d_\d+", "mobilenet_v2"),
+    (r"mobilenetv3(small|large)", "mobilenet_v3"),
+    (r"densenet(121|169|201)", "densenet"),
+    (r"efficientnetb[0-7]", "efficientnet"), (r"efficientnetv2-(b[0-3]|s|m|l)", "efficientnet_v2"),
+    (r"convnext_(tiny|small|base|large|xlarge)", "convnext"),
+    (r"nasnet_(mobile|large)", "nasnet"),
+)
+# "auto": the application's own preprocess_input (for --model NAME, and for a model file
+# whose model name is an application's, APPLICATION_MODEL_NAMES), [0, 1] pixels ("unit")
+# for any other model file
 PREPROCESS = ("auto", "unit", "raw", "caffe", "tf", "torch")
+# what each mode does, as the command line prints it
+PREPROCESS_DESCRIPTIONS = {
+    "unit": "[0, 1] pixels (x / 255)",
+    "raw": "[0, 255] pixels as read",
+    "caffe": "caffe (BGR, minus the ImageNet mean)",
+    "tf": "tf (x / 127.5 - 1)",
+    "torch": "torch ((x / 255 - ImageNet mean) / std)",
+}
 # what list_images picks up (keras.utils.image_dataset_from_directory's formats, and TIFF/WebP,
 # which scikit-image also reads); compared lower-case
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
-
-
-class InputError(ValueError):
-    """A model, image, label file, class name or method the library cannot use; the
-    message names it and the fix.  The command line prints it as one line."""
 
 
 def _first_line(e):
@@ -90,14 +115,23 @@ class LoadedModel:
     """A model with what it takes to feed and describe it.
 
     Attributes: ``model`` (the keras.Model), ``name``, ``preprocess`` (float RGB
-    pixels in [0, 255] -> the model's input, numpy in and out), ``class_names``
-    (a list, or None when unknown) and ``weights_note`` ("" or why the weights
-    are random)."""
+    pixels in [0, 255] -> the model's input, numpy in and out), ``preprocessing``
+    (what ``preprocess`` does and why, in words), ``class_names`` (a list, or None
+    when unknown), ``class_ids`` (ImageNet's wnids for an ImageNet model, else None)
+    and ``weights_note`` ("" or why the weights are random)."""
 
-    def __init__(self, model, name, preprocess, class_names=None, weights_note=""):
+    def __init__(self, model, name, preprocess, class_names=None, weights_note="", preprocessing="", class_ids=None):
         self.model, self.name, self.preprocess = model, name, preprocess
         self.class_names = class_names
+        self.class_ids = class_ids  # other names of the classes: ImageNet's wnids for ImageNet models
         self.weights_note = weights_note
+        self.preprocessing = preprocessing  # what ``preprocess`` does and why it was chosen, in words
+
+    def describe_inputs(self):
+        """One line: the preprocessing and the input bounds every method gets, e.g.
+        ``"preprocessing keras.applications.vgg16.preprocess_input, bounds low=-123.68 high=151.061"``."""
+        low, high = self.bounds
+        return f"preprocessing {self.preprocessing or 'as given'}, bounds low={low:g} high={high:g}"
 
     @property
     def num_classes(self):
@@ -122,8 +156,8 @@ class LoadedModel:
         hw = shape[:2]
         if None in hw:
             if size is None:
-                raise InputError(f"{self.name} accepts any image size: pass a size (--size N resizes images "
-                                 "to N x N)")
+                raise InputError(f"{self.name} accepts any image size: pass a size (size=N resizes images "
+                                 "to N x N)", param="size")
             hw = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
         return (int(hw[0]), int(hw[1]), int(shape[-1]))
 
@@ -145,8 +179,8 @@ def _load_keras_file(path, unsafe):
         msg = str(e)
         if "safe_mode" in msg or "unsafe" in msg.lower():
             raise InputError(f"{path} contains Python code (e.g. a Lambda layer) that Keras only deserialises "
-                             "with safe_mode=False; pass --unsafe (unsafe=True) to load it, and only if you "
-                             "trust the file") from None
+                             "with safe_mode=False; load it with unsafe=True, and only if you trust the file",
+                             param="unsafe") from None
         raise InputError(f"cannot load model {path}: {_first_line(e)}") from None
 
 
@@ -167,7 +201,7 @@ def read_labels(path):
     (Keras's class index), or one name per line."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"labels file not found: {path}")
+        raise InputError(f"labels file not found: {path}", param="labels")
     text = path.read_text()
     try:
         data = json.loads(text)
@@ -182,7 +216,30 @@ def read_labels(path):
         except ValueError:
             pass
     raise InputError(f"cannot read class names from {path}: expected a JSON list, a JSON dict "
-                     '{"0": [wnid, name], ...} or one name per line')
+                     '{"0": [wnid, name], ...} or one name per line', param="labels")
+
+
+# the seed of the random weights an application gets where ImageNet weights are not
+# available (or --weights none): the same weights on every run, so that a stopped dataset
+# job resumes (its store records the weights' hash) and the maps reproduce
+RANDOM_WEIGHTS_SEED = 1234
+
+
+def random_application(ctor, seed=RANDOM_WEIGHTS_SEED):
+    """``ctor(weights=None)`` with seeded random weights: the same weights on every run
+    and in every process (for one Keras version).
+
+    Keras draws the seed of an unseeded initializer from Python's ``random`` module
+    (``keras.random.SeedGenerator``'s default seed); that module is seeded with ``seed``
+    while the model is built and its state restored after, so nothing else changes."""
+    import random
+
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        return ctor(weights=None)
+    finally:
+        random.setstate(state)
 
 
 def _application(name, weights, log):
@@ -192,26 +249,60 @@ def _application(name, weights, log):
     ctor = getattr(keras.applications, ctor_name)
     module = getattr(keras.applications, module_name)
     note = ""
+    seeded = f"seeded random weights (seed {RANDOM_WEIGHTS_SEED}: the same on every run)"
     if weights == "imagenet":
         try:
             model = ctor(weights="imagenet")
         except Exception as e:  # noqa: BLE001 - no network, a proxy, a corrupt cache...
-            log(f"could not get the ImageNet weights of {name} ({_first_line(e)[:160]}); using RANDOM weights "
-                "(the maps explain an untrained network)")
-            model = ctor(weights=None)
-            note = "RANDOM weights (ImageNet download failed)"
+            log(f"could not get the ImageNet weights of {name} ({_first_line(e)[:160]}); using RANDOM weights, "
+                f"seeded (seed {RANDOM_WEIGHTS_SEED}): the same on every run, so a stopped job resumes and the "
+                "maps reproduce, but they explain an untrained network")
+            model = random_application(ctor)
+            note = f"RANDOM weights (ImageNet download failed; {seeded})"
     elif weights in (None, "none"):
-        model = ctor(weights=None)
-        note = "RANDOM weights (--weights none)"
+        model = random_application(ctor)
+        note = f"RANDOM weights (weights 'none'; {seeded})"
     else:
         if not Path(weights).is_file():
-            raise InputError(f"weights file not found: {weights}")
+            raise InputError(f"weights file not found: {weights}", param="weights")
         model = ctor(weights=None)
         try:
             model.load_weights(weights)
         except Exception as e:  # noqa: BLE001
             raise InputError(f"cannot load weights {weights} into {name}: {_first_line(e)}") from None
     return model, module.preprocess_input, note
+
+
+def application_module(model_name):
+    """The ``keras.applications`` module (``"mobilenet_v2"``) whose model a model named
+    ``model_name`` is (:data:`APPLICATION_MODEL_NAMES`: ``"mobilenetv2_1.00_224"``,
+    ``"resnet50v2"``, ...), or None."""
+    key = str(model_name).lower()
+    for pattern, module in APPLICATION_MODEL_NAMES:
+        if re.fullmatch(pattern, key):
+            return module
+    return None
+
+
+def application_preprocess(model_name):
+    """keras.applications' ``preprocess_input`` for a model named like an application's
+    (:func:`application_module`), else None."""
+    import importlib
+
+    module = application_module(model_name)
+    return None if module is None else importlib.import_module(f"keras.applications.{module}").preprocess_input
+
+
+def _nested_application(model):
+    """The name of a keras.applications model nested as the first layer of ``model`` (a
+    fine-tuned base, ``Sequential([MobileNetV2(...), Dense(10)])``), or None."""
+    import keras
+
+    layers = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
+    first = layers[0] if layers else None
+    if isinstance(first, keras.Model) and application_module(first.name):
+        return first.name
+    return None
 
 
 def _warn(message):
@@ -236,31 +327,47 @@ def load_model(spec, *, weights="imagenet", unsafe=False, labels=None, preproces
             raise InputError(f"the shipped shapes model {assets.SHAPES_MODEL} is missing; create it with "
                              "`python scripts/train_shapes.py`")
         spec, key = assets.SHAPES_MODEL, str(assets.SHAPES_MODEL)
-    note, app_pre = "", None
+    note, app_pre, how = "", None, ""
     if key in APPLICATIONS and not Path(spec).exists():
         model, app_pre, note = _application(key, weights, log)
         name = key
+        how = f"keras.applications.{APPLICATIONS[key][1]}.preprocess_input"
     elif Path(spec).exists() or Path(spec).suffix or os.sep in str(spec):
         model = _load_keras_file(spec, unsafe)
         name = Path(spec).name
+        module = application_module(model.name)
+        if module is not None:
+            app_pre = application_preprocess(model.name)
+            how = (f"keras.applications.{module}.preprocess_input (the model is named {model.name!r}, a "
+                   f"keras.applications {module} model)")
+        elif preprocess == "auto" and _nested_application(model):
+            log(f"{name} starts with the keras.applications model {_nested_application(model)!r}; its inputs get "
+                "[0, 1] pixels (a model file's default). If that model expects its own preprocess_input, choose "
+                "the preprocessing (preprocess='tf', 'caffe', ...)")
     else:
         close = difflib.get_close_matches(key, list(APPLICATIONS) + ["shapes"], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise InputError(f"unknown model {spec!r}{hint}: pass a path to a .keras file, 'shapes' or one of "
-                         f"{', '.join(APPLICATIONS)}")
+                         f"{', '.join(APPLICATIONS)}", param="model")
     num_classes = int(model.outputs[0].shape[-1])
     if labels is not None:
         names = read_labels(labels)
         if len(names) != num_classes:
-            raise InputError(f"{labels} has {len(names)} class names but the model has {num_classes} classes")
+            raise InputError(f"{labels} has {len(names)} class names but the model has {num_classes} classes",
+                             param="labels")
     elif app_pre is not None or num_classes == 1000:
-        names = assets.imagenet_class_names() if num_classes == 1000 else None
+        names = assets.imagenet_class_names() if num_classes == 1000 else _class_names_beside(spec, num_classes)
     else:
         names = _class_names_beside(spec, num_classes)
+    ids = assets.imagenet_wnids() if names is not None and labels is None and num_classes == 1000 else None
     mode = preprocess
     if mode == "auto":
         mode = "app" if app_pre is not None else "unit"
-    return LoadedModel(model, name, preprocess_fn(mode, app_pre), names, note)
+        if mode == "unit":
+            how = PREPROCESS_DESCRIPTIONS["unit"] + (" (a model file)" if key != str(assets.SHAPES_MODEL) else "")
+    else:
+        how = PREPROCESS_DESCRIPTIONS[mode] + " (as asked)" if mode in PREPROCESS_DESCRIPTIONS else mode
+    return LoadedModel(model, name, preprocess_fn(mode, app_pre), names, note, how, ids)
 
 
 def preprocess_fn(mode, app_preprocess=None):
@@ -284,7 +391,7 @@ def preprocess_fn(mode, app_preprocess=None):
 
         return lambda x: np.asarray(imagenet_utils.preprocess_input(np.array(x, np.float32), mode=mode),
                                     np.float32)
-    raise InputError(f"unknown preprocess mode {mode!r}; use one of {', '.join(PREPROCESS)}")
+    raise InputError(f"unknown preprocess mode {mode!r}; use one of {', '.join(PREPROCESS)}", param="preprocess")
 
 
 def input_bounds(preprocess):
@@ -411,76 +518,25 @@ def list_images(folder):
 
 
 # ---------------------------------------------------------------------------
-# targets and methods
+# methods
 # ---------------------------------------------------------------------------
-
-
-def resolve_target(target, class_names, num_classes):
-    """``None`` -> None (the predicted class); an int (or a string of digits) in
-    range; or a class name (case, spaces, dashes and underscores do not matter)."""
-    if target is None:
-        return None
-    t = str(target).strip()
-    if re.fullmatch(r"-?\d+", t):
-        i = int(t)
-        if not 0 <= i < num_classes:
-            raise InputError(f"target {i} is out of range: the model has {num_classes} classes "
-                             f"(0..{num_classes - 1})")
-        return i
-    if not class_names:
-        raise InputError(f"target {t!r} is a name but the model has no class names; pass a class index "
-                         "or a labels file (--labels FILE)")
-    try:
-        return class_index(t, class_names)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
-def parse_value(text):
-    """A command-line value: a Python literal (``0.1``, ``True``, ``(1, 2)``), else the string."""
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_params(items, flag="--param"):
-    """``["epsilon=0.01", "layer=conv2"]`` -> ``{"epsilon": 0.01, "layer": "conv2"}``."""
-    params = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"{flag} {item!r}: expected NAME=VALUE (e.g. {flag} epsilon=0.01)")
-        k, v = item.split("=", 1)
-        params[k.strip()] = parse_value(v)
-    return params
 
 
 def method_params(name, low, high, params=None):
     """``params`` with ``low``/``high`` (the input bounds) filled in where method ``name``
     takes them and ``params`` does not set them.  An unknown name is an InputError."""
-    from .registry import METHODS, parameters
-
     if name not in METHODS:
         close = difflib.get_close_matches(name, list(METHODS), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(f"unknown method {name!r}{hint}; `lrpgraph methods` lists them")
-    params = dict(params or {})
-    accepted = parameters(name)
-    for k, v in (("low", low), ("high", high)):
-        if k in accepted and k not in params:
-            params[k] = v
-    return params
+        raise InputError(f"unknown method {name!r}{hint}; lrpgraph.methods() lists them", param="method")
+    return fill_bounds(name, params, low, high)
 
 
 def build_method(name, model, low, high, params=None):
     """``create_analyzer(name, model, **params)`` with ``low``/``high`` filled in
     (:func:`method_params`).  An unknown method name or a bad parameter is an InputError."""
-    import lrpgraph
-
     params = method_params(name, low, high, params)
     try:
-        return lrpgraph.create_analyzer(name, model, **params)
+        return create_analyzer(name, model, **params)
     except (TypeError, ValueError) as e:
         raise InputError(f"method {name!r}: {e}") from None

@@ -79,7 +79,7 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     picks labels (default: all).  ``overrides`` maps a label to a dict of extra
     parameters for that method (e.g. ``{"Grad-CAM": {"layer": "block3_conv2"}}``).
     """
-    from .registry import create_analyzer, parameters
+    from .registry import create_analyzer, fill_bounds
 
     labels = list(PAPER_METHODS) if methods is None else list(methods)
     unknown = [m for m in labels if m not in PAPER_METHODS]
@@ -88,11 +88,7 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     out = {}
     for label in labels:
         name, params = PAPER_METHODS[label]
-        params = dict(params, **overrides.get(label, {}))
-        accepted = parameters(name)
-        for k, v in (("low", low), ("high", high)):
-            if k in accepted:
-                params.setdefault(k, v)
+        params = fill_bounds(name, dict(params, **overrides.get(label, {})), low, high)
         out[label] = create_analyzer(name, model, **params)
     return out
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from . import memory
 from . import postprocess as _post
 from .prepared import prepare
+from .targets import resolve_predicted
 
 __all__ = ["Method", "Explanation", "NEURON_SELECTION_MODES", "chunked", "check_batch_size"]
 
@@ -58,7 +59,8 @@ class Method:
         Steps applied to the numpy maps (:mod:`lrpgraph.postprocess`).
 
     Subclasses implement ``compute(xs, targets) -> (maps, logits)`` for a list of
-    validated arrays and (N,) int32 targets (-1: the predicted class), returning
+    validated arrays and (N,) int32 targets (-1, :data:`lrpgraph.targets.PREDICTED`:
+    the predicted class; :mod:`lrpgraph.targets` parses and resolves them), returning
     one numpy map per input (or None) and the (N, K) logits (or None, then the
     base computes them).  ``compute_multi(xs, targets)`` handles (N, T) targets;
     its default runs ``compute`` once per column.
@@ -109,7 +111,7 @@ class Method:
 
         ``target``: an int, a class name, one per sample, an (N, T) array for T
         targets per sample (maps shaped (N, T, ...)), or None (the predicted
-        class; required with neuron_selection_mode="index").
+        class; required with neuron_selection_mode="index"); see :mod:`lrpgraph.targets`.
         ``neuron_selection`` is iNNvestigate's alias of ``target``.  Models with
         several inputs take and return lists.  ``batch_size`` splits the batch
         into chunks of at most that many samples; ``"auto"`` picks the largest
@@ -166,7 +168,7 @@ class Method:
         self.last_logits = logits
         maps = [None if outs[0][i] is None else np.concatenate([o[i] for o in outs], axis=0)
                 for i in range(len(outs[0]))]
-        resolved = np.where(targets < 0, logits.argmax(-1).reshape((-1,) + (1,) * (targets.ndim - 1)), targets)
+        resolved = resolve_predicted(logits, targets)
         if self.neuron_selection_mode == "all" and target is None:
             resolved = np.full_like(resolved, -1)
         maps = self.finalize(maps, logits, resolved)

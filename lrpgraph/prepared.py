@@ -12,8 +12,6 @@ convert ``m`` once.
 
 from __future__ import annotations
 
-import difflib
-import re
 import weakref
 
 import networkx as nx
@@ -24,6 +22,9 @@ from . import graph as G
 from .compile import run_forward, token_embeddings
 from .ops import keras_hub as keras_hub_ops, registrations_generation
 from .rewrite import canonicalize
+from . import targets
+# re-export for one release: class_index lives in lrpgraph.targets
+from .targets import class_index  # noqa: F401
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 
@@ -74,24 +75,6 @@ def resolve_output(g, output):
     if output in names:
         return outs[names.index(output)]
     raise ValueError(f"unknown output {output!r}; the model's outputs are {names}")
-
-
-def _norm_name(s):
-    return re.sub(r"[\s_\-]+", "_", str(s).strip().lower())
-
-
-def class_index(name, class_names):
-    """The index of class ``name`` in ``class_names`` (case, spaces, dashes and
-    underscores do not matter); a ValueError with the closest names otherwise."""
-    norm = [_norm_name(n) for n in class_names]
-    key = _norm_name(name)
-    if key in norm:
-        return norm.index(key)
-    close = difflib.get_close_matches(key, norm, n=3)
-    hint = f"; did you mean {', '.join(class_names[norm.index(c)] for c in close)}?" if close else ""
-    if not close and len(class_names) <= 30:
-        hint = f"; the model's classes: {', '.join(class_names)}"
-    raise ValueError(f"unknown class name {name!r}{hint}")
 
 
 def _input_spec(g, n):
@@ -195,10 +178,8 @@ class Prepared:
         """The logits (the rewritten graph's output) for a list of input tensors."""
         return self.activations(inputs)[self.output]
 
-    @staticmethod
-    def resolve_predicted(logits, targets):
-        """Targets with -1 replaced by the predicted class (argmax of ``logits``)."""
-        return tf.where(targets < 0, tf.argmax(logits, axis=-1, output_type=tf.int32), targets)
+    # targets with -1 replaced by the predicted class (argmax of the logits), in the graph
+    resolve_predicted = staticmethod(targets.resolve_predicted_tf)
 
     # -- numpy front ------------------------------------------------------------------
     def logits(self, x, batch_size=None):
@@ -284,35 +265,8 @@ class Prepared:
     def check_targets(self, target, n, *, required=False):
         """(int32 targets, multi): ``target`` an int, a class name, one per sample
         ((n,)), several per sample ((n, T), multi=True), or None (-1: the predicted
-        class; an error when ``required``)."""
-        if target is None:
-            if required:
-                raise ValueError("neuron_selection_mode='index' needs a target: analyze(x, target=...)")
-            return np.full(n, -1, np.int32), False
-        t = np.asarray(target)
-        if t.dtype.kind in "US":
-            t = self._names_to_indices(t)
-        if t.dtype.kind not in "iu":
-            if t.dtype.kind == "f" and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
-                t = t.astype(np.int64)
-            else:
-                raise TypeError(f"target must be integer class indices (or class names), got dtype {t.dtype}")
-        if t.ndim == 0:
-            t = np.full(n, int(t))
-        if t.ndim > 2 or t.shape[0] != n:
-            raise ValueError(f"target must be an int, one int per sample (shape ({n},)) or (N, T) for T "
-                             f"targets per sample; got shape {t.shape}")
-        if t.size and (t.min() < 0 or t.max() >= self.num_classes):
-            raise ValueError(f"target {t.min() if t.min() < 0 else t.max()} is out of range: the model has "
-                             f"{self.num_classes} classes (0..{self.num_classes - 1})")
-        return t.astype(np.int32), t.ndim == 2
-
-    def _names_to_indices(self, t):
-        if self.class_names is None:
-            raise TypeError(f"target {t.tolist()!r} is a class name, but the model has no class names; pass "
-                            "integer indices or prepare(model, class_names=[...])")
-        flat = [class_index(s, self.class_names) for s in t.reshape(-1).tolist()]
-        return np.asarray(flat, np.int64).reshape(t.shape)
+        class; an error when ``required``); :func:`lrpgraph.targets.to_indices`."""
+        return targets.to_indices(target, n, self.num_classes, self.class_names, required=required)
 
     def __repr__(self):
         return (f"<Prepared {self.model.name!r}: {self.graph.number_of_nodes()} nodes, output "

@@ -8,7 +8,7 @@ the CAM family, integrated gradients, SmoothGrad, VarGrad, occlusion).
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "register", "create_analyzer", "methods", "parameters"]
+__all__ = ["METHODS", "register", "create_analyzer", "methods", "parameters", "fill_bounds"]
 
 METHODS = {}
 
@@ -55,3 +55,16 @@ def parameters(name):
         return set(factory.parameters)
     return {p.name for p in inspect.signature(factory).parameters.values()
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "model"}
+
+
+def fill_bounds(name, params, low, high):
+    """A copy of ``params`` with ``low``/``high`` (the range of the model's inputs: the
+    bounds of bounded Deep Taylor, LRP, CLRP and SGLRP, the z^B rule) filled in where
+    method ``name`` takes them and ``params`` does not set them.  The one place that
+    rule lives (the command line, the evaluation and the localisation benchmark use it)."""
+    params = dict(params or {})
+    accepted = parameters(name)
+    for k, v in (("low", low), ("high", high)):
+        if k in accepted and k not in params:
+            params[k] = v
+    return params

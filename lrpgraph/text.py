@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError
+from .errors import InputError
 from .prepared import prepare
+from .registry import create_analyzer
 
 __all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
            "import_keras_hub"]
@@ -67,14 +68,14 @@ def read_vocab(path):
     ``vocab.txt`` format) -> dict token -> id.  Blank lines keep their id."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"vocabulary file not found: {path}")
+        raise InputError(f"vocabulary file not found: {path}", param="vocab")
     vocab = {}
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
         tok = line.rstrip("\r\n")
         if tok and tok not in vocab:
             vocab[tok] = i
     if not vocab:
-        raise InputError(f"vocabulary file {path} is empty; it needs one token per line")
+        raise InputError(f"vocabulary file {path} is empty; it needs one token per line", param="vocab")
     return vocab
 
 
@@ -83,7 +84,7 @@ def tokenize(text, vocab=None):
     (an uncased vocabulary such as BERT's uncased ``vocab.txt``)."""
     tokens = str(text).split()
     if not tokens:
-        raise InputError("the text is empty: pass some words with --text")
+        raise InputError("no text given: the text is empty; pass some words", param="text")
     if vocab is not None and not any(t != t.lower() for t in vocab if not re.fullmatch(r"[\[<].*[\]>]", t)):
         tokens = [t.lower() for t in tokens]
     return tokens
@@ -98,8 +99,9 @@ def encode(tokens, vocab=None):
             return np.array([int(t) for t in tokens], np.int64)
         except ValueError:
             bad = next(t for t in tokens if not re.fullmatch(r"-?\d+", t))
-            raise InputError(f"token {bad!r} is not an id and no vocabulary was given: pass a vocabulary file "
-                             "(--vocab FILE, one token per line) or the text as integer ids") from None
+            raise InputError(f"token {bad!r} is not an id and no vocabulary was given: pass a vocabulary "
+                             "(vocab=FILE, one token per line, or a dict token -> id) or the text as integer ids",
+                             param="vocab") from None
     unk = next((vocab[u] for u in _UNKNOWN if u in vocab), None)
     ids = []
     for t in tokens:
@@ -124,13 +126,14 @@ def text_inputs(prepared, ids, pad_id=0):
     for n, spec in zip(names, prepared.input_specs):
         low = n.lower()
         if spec.dtype.is_floating:
-            raise InputError(f"model {prepared.name!r} has a floating input {n!r}; --text needs a text model "
-                             "whose inputs are token ids (and optionally a padding mask / segment ids)")
+            raise InputError(f"model {prepared.name!r} has a floating input {n!r}; explaining a text needs a text "
+                             "model whose inputs are token ids (and optionally a padding mask / segment ids)",
+                             param="model")
         role[n] = "mask" if "mask" in low else "segment" if ("segment" in low or "type" in low) else "ids"
     id_inputs = [n for n in names if role[n] == "ids"]
     if len(id_inputs) != 1:
-        raise InputError(f"model {prepared.name!r} has inputs {names}; --text needs exactly one token-id input "
-                         "(the others named *mask* or *segment*)")
+        raise InputError(f"model {prepared.name!r} has inputs {names}; explaining a text needs exactly one "
+                         "token-id input (the others named *mask* or *segment*)", param="model")
     spec = prepared.input_specs[names.index(id_inputs[0])]
     if len(spec.shape) != 2:
         raise InputError(f"the token-id input {id_inputs[0]!r} has shape {tuple(spec.shape)}; expected (batch, "
@@ -156,8 +159,6 @@ def explain_text(model, text, method="attn_lrp", vocab=None, target=None, **para
     name where the model has class names); None: the predicted class.  ``params``: the
     method's parameters.  Padding (to a fixed model length) is masked where the model
     has a padding-mask input and is left out of the returned tokens either way."""
-    import lrpgraph
-
     if vocab is not None and not isinstance(vocab, dict):
         vocab = read_vocab(vocab)
     prepared = prepare(model)
@@ -166,10 +167,10 @@ def explain_text(model, text, method="attn_lrp", vocab=None, target=None, **para
     pad_id = next((vocab[p] for p in _PADDING if vocab and p in vocab), 0)
     xs, slot = text_inputs(prepared, ids, pad_id)
     try:
-        analyzer = lrpgraph.create_analyzer(method, prepared, **params)
+        analyzer = create_analyzer(method, prepared, **params)
         exp = analyzer.explain(xs if len(xs) > 1 else xs[0], target)
     except (TypeError, ValueError) as e:
-        raise InputError(f"method {method!r}: {e}") from None
+        raise InputError(f"method {method!r}: {e}", param="method") from None
     maps = exp.maps if isinstance(exp.maps, list) else [exp.maps]
     rel = np.asarray(maps[slot])[0, :len(ids)]
     logits = exp.logits[0]

@@ -39,6 +39,7 @@ __all__ = [
     "overlay",
     "plot_overlay",
     "heatmap_grid",
+    "explanation_figure",
     "save_figure",
     "figure_to_array",
     "token_colors",
@@ -434,6 +435,71 @@ def heatmap_grid(
                 plot_heatmap(ax, reduced[k][i], title=title, cmap=cmap, limit=limits[k][i])
             if j == 0 and row_titles is not None:
                 ax.set_ylabel(row_titles[i])
+    return fig
+
+
+def explanation_figure(
+    image: Any,
+    R: Any,
+    title: str | None = None,
+    row_titles: Sequence[str] | None = None,
+    cmap: str | Colormap = "seismic",
+    reduce: str = "sum",
+    limit: float | None = None,
+    alpha: float = 0.5,
+    cell_size: float = 2.6,
+    dpi: float = 100,
+) -> Figure:
+    """One explanation as a figure: input | heatmap | overlay, with a colour bar.
+
+    ``image``: the input as :func:`overlay` takes it (``None``: the heatmap alone,
+    for a map whose input is not at hand); ``R``: its relevance map ``(H, W[, C])``,
+    or a list of maps of the same input (several targets: one row each).  The
+    heatmap uses :func:`plot_heatmap`'s conventions (``seismic``, red positive,
+    blue negative, white zero, symmetric limits ``[-M, M]`` with ``M = max|R|``
+    per row unless ``limit``), the overlay :func:`overlay` with the same limits,
+    and one colour bar per row shows ``[-M, M]`` (as in the SGLRP paper's figures).
+    ``title`` goes above the figure (e.g. the method and the explained class),
+    ``row_titles`` above each row's heatmap (e.g. one class name per target).
+
+    Returns an Agg :class:`~matplotlib.figure.Figure`; ``fig.axes`` holds, per row,
+    the input, heatmap and overlay axes (only the heatmap without an image), then
+    the colour bars' axes.
+    """
+    maps = list(R) if isinstance(R, (list, tuple)) else [R]
+    if not maps:
+        raise ValueError("R is empty: pass a map, or a list of maps of the same input")
+    rows = [_map_2d(m, reduce) for m in maps]
+    if row_titles is not None:
+        row_titles = [str(t) for t in row_titles]
+        if len(row_titles) != len(rows):
+            raise ValueError(f"row_titles has {len(row_titles)} entries; there are {len(rows)} maps")
+    img = None if image is None else _to_display_image(image)
+    if img is not None and any(r.shape != img.shape[:2] for r in rows):
+        raise ValueError(f"image spatial shape {img.shape[:2]} does not match the map(s) "
+                         f"{sorted({r.shape for r in rows})}")
+    ncols = 1 if img is None else 3
+    fig = Figure(figsize=(cell_size * ncols + 0.9, cell_size * len(rows) + (0.5 if title else 0.2)), dpi=dpi,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    images = []
+    for i, R2 in enumerate(rows):
+        M = _symmetric_limit(R2, limit)
+        heat_title = row_titles[i] if row_titles is not None else "relevance"
+        if img is None:
+            im = plot_heatmap(axes[i, 0], R2, title=heat_title, cmap=cmap, limit=M)
+        else:
+            axes[i, 0].imshow(img, interpolation="none")
+            _clean_axes(axes[i, 0])
+            axes[i, 0].set_title("input")
+            im = plot_heatmap(axes[i, 1], R2, title=heat_title, cmap=cmap, limit=M)
+            plot_overlay(axes[i, 2], img, R2, title="overlay", alpha=alpha, cmap=cmap, limit=M, grayscale=True)
+        images.append(im)
+    for i, im in enumerate(images):  # after all panels, so that the image axes come first in fig.axes
+        fig.colorbar(im, ax=list(axes[i]), shrink=0.9, label="relevance")
+    if title:
+        fig.suptitle(title)
     return fig
 
 

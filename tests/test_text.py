@@ -421,19 +421,23 @@ def test_explain_text_matches_the_analyzer(tmp_path):
 
 
 def test_text_errors(tmp_path):
-    from lrpgraph.io import InputError
-    from lrpgraph.text import encode, explain_text
+    from lrpgraph.errors import InputError
+    from lrpgraph.text import encode, explain_text, tokenize
 
     model, _, vocab = _saved_text_model(tmp_path)
-    with pytest.raises(InputError, match="'plot!' is not an id.*--vocab"):
+    with pytest.raises(InputError, match=r"'plot!' is not an id.*vocab=FILE") as e:
         encode(["plot!"])
+    assert e.value.param == "vocab" and "--" not in str(e.value)  # the library speaks Python, not flags
+    with pytest.raises(InputError, match="no text given") as e:
+        tokenize("  ")
+    assert e.value.param == "text"
     with pytest.raises(InputError, match="has 9 tokens; the model takes at most 8"):
         explain_text(model, " ".join(["the"] * 9), vocab=vocab)
     with pytest.raises(InputError, match="token id 10 out of range in sample"):
         explain_text(model, "2 3 10")  # ids given directly, one beyond the vocabulary
 
 
-def test_cli_explain_text(tmp_path):
+def test_cli_explain_text(tmp_path, capsys):
     from lrpgraph.cli import main
     import io as _io
 
@@ -449,6 +453,12 @@ def test_cli_explain_text(tmp_path):
     png = tmp_path / "out" / "text_attn_lrp_0.png"
     assert png.is_file() and png.stat().st_size > 1000
     assert main(["explain", "--model", str(path), "--out", str(tmp_path / "o2")], out=_io.StringIO()) == 2
+    # the library's error, with the command line's flag as the advice
+    capsys.readouterr()
+    assert main(["explain", "--text", "plot!", "--model", str(path), "--out", str(tmp_path / "o3")],
+                out=_io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert "'plot!' is not an id" in err and "--vocab FILE" in err and err.count("\n") == 1
 
 
 # ---- docs/methods/transformers.md, "Text models": the example runs and says what it shows ----

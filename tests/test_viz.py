@@ -246,3 +246,25 @@ def test_save_figure(tmp_path):
     with pytest.raises(ValueError):
         viz.save_figure(fig, tmp_path / "fig.txt")
     assert not (tmp_path / "fig.txt").exists()
+
+
+def test_explanation_figure_panels_colorbar_and_rows(tmp_path):
+    from lrpgraph import viz
+
+    img = np.zeros((6, 8, 3), np.uint8)
+    R = np.zeros((6, 8, 3))
+    R[1, 1, 0], R[4, 6, 2] = 2.0, -0.5
+    fig = viz.explanation_figure(img, R, title="lrp.epsilon: explained 281 tabby")
+    assert len(fig.axes) == 4 and fig._suptitle.get_text() == "lrp.epsilon: explained 281 tabby"
+    heat = fig.axes[1].images[0]
+    assert heat.get_clim() == (-2.0, 2.0) and heat.get_cmap().name == "seismic"
+    np.testing.assert_allclose(fig.axes[2].images[0].get_array(), viz.overlay(img, R, grayscale=True))
+    assert fig.axes[3].get_ylim() == (-2.0, 2.0)
+    # two targets of one input: one row each, one colour bar each; no image: the heatmaps alone
+    fig2 = viz.explanation_figure(img, [R, -3 * R], row_titles=["explained 1 a", "explained 2 b"])
+    assert len(fig2.axes) == 2 * 3 + 2 and fig2.axes[4].get_title() == "explained 2 b"
+    assert fig2.axes[4].images[0].get_clim() == (-6.0, 6.0)
+    assert len(viz.explanation_figure(None, R).axes) == 2
+    with pytest.raises(ValueError, match="does not match"):
+        viz.explanation_figure(np.zeros((5, 5, 3)), R)
+    viz.save_figure(fig, tmp_path / "f.png")

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from ..method import check_batch_size, chunked
 from ..prepared import prepare
+from ..targets import resolve_predicted
 
 __all__ = ["SCORES", "check_images", "check_relevance", "check_patch", "region_relevance", "region_ranks",
            "baseline_images", "score_copies", "target_scores", "pearson", "ImageBatch"]
@@ -59,7 +60,7 @@ def check_images(model, x, target, *, batch_size=None):
         raise ValueError(f"the evaluation metrics take one target per sample (shape ({x.shape[0]},)); got shape "
                          f"{np.shape(target)}. Evaluate each column separately.")
     logits = prepared.logits(x, batch_size=batch_size)
-    targets = np.where(targets < 0, logits.argmax(-1), targets).astype(np.int32)
+    targets = resolve_predicted(logits, targets)
     return ImageBatch(prepared, x, targets, logits)
 
 

@@ -201,7 +201,7 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     ``batch_size``: perturbed images per compiled step; ``analyze_batch_size``:
     images per analysis call.  ``progress``: callable(str) told each step.
     """
-    from ..registry import create_analyzer, parameters
+    from ..registry import create_analyzer, fill_bounds
 
     names = expand_metrics(metrics)
     specs = _methods(methods)
@@ -215,10 +215,7 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     labels, per_sample, curves, rands = [], {}, {}, {}
     for label, name, mparams in specs:
         if input_range is not None:
-            accepted = parameters(name)
-            for k, v in zip(("low", "high"), input_range):
-                if k in accepted:
-                    mparams.setdefault(k, v)
+            mparams = fill_bounds(name, mparams, *input_range)
         analyzer = create_analyzer(name, prepared, **mparams)
         say(f"{label}: maps")
         maps = analyzer.analyze(batch.x, target=batch.targets, batch_size=analyze_batch_size)

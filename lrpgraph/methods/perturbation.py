@@ -21,6 +21,7 @@ from ..analyzer import Analyzer
 from ..method import Method, check_batch_size, chunked
 from ..registry import register
 from ..rules.presets import PRESETS
+from ..targets import resolve_predicted_tf_lazily
 
 __all__ = ["IntegratedGradients", "SmoothGrad", "VarGrad", "Occlusion"]
 
@@ -33,13 +34,9 @@ def _inner_analyzer(model, method, neuron_selection_mode, output, params):
 
 def _resolve_targets(prepared, inputs, targets, mode):
     """-1 -> the predicted class at the unperturbed inputs (one forward pass, only if needed)."""
-    def predicted():
-        return tf.argmax(prepared.forward(inputs), axis=-1, output_type=tf.int32)
-
     if mode == "all":
         return targets
-    return tf.cond(tf.reduce_any(targets < 0), lambda: tf.where(targets < 0, predicted(), targets),
-                   lambda: targets)
+    return resolve_predicted_tf_lazily(lambda: prepared.forward(inputs), targets)
 
 
 def _broadcast_reference(ref, xs, what):

@@ -24,19 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_parser", "cmd_evaluate", "DEFAULT_METHODS", "DEFAULT_METRICS", "demo_aopc"]
+from .. import evaluation, synthetic
+from ..errors import InputError
+from ..evaluation import plots
+from ..io import IMAGE_EXTENSIONS, build_method, input_bounds, load_image
+from .options import add_model_options, load_model, parse_keyed, parse_target
+
+__all__ = ["add_parsers", "cmd_evaluate", "DEFAULT_METHODS", "DEFAULT_METRICS"]
 
 DEFAULT_METHODS = "lrp.epsilon,lrp.z_plus,sglrp,gradient,input_t_gradient,integrated_gradients,gradcam"
 DEFAULT_METRICS = "aopc,deletion,insertion,faithfulness"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def add_parser(sub, model_args=None):
-    """Add the ``evaluate`` subcommand to an argparse ``sub``-parsers object."""
+def add_parsers(sub):
+    """Add the ``evaluate`` subcommand to the ``lrpgraph`` subparsers ``sub``."""
     sp = sub.add_parser("evaluate", help="faithfulness metrics (AOPC, deletion/insertion, faithfulness "
                                          "correlation, randomisation) of several methods: table and figures",
                         description=__doc__.split("::")[0].strip() + " See docs/evaluation.md.")
-    sp.add_argument("--model", default="shapes", help="a .keras file, 'shapes' (default) or a keras.applications name")
     sp.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated method names (default {DEFAULT_METHODS})")
     sp.add_argument("--metrics", default=DEFAULT_METRICS,
                     help="comma-separated: aopc (= aopc_morf,aopc_lerf), aopc_morf, aopc_lerf, deletion, insertion, "
@@ -47,53 +51,32 @@ def add_parser(sub, model_args=None):
                      help="single-object images of the shipped shapes data (the default without --data)")
     sp.add_argument("--n", type=int, default=32, help="number of images (default 32; --data: the first N)")
     sp.add_argument("--seed", type=int, default=12345, help="seed of the --benchmark images (default 12345)")
-    sp.add_argument("--target", default=None, help="class index for every image (default: the labels of the data "
-                                                   "if any, else the predicted class)")
+    sp.add_argument("--target", default=None, help="class index or name for every image, 'label' or 'predicted' "
+                                                   "(default: the labels of the data if any, else the predicted "
+                                                   "class)")
     sp.add_argument("--metric-param", action="append", metavar="METRIC.NAME=VALUE",
                     help="metric parameter, repeatable (e.g. --metric-param aopc.patch=4)")
     sp.add_argument("--method-param", action="append", metavar="METHOD:NAME=VALUE",
                     help="method parameter, repeatable (e.g. --method-param integrated_gradients:steps=32)")
     sp.add_argument("--batch-size", type=int, default=256, help="perturbed images per compiled step (default 256)")
-    sp.add_argument("--preprocess", default="auto", help="image folders: as in `lrpgraph explain` (default auto)")
     sp.add_argument("--out", default="out/evaluation", help="output folder (default ./out/evaluation)")
-    if model_args is not None:
-        model_args(sp)
-    else:
-        sp.add_argument("--weights", default="imagenet")
-        sp.add_argument("--unsafe", action="store_true")
+    add_model_options(sp, size=False)
     sp.set_defaults(fn=cmd_evaluate)
-    return sp
-
-
-def _parse_keyed(items, flag, sep, example):
-    """``["a<sep>b=v", ...]`` -> ``{"a": {"b": v}}``."""
-    from ..io import InputError, parse_value
-
-    out = {}
-    for item in items or []:
-        head, eq, value = item.partition("=")
-        outer, mark, key = head.partition(sep)
-        if not eq or not mark or not outer or not key:
-            raise InputError(f"{flag} {item!r}: expected {example}")
-        out.setdefault(outer.strip(), {})[key.strip()] = parse_value(value)
-    return out
+    return sub
 
 
 def parse_metric_params(items):
     """``["aopc.patch=4", ...]`` -> ``{"aopc": {"patch": 4}}``."""
-    return _parse_keyed(items, "--metric-param", ".", "METRIC.NAME=VALUE (e.g. aopc.patch=4)")
+    return parse_keyed(items, "--metric-param", ".", "METRIC.NAME=VALUE (e.g. aopc.patch=4)")
 
 
 def parse_method_params(items):
     """``["gradcam:layer=x", ...]`` -> ``{"gradcam": {"layer": "x"}}``."""
-    return _parse_keyed(items, "--method-param", ":", "METHOD:NAME=VALUE (e.g. gradcam:layer=conv2)")
+    return parse_keyed(items, "--method-param", ":", "METHOD:NAME=VALUE (e.g. gradcam:layer=conv2)")
 
 
 def load_data(args, lm, out):
     """(x, targets or None, description)."""
-    from .. import synthetic
-    from ..io import InputError, load_image
-
     model = lm.model
     if args.data is None:
         shape = tuple(model.inputs[0].shape[1:])
@@ -105,9 +88,9 @@ def load_data(args, lm, out):
     if not path.exists():
         raise InputError(f"--data {path}: not found")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:args.n]
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:args.n]
         if not files:
-            raise InputError(f"--data {path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+            raise InputError(f"--data {path}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
         shape = tuple(model.inputs[0].shape[1:])
         x = lm.preprocess(np.stack([load_image(p, shape[:2], shape[-1]) for p in files]))
         return x, None, f"{len(files)} images from {path}"
@@ -124,15 +107,10 @@ def load_data(args, lm, out):
 
 
 def cmd_evaluate(args, out):
-    from .. import evaluation
-    from ..io import InputError, build_method, input_bounds, load_model, resolve_target
-    from . import plots
-
     if args.n < 1:
         raise InputError("--n must be >= 1")
     t0 = time.perf_counter()
-    lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe,
-                    log=lambda msg: print(msg, file=out))
+    lm = load_model(args, out)
     try:
         metrics = evaluation.expand_metrics(args.metrics)
     except ValueError as e:
@@ -140,9 +118,13 @@ def cmd_evaluate(args, out):
     mparams = parse_metric_params(args.metric_param)
     meth_params = parse_method_params(args.method_param)
     x, y, what = load_data(args, lm, out)
-    num_classes = int(lm.model.outputs[0].shape[-1])
-    target = resolve_target(args.target, lm.class_names, num_classes)
-    targets = y if target is None else np.full(len(x), target)
+    target = parse_target(args.target, lm, keywords=("label", "predicted"))
+    if target == "label" and y is None:
+        raise InputError(f"--target label: {what} has no labels; pass a class, or predicted")
+    if target == "label" or args.target is None:  # the default: the labels where the data has them
+        targets = y
+    else:
+        targets = None if target is None else np.full(len(x), target)
     low, high = input_bounds(lm.preprocess)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:  # validate names and parameters before the long run
@@ -152,6 +134,9 @@ def cmd_evaluate(args, out):
         raise InputError(f"--method-param for {unknown}, which are not in --methods")
     print(f"lrpgraph evaluate: model {lm.name}{' [' + lm.weights_note + ']' if lm.weights_note else ''}, {what}; "
           f"{len(methods)} methods x metrics {', '.join(metrics)}", file=out)
+    as_is = "" if args.data is not None and Path(args.data).is_dir() else \
+        " (the images are used as they are: the preprocessing sets the bounds)"
+    print(f"inputs: {lm.describe_inputs()}{as_is}", file=out)
 
     def progress(s):
         print(f"  {time.perf_counter() - t0:7.1f} s  {s}", file=sys.stderr)
@@ -178,24 +163,3 @@ def cmd_evaluate(args, out):
         print(f"wrote {(out_dir / p).resolve()}", file=out)
     print(f"done in {time.perf_counter() - t0:.1f} s", file=out)
     return 0
-
-
-def demo_aopc(model, out_dir, out, n=16, patch=4, steps=49, seed=12345):
-    """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.localization.PAPER_METHODS)
-    on ``n`` single-object shapes images, region perturbation with ``patch`` x ``patch``
-    regions, ``steps`` steps and the uniform baseline, MoRF and LeRF (docs/evaluation.md's setting).  Prints the Markdown table and
-    writes ``<out_dir>/demo_aopc.md``; returns the :class:`EvaluationTable`."""
-    from .. import evaluation, localization, synthetic
-
-    x, y, _ = synthetic.single_object_dataset(n, size=int(model.inputs[0].shape[1]), seed=seed)
-    methods = {label: (name, params) for label, (name, params) in localization.PAPER_METHODS.items()}
-    table = evaluation.evaluate(model, x, methods, y, ["aopc"], params={"aopc": {"patch": patch, "steps": steps}},
-                                input_range=(0.0, 1.0))
-    md = table.to_markdown()
-    header = (f"AOPC (Samek et al. 2017), {n} single-object images (seed {seed}), {patch}x{patch} regions, K = {steps} "
-              "steps, uniform baseline, target logit; mean ± std (docs/evaluation.md).")
-    print("\n" + header + "\n\n" + md + "\n", file=out)
-    path = Path(out_dir) / "demo_aopc.md"
-    path.write_text(f"# lrpgraph demo: AOPC\n\n{header}\n\n{md}\n")
-    print(f"wrote {path.resolve()}", file=out)
-    return table
