@@ -17,7 +17,7 @@ pytest.importorskip("ray.data", reason="the Ray tests need Ray Data: pip install
 
 import lrpgraph  # noqa: E402
 import lrpgraph.distributed.ray as lray  # noqa: E402
-from lrpgraph import store as zstore  # noqa: E402
+from lrpgraph.data import store as zstore  # noqa: E402
 from lrpgraph.assets import SHAPES_MODEL  # noqa: E402
 from lrpgraph.assets import load_shapes_model  # noqa: E402
 from lrpgraph.synthetic import single_object_dataset  # noqa: E402

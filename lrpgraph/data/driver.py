@@ -32,6 +32,7 @@ write (one zero sample explained for the map shape).
 
 from __future__ import annotations
 
+import bisect
 import signal
 import sys
 import threading
@@ -132,7 +133,7 @@ def drive(job, source, store, executor, *, resume=True, overwrite=False, progres
     :class:`lrpgraph.data.sources.Source`) into the store at ``store`` with
     ``executor`` (:mod:`lrpgraph.data.executors`); returns the
     :class:`lrpgraph.data.reader.Attributions` handle with ``.computed`` (the
-    blocks this call computed, in order) and ``.timings`` (block -> seconds).
+    blocks this call computed, sorted) and ``.timings`` (block -> seconds).
     See the module docstring for what happens, in order."""
     spec = job.spec
     bs = spec.batch_size
@@ -199,7 +200,7 @@ def drive(job, source, store, executor, *, resume=True, overwrite=False, progres
                 done.add(b)
                 reductions.merge(b, r.partials)
                 reductions.save(st)
-                computed.append(b)
+                bisect.insort(computed, b)  # Ray finishes blocks in any order
                 timings[b] = r.seconds
                 att.computed, att.timings = computed, timings
                 count += r.samples

@@ -193,8 +193,10 @@ class BlockWriter:
     """One actor of the Ray pool: builds its method once, then computes and writes
     the blocks it is given straight into the store (opened ``"r+"``).
 
-    ``data``: the data itself for a portable source (numpy arrays, an image
-    folder's path, read here with :func:`make_source`), or None when the driver
+    ``data``: ``[ref]``, a one-item list holding the ObjectRef of the data of a
+    portable source (numpy arrays, an image folder's path, read here with
+    :func:`make_source`; in a list, so that Ray leaves it to this actor to fetch,
+    also after a restart, while the driver holds it), or None when the driver
     sends each block's samples (a ``tf.data`` pipeline).  :meth:`write` returns
     ``{"block", "samples", "seconds", "partials", "error"}``: a ValueError or
     TypeError (bad data, a store of another job) comes back as the exception
@@ -210,7 +212,10 @@ class BlockWriter:
             # the same path on this node) would write other maps: refuse it, naming the difference
             self.store.check_compatible(job=self.job.identity)
             self.id_width = int(self.store.arrays["ids"].shape[0])
-            self.source = None if data is None else make_source(data, self.job.prepared, **spec.source_options())
+            self.source = None
+            if data is not None:
+                ray = import_ray()
+                self.source = make_source(ray.get(data[0]), self.job.prepared, **spec.source_options())
         except (ValueError, TypeError) as e:  # reported per block
             self.error = e
 
@@ -287,7 +292,7 @@ class RayExecutor:
                 options["num_gpus"] = self.num_gpus
             writer = ray.remote(**options)(BlockWriter)
             self.actors = [writer.remote(model=self.model, method=self.method, params=self.params, spec=job.spec,
-                                         store=store.path, data=data)
+                                         store=store.path, data=None if data is None else [data])
                            for _ in range(min(self.num_workers, len(blocks)))]
             if source.portable:
                 feed = ((b, None) for b in blocks)

@@ -151,7 +151,7 @@ class TopK(Reduction):
         return {"kind": "topk", "name": self.name, "k": self.k, "score": score}
 
     def scores(self, block):
-        """(b, C) float32 scores of the block's samples (-inf where invalid or NaN)."""
+        """(b, C) float32 scores of the block's samples."""
         b = len(block.valid)
         if self.score == "channel_relevance":
             m = np.asarray(block.maps, np.float64)
@@ -161,13 +161,13 @@ class TopK(Reduction):
             s = MAP_STATISTICS[self.score](block.maps, block.x, block.logits, block.targets, block.prepared)
         else:
             s = self.score(block)
-        s = np.asarray(s, np.float32).reshape(b, -1)  # the stored precision: every comparison sees the same values
-        return np.where(np.asarray(block.valid, bool)[:, None] & ~np.isnan(s), s, np.float32(-np.inf))
+        return np.asarray(s, np.float32).reshape(b, -1)  # the stored precision: every comparison sees the same values
 
     def partial(self, block):
         s = self.scores(block)
-        idx = np.broadcast_to(block.indices[:, None], s.shape)
-        return self._top(s.T, idx.T)
+        keep = np.asarray(block.valid, bool)[:, None] & ~np.isnan(s)
+        idx = np.where(keep, block.indices[:, None], -1)  # left out: the padding's (-inf, -1)
+        return self._top(np.where(keep, s, np.float32(-np.inf)).T, idx.T)
 
     def merge(self, a, b):
         return self._top(np.concatenate([a["values"], b["values"]], 1), np.concatenate([a["indices"], b["indices"]], 1))
