@@ -146,7 +146,7 @@ class Attributions:
         sample, each target's map in a row of axes."""
         import matplotlib.pyplot as plt  # matplotlib (viz) is imported on the first plot, not with lrpgraph
 
-        from .. import viz
+        from ..viz import plot_heatmap
 
         i = int(i)
         if not 0 <= i < len(self):
@@ -163,7 +163,7 @@ class Attributions:
             axes = list(np.atleast_1d(ax))
         base = title if title is not None else f"{self.ids[i]}  pred {int(self.predicted[i])}"
         for a, m, tt in zip(axes, maps, t):
-            viz.plot_heatmap(a, m, title=f"{base}  target {int(tt)}", **kw)
+            plot_heatmap(a, m, title=f"{base}  target {int(tt)}", **kw)
         return axes[0] if len(axes) == 1 else axes
 
     def __repr__(self):

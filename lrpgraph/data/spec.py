@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import postprocess as _post
+from ..postprocess import parse_steps
 from .._version import __version__
 from ..memory import parse_memory
 from ..method import check_batch_size
@@ -194,7 +194,7 @@ def describe_method(method):
     params = {k: v for k, v in params.items() if _simple(v)}
     params["neuron_selection_mode"] = method.neuron_selection_mode
     params["postprocess"] = [s if isinstance(s, str) else getattr(s, "__qualname__", repr(s))
-                             for s in _post.parse_steps(method.postprocess)]
+                             for s in parse_steps(method.postprocess)]
     return {"name": method.name, "class": type(method).__name__, "params": params}
 
 
