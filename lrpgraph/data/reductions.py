@@ -93,8 +93,8 @@ def _one_per_row(block):
 
 class ClassSum(Reduction):
     """Per class c (of the explained targets): ``sum`` (K, ...) float64 of the maps
-    explained for c, and ``count`` (K,) int64 of them; invalid samples are left
-    out.  ``sum[c] / count[c]`` is the class's mean map (:meth:`mean`).  Sums in
+    explained for c, and ``count`` (K,) int64 of them; invalid samples (and maps
+    of no single class) are left out.  ``sum[c] / count[c]`` is the class's mean map (:meth:`mean`).  Sums in
     float64, so the merge order moves the result by float64 rounding only."""
 
     def __init__(self, name="class_sum"):
@@ -105,6 +105,7 @@ class ClassSum(Reduction):
 
     def partial(self, block):
         maps, t, ok = _one_per_row(block)
+        ok = ok & (t >= 0)  # -1: every logit explained at once (neuron_selection_mode="all"): no class
         k = int(block.logits.shape[1])
         s = np.zeros((k,) + maps.shape[1:], np.float64)
         np.add.at(s, t[ok], maps[ok].astype(np.float64))
