@@ -311,3 +311,25 @@ def test_mirrored_method_is_the_methods_own_path(shapes, tmp_path):
         mm.explain(x[:2], np.tile([1, 2], (2, 1)))
     with pytest.raises(ValueError, match="max_memory"):
         run(a, (x, y), tmp_path / "n", strategy=strategy, max_memory="1GB")
+
+
+# --- layering ----------------------------------------------------------------------------------
+
+def test_the_data_package_imports_neither_the_package_root_nor_argparse():
+    """No module of lrpgraph.data (nor the old paths) imports ``lrpgraph`` itself (the
+    version comes from lrpgraph._version: no import cycle) or argparse (the CLI's)."""
+    paths = list((ROOT / "lrpgraph" / "data").glob("*.py"))
+    paths += [ROOT / "lrpgraph" / p for p in ("datasets.py", "store.py", "distributed/ray.py")]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+                assert "lrpgraph" not in names and "argparse" not in names, (path.name, node.lineno)
+            elif isinstance(node, ast.ImportFrom):
+                root = node.module == "lrpgraph" or (node.level and node.module is None
+                                                      and node.level == len(path.relative_to(ROOT).parts) - 1)
+                assert not root and node.module != "argparse", (path.name, node.lineno, node.module)
+    from lrpgraph import _version
+    from lrpgraph.data import spec
+
+    assert spec.software_versions()["lrpgraph"] == _version.__version__ == lrpgraph.__version__
