@@ -33,6 +33,7 @@ write (one zero sample explained for the map shape).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import signal
 import sys
 import threading
@@ -182,10 +183,10 @@ def drive(job, source, store, executor, *, resume=True, overwrite=False, progres
                              "same order; pass overwrite=True to start again")
 
     count = 0
-    with _Interrupt() as intr:
+    runs = executor.run(job, source, todo, store=st, write={b for b in todo if b not in done}, check_done=check_done)
+    with _Interrupt() as intr, contextlib.closing(runs):  # closing: the executor's workers stop with the loop
         try:
-            for r in executor.run(job, source, todo, store=st, write={b for b in todo if b not in done},
-                                  check_done=check_done):
+            for r in runs:
                 b = r.block
                 if r.arrays is not None:
                     if st is None:

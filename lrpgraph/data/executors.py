@@ -315,8 +315,7 @@ class RayExecutor:
                 actor = pending.pop(ref)
                 row = ray.get(ref)
                 if row["error"] is not None:
-                    e = row["error"]
-                    raise type(e)(f"{e} (block {row['block']}, in a Ray actor)")
+                    raise _from_actor(row["error"], row["block"])
                 hand_out(actor)
                 yield Done(row["block"], row["samples"], row["seconds"], None, row["partials"])
         finally:
@@ -326,3 +325,10 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
+
+def _from_actor(e, block):
+    """The exception an actor returned, of its class, its message naming the block."""
+    try:
+        return type(e)(f"{e} (block {block}, in a Ray actor)")
+    except Exception:  # noqa: BLE001 - a class that takes other arguments: as it came
+        return e
