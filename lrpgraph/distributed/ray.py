@@ -62,7 +62,7 @@ def explain_dataset(model, method, data, store, *, params=None, target="label", 
         zero-argument factory returning the keras model (pickled to the actors;
         it must give the same weights every time: load them, do not initialize
         at random; an actor whose weights differ from the driver's stops with a
-        :class:`lrpgraph.store.StoreMismatchError`).
+        :class:`lrpgraph.data.store.StoreMismatchError`).
     method : str
         A method name (``lrpgraph.methods()``); ``params`` its parameters, as for
         ``lrpgraph.create_analyzer(method, model, **params)``.
