@@ -23,7 +23,6 @@ write, check_done)``, an iterator of :class:`Done` in any order.
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from dataclasses import dataclass, field

@@ -281,8 +281,8 @@ class Store:
         self.mode = mode
         attrs = dict(group.attrs)
         if _LAYOUT_KEY not in attrs:
-            raise IncompleteStoreError(f"{path} is an incomplete store (its creation was interrupted); it holds no results: "
-                             "rerun the job (it recreates the store), or pass overwrite=True")
+            raise IncompleteStoreError(f"{path} is an incomplete store (its creation was interrupted); it holds no "
+                                       "results: rerun the job (it recreates the store), or pass overwrite=True")
         layout = attrs[_LAYOUT_KEY]
         if layout.get("format") != FORMAT:
             raise StoreError(f"{path} is a store of format {layout.get('format')}; this lrpgraph reads format "
@@ -319,7 +319,7 @@ class Store:
             if existed and os.listdir(path):
                 if not overwrite:
                     raise StoreExistsError(f"{path} already holds a store; pass overwrite=True to replace it, or "
-                                     "resume=True to finish it")
+                                           "resume=True to finish it")
                 _remove_tree(path)
                 existed = False
             try:
@@ -403,8 +403,8 @@ class Store:
                 return cls.create(path, n=n, block_size=block_size, arrays=arrays, job=job,
                                   versions=versions, overwrite=True)
             if not resume:
-                raise StoreExistsError(f"{path} already holds a store; pass resume=True to finish it or overwrite=True "
-                                 "to replace it")
+                raise StoreExistsError(f"{path} already holds a store; pass resume=True to finish it or "
+                                       "overwrite=True to replace it")
             store.check_compatible(n=n, block_size=block_size, arrays=arrays, job=job)
             return store
         return cls.create(path, n=n, block_size=block_size, arrays=arrays, job=job, versions=versions,
