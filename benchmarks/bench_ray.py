@@ -9,8 +9,8 @@ is timed end to end from the model file: (a) ``lrpgraph.explain_dataset`` in
 this process (load the model, build the analyzer, explain, write); (b)
 ``lrpgraph.distributed.ray.explain_dataset`` with ``num_workers`` actors on a
 local Ray that is already running (``ray.init(num_cpus=...)`` is timed apart):
-the driver loads the model and describes the job, Ray Data starts the actor
-pool (each actor imports TensorFlow, loads the model, builds its analyzer) and
+the driver loads the model and describes the job, the Ray executor starts the
+actor pool (each actor imports TensorFlow, loads the model, builds its analyzer) and
 the actors compute and write the blocks.  Reported: both times, the overhead
 (b) - (a), and (b)'s "busy" time, the seconds its actors spent in blocks (read,
 compute, write) divided by the number of actors, which leaves out the start-up.

@@ -10,7 +10,7 @@ node, from :mod:`lrpgraph.rules`) -> :mod:`lrpgraph.compile` (one tf.function)
 -> :class:`lrpgraph.Analyzer` (numpy).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401  (its own module: lrpgraph.data.spec reads it too)
 
 try:
     import tensorflow as _tf  # noqa: F401
@@ -36,7 +36,7 @@ from .rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
 from . import evaluation  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
-from .datasets import Attributions, explain_dataset, open_store  # noqa: E402  (datasets into zarr stores)
+from .data import Attributions, explain_dataset, open_store  # noqa: E402  (datasets into zarr stores: lrpgraph.data)
 
 __all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules", "ops",
            "register_layer", "to_graph", "canonicalize", "check", "UnsupportedLayerError", "evaluate", "evaluation",

@@ -1,4 +1,4 @@
-"""The files shipped inside the package (``lrpgraph/data/``) and how to read them.
+"""The files shipped inside the package (``lrpgraph/bundled/``) and how to read them.
 
 * :data:`SHAPES_MODEL`: the small VGG-style CNN trained on the synthetic shapes
   dataset (:mod:`lrpgraph.synthetic`, ``scripts/train_shapes.py``): input
@@ -39,7 +39,7 @@ __all__ = ["DATA_DIR", "SHAPES_MODEL", "SHAPES_CLASS_NAMES", "SHAPES_INPUT_RANGE
            "load_shapes_model", "SHAPES_VIT", "load_shapes_vit", "imagenet_class_names", "imagenet_wnids",
            "NEWER_KERAS_CONFIG_KEYS", "portable_config", "make_portable", "save_bundled"]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent / "bundled"
 SHAPES_MODEL = DATA_DIR / "shapes_cnn.keras"
 SHAPES_VIT = DATA_DIR / "shapes_vit.keras"
 # the model's output order is the dataset's class order (shapes_cnn.json records the same list)

@@ -2,7 +2,7 @@
 
     python scripts/make_doc_figures.py
 
-The shipped shapes model (lrpgraph/data/shapes_cnn.keras) explains one two-object
+The shipped shapes model (lrpgraph/bundled/shapes_cnn.keras) explains one two-object
 scene (the first of a fixed set whose two target logits are positive) twice, once for each object as the target: LRP (the SGLRP code's bounded
 Deep Taylor), CLRP, SGLRP (the original code's defaults) and SGLRP with the
 paper's formula.  The model's input lies in [0, 1], so low=0, high=1.
@@ -35,7 +35,7 @@ def pick_scene(model, seed, n=16):
 
 
 def main(seed=7, out=ROOT / "docs" / "methods" / "sglrp_figure.png"):
-    model = keras.saving.load_model(ROOT / "lrpgraph" / "data" / "shapes_cnn.keras")
+    model = keras.saving.load_model(ROOT / "lrpgraph" / "bundled" / "shapes_cnn.keras")
     image, targets = pick_scene(model, seed)
     x = np.repeat(image[None], 2, axis=0)
     methods = {

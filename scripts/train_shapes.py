@@ -4,9 +4,9 @@ Trains on single-object images from :mod:`lrpgraph.synthetic`, evaluates on a
 held-out single-object test set (different seed) and on two-object scenes
 (top-2 predicted classes == the two objects), then writes
 
-* ``lrpgraph/data/shapes_cnn.keras`` -- the model, saved without optimizer state by
+* ``lrpgraph/bundled/shapes_cnn.keras`` -- the model, saved without optimizer state by
   ``lrpgraph.assets.save_bundled``, so that every Keras from 3.12 on loads it;
-* ``lrpgraph/data/shapes_cnn.json`` -- seeds, sizes, accuracies, wall time.
+* ``lrpgraph/bundled/shapes_cnn.json`` -- seeds, sizes, accuracies, wall time.
 
 Usage (from the repository root)::
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from lrpgraph import assets, synthetic  # noqa: E402
 
-DATA_DIR = ROOT / "lrpgraph" / "data"
+DATA_DIR = ROOT / "lrpgraph" / "bundled"
 
 
 def build_model(num_classes: int, size: int = 64, final_pool: int = 8):

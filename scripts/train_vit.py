@@ -1,13 +1,13 @@
-"""Train the small Vision Transformer shipped as ``lrpgraph/data/shapes_vit.keras``.
+"""Train the small Vision Transformer shipped as ``lrpgraph/bundled/shapes_vit.keras``.
 
 A ViT (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021) made only of
 stock Keras layers, trained on single-object images from :mod:`lrpgraph.synthetic`
 (64x64 RGB in [0, 1], six classes), evaluated on a held-out set (another seed), then
 written to
 
-* ``lrpgraph/data/shapes_vit.keras`` -- the model, saved without optimizer state by
+* ``lrpgraph/bundled/shapes_vit.keras`` -- the model, saved without optimizer state by
   ``lrpgraph.assets.save_bundled``, so that every Keras from 3.12 on loads it;
-* ``lrpgraph/data/shapes_vit.json`` -- seeds, sizes, test accuracy, wall time.
+* ``lrpgraph/bundled/shapes_vit.json`` -- seeds, sizes, test accuracy, wall time.
 
 Usage (from the repository root)::
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from lrpgraph import assets, synthetic  # noqa: E402
 
-DATA_DIR = ROOT / "lrpgraph" / "data"
+DATA_DIR = ROOT / "lrpgraph" / "bundled"
 
 
 def build_vit(num_classes: int, size: int = 64, patch: int = 8, dim: int = 32, depth: int = 2,

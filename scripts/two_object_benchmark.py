@@ -52,7 +52,7 @@ def main(argv=None):
     text = f"""# The offline two-object benchmark
 
 Command: `{cmd}` ({time.perf_counter() - t0:.0f} s on 2 CPU cores). Model: the shipped
-`lrpgraph/data/shapes_cnn.keras` (`scripts/train_shapes.py`, test accuracy 1.00 on single
+`lrpgraph/bundled/shapes_cnn.keras` (`scripts/train_shapes.py`, test accuracy 1.00 on single
 objects). Scenes: `lrpgraph.synthetic.two_object_scenes({args.scenes}, seed={args.seed})`, each with
 two objects of different classes and their masks; every scene is explained twice, once
 for each object as the target ({2 * args.scenes} (scene, target) pairs). Bounded rules use

@@ -1,4 +1,4 @@
-"""lrpgraph.distributed.ray: the Ray Data runner writes the store the single-process
+"""lrpgraph.distributed.ray: the Ray runner writes the store the single-process
 runner writes (every array equal, the same job metadata and layout), a run an actor
 error stopped half-way is finished by a rerun that computes only the missing blocks,
 a store of another job is refused before any actor starts, and the CLI's --ray option.
@@ -12,12 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray", reason="the Ray tests need Ray Data: pip install 'lrpgraph[ray]'")
-pytest.importorskip("ray.data", reason="the Ray tests need Ray Data: pip install 'lrpgraph[ray]'")
+ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'lrpgraph[ray]'")
 
 import lrpgraph  # noqa: E402
 import lrpgraph.distributed.ray as lray  # noqa: E402
-from lrpgraph import store as zstore  # noqa: E402
+from lrpgraph.data import store as zstore  # noqa: E402
 from lrpgraph.assets import SHAPES_MODEL  # noqa: E402
 from lrpgraph.assets import load_shapes_model  # noqa: E402
 from lrpgraph.synthetic import single_object_dataset  # noqa: E402

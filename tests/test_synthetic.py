@@ -8,7 +8,7 @@ import pytest
 
 from lrpgraph import synthetic
 
-DATA_DIR = Path(synthetic.__file__).resolve().parent / "data"
+DATA_DIR = Path(synthetic.__file__).resolve().parent / "bundled"
 MODEL_PATH = DATA_DIR / "shapes_cnn.keras"
 INFO_PATH = DATA_DIR / "shapes_cnn.json"
 

@@ -2,7 +2,7 @@
 
     python docs/methods/make_figures.py [--out docs/methods]
 
-Model: the shipped ``lrpgraph/data/shapes_cnn.keras`` when it exists; otherwise a
+Model: the shipped ``lrpgraph/bundled/shapes_cnn.keras`` when it exists; otherwise a
 tiny global-average-pooling CNN trained here for two epochs on 1200 images of
 :mod:`lrpgraph.synthetic` (seed 0, about half a minute on 2 CPU cores).  Images:
 three two-object scenes (``two_object_scenes(3, seed=11)``), each explained for
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import lrpgraph  # noqa: E402
 from lrpgraph import synthetic, viz  # noqa: E402
 
-SHIPPED = ROOT / "lrpgraph" / "data" / "shapes_cnn.keras"
+SHIPPED = ROOT / "lrpgraph" / "bundled" / "shapes_cnn.keras"
 
 
 def tiny_model():
@@ -56,7 +56,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(Path(__file__).resolve().parent))
     args = p.parse_args(argv)
     if SHIPPED.exists():
-        model, what = keras.models.load_model(SHIPPED), "the shipped lrpgraph/data/shapes_cnn.keras"
+        model, what = keras.models.load_model(SHIPPED), "the shipped lrpgraph/bundled/shapes_cnn.keras"
     else:
         model, what = tiny_model()
     scenes = synthetic.two_object_scenes(3, size=64, seed=11)

@@ -2,7 +2,7 @@
 
     python docs/methods/make_transformer_figure.py [--out docs/methods]
 
-Model: ``lrpgraph/data/shapes_vit.keras`` (``scripts/train_vit.py``).  Images: one
+Model: ``lrpgraph/bundled/shapes_vit.keras`` (``scripts/train_vit.py``).  Images: one
 single-object image per class (``single_object_dataset(60, seed=4242)``, the first of
 each class), each explained for its true class with attn_lrp, attn_lrp.gamma,
 cp_lrp, attention rollout and gradient x input.

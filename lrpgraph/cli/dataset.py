@@ -32,12 +32,12 @@ import numpy as np
 import tensorflow as tf
 
 from .. import assets, viz
-from ..datasets import explain_dataset, open_store
+from ..data import explain_dataset, open_store
 from ..errors import InputError
 from ..io import (APPLICATIONS, application_module, build_method, input_bounds, list_images, load_image,
                   method_params, read_labels)
 from ..io import load_model as load_model_spec
-from ..store import StoreError
+from ..data.store import StoreError
 from ..targets import folder_class_indices
 from .options import add_model_options, add_param_option, load_model, parse_params, parse_target
 
