@@ -285,8 +285,9 @@ def bidirectional_model(layer, specs):
     y_rev = layer.backward_layer(ins[0], **kw)
     if layer.return_sequences:
         y_rev = knp.flip(y_rev, axis=1)
-    merge = {"concat": L.Concatenate(axis=-1), "sum": L.Add(), "ave": L.Average(),
-             "mul": L.Multiply()}[layer.merge_mode]
+    policy = layer.dtype_policy  # the merge computes in the layer's dtype, as Bidirectional does
+    merge = {"concat": lambda: L.Concatenate(axis=-1, dtype=policy), "sum": lambda: L.Add(dtype=policy),
+             "ave": lambda: L.Average(dtype=policy), "mul": lambda: L.Multiply(dtype=policy)}[layer.merge_mode]()
     return keras.Model(ins, merge([y, y_rev]), name=layer.name)
 
 

@@ -1,0 +1,180 @@
+"""Recurrent networks (issue 23): LSTM, GRU, SimpleRNN and Bidirectional.
+
+- The graph's forward equals the Keras model's for every layer configuration (cell,
+  GRU reset_after, return_sequences, go_backwards, masks, Bidirectional merge modes).
+- lrp.epsilon equals a numpy re-implementation of Arras et al.'s LSTM rule (written here
+  from the WASSA 2017 paper and the description of ArrasL/LRP_for_LSTM's ``lrp_linear``
+  and ``LSTM_bidi.lrp``; Arras orders gates (i, g, f, o), Keras (i, f, c, o): the
+  reference slices Keras's blocks by name) on LSTM and Bidirectional(LSTM) models, for
+  bias_factor 0 and 1, in float32 and float64.
+- bias_factor=1 conserves: input relevance + what Arras' code reports for the initial
+  state = the logit.
+- Masked steps get exactly zero and leave the other steps' relevance unchanged.
+- The reverse pass over time is compiled once for every sequence length.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from keras import layers as L
+
+import lrpgraph
+from lrpgraph.prepared import prepare
+
+D, H, C, T = 3, 4, 2, 6
+
+
+# ---- numpy reference: Arras et al.'s LRP for (bidirectional) LSTMs ----------------------
+
+def lrp_linear(hin, w, b, hout, rout, n_units, eps, bias_factor):
+    """Arras' linear rule: R_i = sum_j (hin_i w_ij + bf (b_j + eps s_j) / n_units) R_j / (hout_j + eps s_j),
+    s_j = sign(hout_j) with sign(0) = +1."""
+    sign = np.where(hout >= 0, 1.0, -1.0)
+    numer = w * hin[:, None] + bias_factor * (b + eps * sign)[None, :] / n_units
+    return ((numer / (hout + eps * sign)[None, :]) * rout[None, :]).sum(axis=1)
+
+
+def lstm_states(x, k, u, b):
+    """Forward pass of one Keras LSTM (gate blocks i, f, c, o) on x (T, D); arrays of
+    T + 1 rows whose row -1 is the zero initial state (Arras' layout)."""
+    hd = u.shape[0]
+    i, f, g, o = (slice(j * hd, (j + 1) * hd) for j in range(4))
+    n = len(x)
+    h, c = np.zeros((n + 1, hd)), np.zeros((n + 1, hd))
+    pre, gates = np.zeros((n, 4 * hd)), np.zeros((n, 4 * hd))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for t in range(n):
+        pre[t] = x[t] @ k + h[t - 1] @ u + b
+        gates[t, i], gates[t, f], gates[t, o] = sig(pre[t, i]), sig(pre[t, f]), sig(pre[t, o])
+        gates[t, g] = np.tanh(pre[t, g])
+        c[t] = gates[t, f] * c[t - 1] + gates[t, i] * gates[t, g]
+        h[t] = gates[t, o] * np.tanh(c[t])
+    return h, c, pre, gates
+
+
+def lstm_lrp(x, k, u, b, h, c, pre, gates, rh_last, eps, bf):
+    """Arras' reverse pass through one LSTM from the relevance of its last hidden state:
+    (R_x (T, D), relevance left at the initial state)."""
+    hd, e = u.shape[0], x.shape[1]
+    i, f, g = (slice(j * hd, (j + 1) * hd) for j in (0, 1, 2))
+    n = len(x)
+    rx = np.zeros_like(x)
+    rh, rc = np.zeros((n + 1, hd)), np.zeros((n + 1, hd))
+    rh[n - 1] = rh_last
+    for t in reversed(range(n)):
+        rc[t] += rh[t]
+        rc[t - 1] = lrp_linear(gates[t, f] * c[t - 1], np.eye(hd), np.zeros(hd), c[t], rc[t], 2 * hd, eps, bf)
+        rg = lrp_linear(gates[t, i] * gates[t, g], np.eye(hd), np.zeros(hd), c[t], rc[t], 2 * hd, eps, bf)
+        rx[t] = lrp_linear(x[t], k[:, g], b[g], pre[t, g], rg, hd + e, eps, bf)
+        rh[t - 1] = lrp_linear(h[t - 1], u[:, g], b[g], pre[t, g], rg, hd + e, eps, bf)
+    return rx, rh[-1].sum() + rc[-1].sum()
+
+
+def reference(model, x, target, eps, bf, bidirectional):
+    """Arras' LRP of ``model`` (LSTM or Bidirectional(LSTM, concat) -> Dense without bias)
+    for one sequence x (T, D): (R_x, logit, initial-state relevance)."""
+    w = [np.asarray(v, np.float64) for v in model.get_weights()]
+    x = np.asarray(x, np.float64)
+    if not bidirectional:
+        k, u, b, wy = w
+        h, c, pre, gates = lstm_states(x, k, u, b)
+        s = h[len(x) - 1] @ wy
+        rout = np.zeros(C)
+        rout[target] = s[target]
+        rh = lrp_linear(h[len(x) - 1], wy, np.zeros(C), s, rout, H, eps, bf)
+        rx, leak = lstm_lrp(x, k, u, b, h, c, pre, gates, rh, eps, bf)
+        return rx, s[target], leak
+    kl, ul, bl, kr, ur, br, wy = w
+    hl, cl, pl, gl = lstm_states(x, kl, ul, bl)
+    xr = x[::-1].copy()
+    hr, cr, pr, gr = lstm_states(xr, kr, ur, br)
+    n = len(x)
+    s = hl[n - 1] @ wy[:H] + hr[n - 1] @ wy[H:]
+    rout = np.zeros(C)
+    rout[target] = s[target]
+    rhl = lrp_linear(hl[n - 1], wy[:H], np.zeros(C), s, rout, 2 * H, eps, bf)
+    rhr = lrp_linear(hr[n - 1], wy[H:], np.zeros(C), s, rout, 2 * H, eps, bf)
+    rxl, leak_l = lstm_lrp(x, kl, ul, bl, hl, cl, pl, gl, rhl, eps, bf)
+    rxr, leak_r = lstm_lrp(xr, kr, ur, br, hr, cr, pr, gr, rhr, eps, bf)
+    return rxl + rxr[::-1], s[target], leak_l + leak_r
+
+
+def lstm_model(bidirectional=False, dtype="float32", seed=0, masking=False, length=T):
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((length, D), dtype=dtype)
+    x = L.Masking(dtype=dtype)(inp) if masking else inp
+    rnn = L.LSTM(H, dtype=dtype)
+    y = L.Bidirectional(rnn, dtype=dtype)(x) if bidirectional else rnn(x)
+    model = keras.Model(inp, L.Dense(C, use_bias=False, dtype=dtype)(y))
+    model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bidi"])
+@pytest.mark.parametrize("bf", [0.0, 1.0])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_equals_arras_reference(bidirectional, bf, dtype):
+    model = lstm_model(bidirectional, dtype)
+    x = np.random.default_rng(1).normal(size=(3, T, D)).astype(dtype)
+    eps = 1e-3  # Arras' default
+    an = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=eps, bias_factor=bf)
+    targets = np.array([0, 1, 1])
+    maps = an.analyze(x, targets)
+    assert maps.shape == x.shape
+    for n in range(len(x)):
+        ref, logit, leak = reference(model, x[n], targets[n], eps, bf, bidirectional)
+        # float64: both sides compute the same sums in another order (1e-9 relative);
+        # float32: lrpgraph's float32 noise over T steps against the float64 reference
+        tol = 1e-9 if dtype == "float64" else 1e-5
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(maps[n], ref, rtol=tol, atol=tol * scale)
+        if bf:  # conservation of the reference itself: inputs + initial state = logit
+            assert abs(ref.sum() + leak - logit) < 1e-9 * max(1.0, abs(logit))
+
+
+def test_bias_factor_one_conserves_without_state_leak():
+    """bias_factor=1, zero initial state, no bias anywhere (the LSTM's included, so that
+    no bias share falls on the zero initial state at the first step): the input
+    relevance sums to the logit; bias_factor=0 with the biases loses relevance."""
+    model = lstm_model(dtype="float64", seed=3)
+    x = np.random.default_rng(2).normal(size=(2, T, D))
+    inp = keras.Input((T, D), dtype="float64")
+    nobias = keras.Model(inp, L.Dense(C, use_bias=False, dtype="float64")(L.LSTM(H, use_bias=False,
+                                                                               dtype="float64")(inp)))
+    w = model.get_weights()
+    nobias.set_weights([w[0], w[1], w[3]])
+    logits = nobias.predict(x, verbose=0)
+    maps = lrpgraph.create_analyzer("lrp.epsilon", nobias, epsilon=1e-9, bias_factor=1.0).analyze(x, 0)
+    # eps = 1e-9: the stabiliser's share falling on c_{-1} = 0 at the first step is < 1e-9 R
+    np.testing.assert_allclose(maps.reshape(2, -1).sum(1), logits[:, 0], rtol=1e-6)
+    maps0 = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=1e-3, bias_factor=0.0).analyze(x, 0)
+    logits0 = model.predict(x, verbose=0)[:, 0]
+    assert np.abs(maps0.reshape(2, -1).sum(1) - logits0).max() > 1e-4  # biases absorb: it must not conserve
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bidi"])
+def test_masked_steps_get_zero_and_change_nothing(bidirectional):
+    """Padding (zeros, masked by Masking) at the end of a sequence: exactly zero relevance
+    there, and the other steps' relevance equals that of the unpadded sequence."""
+    pad = 3
+    model = lstm_model(bidirectional, seed=4, masking=True, length=None)
+    x = np.random.default_rng(5).normal(size=(2, T, D)).astype("float32")
+    padded = np.concatenate([x, np.zeros((2, pad, D), np.float32)], axis=1)
+    an = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=1e-3)
+    r_pad = an.analyze(padded, 1)
+    r = an.analyze(x, 1)
+    assert np.all(r_pad[:, T:] == 0)
+    # float32: the same arithmetic except the padded steps' tf.where; 1e-6 relative
+    np.testing.assert_allclose(r_pad[:, :T], r, rtol=1e-5, atol=1e-6 * np.abs(r).max())
+
+
+def test_no_retrace_per_sequence_length():
+    model = lstm_model(seed=6, length=None)
+    an = lrpgraph.create_analyzer("lrp.epsilon", model)
+    rng = np.random.default_rng(0)
+    for n, t in [(2, 5), (3, 9), (1, 2), (4, 13)]:
+        out = an.analyze(rng.normal(size=(n, t, D)).astype("float32"), 0)
+        assert out.shape == (n, t, D)
+    assert an.program.traces == 1
