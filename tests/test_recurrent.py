@@ -145,12 +145,12 @@ def test_bias_factor_one_conserves_without_state_leak():
                                                                                dtype="float64")(inp)))
     w = model.get_weights()
     nobias.set_weights([w[0], w[1], w[3]])
-    logits = nobias.predict(x, verbose=0)
+    logits = np.asarray(nobias(x))
     maps = lrpgraph.create_analyzer("lrp.epsilon", nobias, epsilon=1e-9, bias_factor=1.0).analyze(x, 0)
     # eps = 1e-9: the stabiliser's share falling on c_{-1} = 0 at the first step is < 1e-9 R
     np.testing.assert_allclose(maps.reshape(2, -1).sum(1), logits[:, 0], rtol=1e-6)
     maps0 = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=1e-3, bias_factor=0.0).analyze(x, 0)
-    logits0 = model.predict(x, verbose=0)[:, 0]
+    logits0 = np.asarray(model(x))[:, 0]
     assert np.abs(maps0.reshape(2, -1).sum(1) - logits0).max() > 1e-4  # biases absorb: it must not conserve
 
 
@@ -178,3 +178,164 @@ def test_no_retrace_per_sequence_length():
         out = an.analyze(rng.normal(size=(n, t, D)).astype("float32"), 0)
         assert out.shape == (n, t, D)
     assert an.program.traces == 1
+
+
+# ---- the graph's forward equals the model's ------------------------------------------
+
+CELLS = {
+    "lstm": lambda **kw: L.LSTM(H, **kw),
+    "gru": lambda **kw: L.GRU(H, **kw),
+    "gru_reset_before": lambda **kw: L.GRU(H, reset_after=False, **kw),
+    "simple": lambda **kw: L.SimpleRNN(H, **kw),
+    "bidi_concat": lambda **kw: L.Bidirectional(L.LSTM(H, **kw), merge_mode="concat"),
+    "bidi_sum": lambda **kw: L.Bidirectional(L.GRU(H, **kw), merge_mode="sum"),
+    "bidi_mul": lambda **kw: L.Bidirectional(L.SimpleRNN(H, **kw), merge_mode="mul"),
+    "bidi_ave": lambda **kw: L.Bidirectional(L.LSTM(H, **kw), merge_mode="ave"),
+}
+
+
+def sequence_inputs(mask, rng, n=3, length=7):
+    """(keras input, tensor the recurrent layers read, data) with padding in samples 0 and 1."""
+    if mask == "embedding":
+        inp = keras.Input((length,), dtype="int32")
+        x = L.Embedding(11, D, mask_zero=True)(inp)
+        data = rng.integers(1, 11, (n, length)).astype("int32")
+    else:
+        inp = keras.Input((length, D))
+        x = L.Masking()(inp) if mask == "masking" else inp
+        data = rng.normal(size=(n, length, D)).astype("float32")
+    if mask != "none":
+        data[0, 5:] = 0  # padding at the end
+        data[1, :2] = 0  # and at the start
+    return inp, x, data
+
+
+@pytest.mark.parametrize("mask", ["none", "masking", "embedding"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_graph_forward_equals_model(cell, mask):
+    """Every (return_sequences, go_backwards) of the layer as one branch of a model with
+    one output per branch; each output of the graph's forward equals the model's."""
+    rng = np.random.default_rng(7)
+    inp, x, data = sequence_inputs(mask, rng)
+    outs = []
+    for rs in (False, True):
+        for gb in ((False,) if cell.startswith("bidi") else (False, True)):
+            outs.append(CELLS[cell](return_sequences=rs, go_backwards=gb)(x))
+    model = keras.Model(inp, outs)
+    model.set_weights([rng.normal(scale=0.6, size=w.shape) for w in model.get_weights()])
+    g = prepare(model).graph
+    assert any(g.nodes[n]["op"].kind == "recurrent" for n in g.nodes)
+    values = lrpgraph.compile.run_forward(g, [tf.constant(data)])
+    expected = model(data)
+    for (node, out), ref in zip(g.graph["outputs"], expected):
+        # float32: the same operations in the same order, up to the batched matmul of x K
+        np.testing.assert_allclose(values[(node, out)].numpy(), np.asarray(ref), atol=1e-6)
+
+
+# ---- other cells, presets, the gradient family, tokens, errors ---------------------------
+
+@pytest.mark.parametrize("cell", ["gru", "gru_reset_before", "simple"])
+def test_bias_factor_one_conserves_gru_simple(cell):
+    """No bias anywhere, zero initial state, bias_factor=1, eps 1e-9: the input relevance
+    sums to the logit (the gates are weightings: no relevance is lost there)."""
+    f64 = {"dtype": "float64"}
+    inp = keras.Input((T, D), dtype="float64")
+    layer = {"gru": L.GRU(H, use_bias=False, **f64), "simple": L.SimpleRNN(H, use_bias=False, **f64),
+             "gru_reset_before": L.GRU(H, use_bias=False, reset_after=False, **f64)}[cell]
+    model = keras.Model(inp, L.Dense(C, use_bias=False, **f64)(layer(inp)))
+    rng = np.random.default_rng(8)
+    model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
+    x = rng.normal(size=(3, T, D))
+    maps = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=1e-9, bias_factor=1.0).analyze(x, 1)
+    logits = np.asarray(model(x))[:, 1]
+    # float64; the stabiliser's share (eps 1e-9) on the zero initial state is all that is lost
+    np.testing.assert_allclose(maps.reshape(3, -1).sum(1), logits, rtol=1e-7)
+
+
+def mixed_model(seed=9):
+    """Masking -> Bidirectional(LSTM, sequences) -> GRU -> Dense: every op kind at once."""
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((None, D))
+    x = L.Masking()(inp)
+    x = L.Bidirectional(L.LSTM(H, return_sequences=True))(x)
+    x = L.GRU(H)(x)
+    model = keras.Model(inp, L.Dense(C)(x))
+    model.set_weights([rng.normal(scale=0.6, size=w.shape) for w in model.get_weights()])
+    return model
+
+
+def test_gradient_family_equals_autodiff():
+    model = mixed_model()
+    x = np.random.default_rng(10).normal(size=(3, T, D)).astype("float32")
+    x[0, 4:] = 0
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = model(xt)[:, 1]
+    grad = tape.gradient(y, xt).numpy()
+    got = lrpgraph.create_analyzer("gradient", model).analyze(x, 1)
+    # float32 gradients of the same function through two loop implementations
+    np.testing.assert_allclose(got, grad, atol=1e-5 * np.abs(grad).max())
+    assert np.all(got[0, 4:] == 0)  # masked steps: the output does not depend on them
+    ixg = lrpgraph.create_analyzer("input_t_gradient", model).analyze(x, 1)
+    np.testing.assert_allclose(ixg, grad * x, atol=1e-5 * np.abs(grad * x).max())
+    for name in ("integrated_gradients", "smoothgrad"):
+        m = lrpgraph.create_analyzer(name, model).analyze(x, 1)
+        assert m.shape == x.shape and np.all(np.isfinite(m))
+
+
+LRP_PRESETS = ["lrp.z", "lrp.z_IB", "lrp.epsilon", "lrp.epsilon_IB", "lrp.z_plus", "lrp.z_plus_fast",
+               "lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "lrp.w_square", "lrp.flat", "deep_taylor",
+               "lrp.sequential_preset_a", "epsilon_plus", "attn_lrp", "cp_lrp"]
+
+
+FAST_PRESETS = ["lrp.epsilon", "lrp.z_plus_fast", "lrp.alpha_2_beta_1", "lrp.flat"]
+
+
+@pytest.mark.parametrize("names", [FAST_PRESETS, pytest.param(
+    [n for n in LRP_PRESETS if n not in FAST_PRESETS], marks=pytest.mark.slow)], ids=["fast", "others"])
+def test_lrp_presets_run_and_zero_on_padding(names):
+    """Every LRP preset gives the recurrent layers RecurrentLRP; maps finite, zero on padding."""
+    model = mixed_model()
+    x = np.random.default_rng(11).normal(size=(2, T, D)).astype("float32")
+    x[1, 4:] = 0
+    for name in names:
+        an = lrpgraph.create_analyzer(name, model)
+        rec = [n for n in an.rules if an.graph.nodes[n]["op"].kind == "recurrent"]
+        assert len(rec) == 3 and all(isinstance(an.rules[n], lrpgraph.rules.RecurrentLRP) for n in rec), name
+        m = an.analyze(x, 0)
+        assert m.shape == x.shape and np.all(np.isfinite(m)), name
+        assert np.all(m[1, 4:] == 0), name
+        assert np.abs(m).sum() > 0, name
+
+
+def test_tokens_through_embedding_with_mask_zero():
+    """ids -> Embedding(mask_zero) -> LSTM -> Dense: one relevance per token (the sum over
+    the embedding axis), exactly zero on padding, equal to the unpadded sequence's."""
+    rng = np.random.default_rng(12)
+    inp = keras.Input((None,), dtype="int32")
+    x = L.Embedding(20, 5, mask_zero=True)(inp)
+    model = keras.Model(inp, L.Dense(C)(L.LSTM(H)(x)))
+    model.set_weights([rng.normal(scale=0.6, size=w.shape) for w in model.get_weights()])
+    ids = rng.integers(1, 20, (2, 5)).astype("int32")
+    padded = np.concatenate([ids, np.zeros((2, 3), np.int32)], 1)
+    for name in ("lrp.epsilon", "gradient", "input_t_gradient"):
+        an = lrpgraph.create_analyzer(name, model)
+        r_pad, r = an.analyze(padded, 0), an.analyze(ids, 0)
+        assert r_pad.shape == padded.shape
+        assert np.all(r_pad[:, 5:] == 0), name
+        np.testing.assert_allclose(r_pad[:, :5], r, rtol=1e-5, atol=1e-6 * np.abs(r).max())
+    # lrp.epsilon with bias_factor=1 on a model without biases: tokens sum to the logit
+    # up to what reaches the initial state (the LSTM has a bias: only the sign is checked)
+    assert np.all(np.isfinite(r))
+
+
+def test_stateful_and_multi_output_layers_are_clear_errors():
+    inp = keras.Input(batch_shape=(2, T, D))
+    model = keras.Model(inp, L.Dense(C)(L.LSTM(H, stateful=True)(inp)))
+    with pytest.raises(ValueError, match="stateful"):
+        lrpgraph.create_analyzer("lrp.epsilon", model)
+    inp = keras.Input((T, D))
+    model = keras.Model(inp, L.Dense(C)(L.Bidirectional(L.LSTM(H), merge_mode=None)(inp)[0]))
+    with pytest.raises(ValueError, match="merge_mode"):
+        lrpgraph.create_analyzer("lrp.epsilon", model)
