@@ -339,3 +339,32 @@ def test_stateful_and_multi_output_layers_are_clear_errors():
     model = keras.Model(inp, L.Dense(C)(L.Bidirectional(L.LSTM(H), merge_mode=None)(inp)[0]))
     with pytest.raises(ValueError, match="merge_mode"):
         lrpgraph.create_analyzer("lrp.epsilon", model)
+
+
+def test_linear_simple_rnn_lrp0_is_input_times_gradient():
+    """A linear SimpleRNN without biases is a linear map of the inputs: LRP-0 through it
+    (and the Dense) equals input x gradient, an identity independent of the rule's code."""
+    rng = np.random.default_rng(13)
+    inp = keras.Input((T, D), dtype="float64")
+    rnn = L.SimpleRNN(H, activation=None, use_bias=False, go_backwards=True, dtype="float64")
+    model = keras.Model(inp, L.Dense(C, use_bias=False, dtype="float64")(rnn(inp)))
+    model.set_weights([rng.normal(scale=0.5, size=w.shape) for w in model.get_weights()])
+    x = rng.normal(size=(3, T, D))
+    lrp0 = lrpgraph.create_analyzer("lrp.z", model).analyze(x, 1)
+    ixg = lrpgraph.create_analyzer("input_t_gradient", model).analyze(x, 1)
+    np.testing.assert_allclose(lrp0, ixg, rtol=1e-9, atol=1e-12)  # float64, same sums in another order
+
+
+def test_time_series_heatmap():
+    from lrpgraph.viz import time_series_heatmap
+
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    r = np.zeros((20, 2))
+    r[5, 0], r[9, 1] = 2.0, -1.0
+    fig = time_series_heatmap(x, r, channel_names=["a", "b"], marks=[(5, 8)], title="t")
+    bands = [ax.images[0].get_array() for ax in fig.axes[:2]]
+    np.testing.assert_array_equal(np.asarray(bands[0])[0], r[:, 0])
+    assert bands[0].shape == (1, 20) and len(fig.axes) == 3
+    assert fig.axes[0].images[0].norm.vmax == 2.0 and fig.axes[0].images[0].norm.vmin == -2.0
+    with pytest.raises(ValueError, match="one shape"):
+        time_series_heatmap(x, r[:, :1])
