@@ -279,9 +279,24 @@ def test_gradient_family_equals_autodiff():
     assert np.all(got[0, 4:] == 0)  # masked steps: the output does not depend on them
     ixg = lrpgraph.create_analyzer("input_t_gradient", model).analyze(x, 1)
     np.testing.assert_allclose(ixg, grad * x, atol=1e-5 * np.abs(grad * x).max())
+
+
+@pytest.mark.slow  # ~60 s on 2 shared cores (tracing the wrapped loops)
+def test_integrated_gradients_and_smoothgrad_run():
+    x = np.random.default_rng(10).normal(size=(2, T, D)).astype("float32")
+    model = lstm_model(seed=14)
+    ig = lrpgraph.create_analyzer("integrated_gradients", model, steps=32).analyze(x, 1)
+    # completeness from the zero reference: sum = logit(x) - logit(0), up to the 32-step
+    # Riemann sum's error (a smooth model: a few percent).  (With a Masking layer the zero
+    # reference is a masked series, a jump at the path's start: not checked there.)
+    diff = np.asarray(model(x))[:, 1] - np.asarray(model(np.zeros_like(x)))[:, 1]
+    np.testing.assert_allclose(ig.reshape(2, -1).sum(1), diff, rtol=0.05, atol=0.02 * np.abs(diff).max())
+    x[0, 4:] = 0
     for name in ("integrated_gradients", "smoothgrad"):
-        m = lrpgraph.create_analyzer(name, model).analyze(x, 1)
-        assert m.shape == x.shape and np.all(np.isfinite(m))
+        m = lrpgraph.create_analyzer(name, mixed_model()).analyze(x, 1)
+        assert m.shape == x.shape and np.all(np.isfinite(m)), name
+        if name == "integrated_gradients":
+            assert np.all(m[0, 4:] == 0)
 
 
 LRP_PRESETS = ["lrp.z", "lrp.z_IB", "lrp.epsilon", "lrp.epsilon_IB", "lrp.z_plus", "lrp.z_plus_fast",
@@ -289,7 +304,7 @@ LRP_PRESETS = ["lrp.z", "lrp.z_IB", "lrp.epsilon", "lrp.epsilon_IB", "lrp.z_plus
                "lrp.sequential_preset_a", "epsilon_plus", "attn_lrp", "cp_lrp"]
 
 
-FAST_PRESETS = ["lrp.epsilon", "lrp.z_plus_fast", "lrp.alpha_2_beta_1", "lrp.flat"]
+FAST_PRESETS = ["lrp.z_plus_fast", "lrp.alpha_2_beta_1"]
 
 
 @pytest.mark.parametrize("names", [FAST_PRESETS, pytest.param(
