@@ -102,10 +102,18 @@ class Epsilon(_Proportional):
                       "0 absorbs the bias and stabiliser share, 1 redistributes it to the inputs")
         self.epsilon = epsilon
         self.bias = bias
-        self.bias_factor = bias_factor
+        self._bias_factor = bias_factor
         self._divide = _divider(epsilon)
         super().__init__([identity], [KEEP if bias else ParamMod(identity, zero)],
                          lambda R, zs: [self._divide(R, zs[0])], _x_times_c)
+
+    @property
+    def bias_factor(self):
+        return self._bias_factor
+
+    def __repr__(self):  # bias_factor shown where it is set
+        r = super().__repr__()
+        return f"{r[:-1]}, bias_factor={self._bias_factor!r})" if self._bias_factor else r
 
     def modified_gradient(self, ctx, R):
         out = super().modified_gradient(ctx, R)

@@ -411,3 +411,11 @@ def test_sequence_model_finds_the_planted_pattern():
     assert min(got.values()) >= 0.9
     assert got["lrp.epsilon"] > got["input_t_gradient"]
     assert got["integrated_gradients"] >= got["lrp.epsilon"] - 0.02
+
+
+def test_dense_after_a_recurrent_layer_is_not_first():
+    """'first' (z^B, flat in the bounded presets) means the layer reading the input; after an
+    LSTM that is the LSTM's linear parts, which take the preset's Dense rule."""
+    an = lrpgraph.create_analyzer("deep_taylor.bounded", lstm_model(seed=15))
+    dense = [n for n in an.rules if an.graph.nodes[n]["op"].kind == "linear"]
+    assert dense and all(type(an.rules[n]).__name__ == "ZPlus" for n in dense)
