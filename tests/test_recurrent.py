@@ -419,3 +419,37 @@ def test_dense_after_a_recurrent_layer_is_not_first():
     an = lrpgraph.create_analyzer("deep_taylor.bounded", lstm_model(seed=15))
     dense = [n for n in an.rules if an.graph.nodes[n]["op"].kind == "linear"]
     assert dense and all(type(an.rules[n]).__name__ == "ZPlus" for n in dense)
+
+
+def test_bias_factor_one_conserves_on_dense_and_conv():
+    """Epsilon(bias_factor=1) on a net with biases and a large epsilon: each layer hands the
+    bias and stabiliser share back (n_j = inputs feeding j, fewer at a padded border), so the
+    input relevance sums to the logit; bias_factor=0 does not."""
+    rng = np.random.default_rng(16)
+    inp = keras.Input((6, 6, 2), dtype="float64")
+    x = L.Conv2D(3, 3, padding="same", dtype="float64")(inp)
+    x = L.Dense(4, dtype="float64")(L.Flatten(dtype="float64")(x))
+    model = keras.Model(inp, L.Dense(C, dtype="float64")(x))
+    model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
+    data = rng.normal(size=(3, 6, 6, 2))
+    logits = np.asarray(model(data))[:, 0]
+    for bf in (1.0, 0.0):
+        maps = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=0.5, bias_factor=bf).analyze(data, 0)
+        sums = maps.reshape(3, -1).sum(1)
+        if bf:
+            np.testing.assert_allclose(sums, logits, rtol=1e-9)  # float64, exact up to rounding
+        else:
+            assert np.abs(sums - logits).max() > 1e-3
+
+
+def test_several_targets_in_one_pass():
+    """Two targets per sample run as one tiled pass (forward tensors tiled for the rules):
+    equal to one pass per target, with bias_factor=1 too."""
+    model = lstm_model(seed=17)
+    x = np.random.default_rng(18).normal(size=(2, T, D)).astype("float32")
+    an = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=1e-3, bias_factor=1.0)
+    both = an.explain(x, np.array([[0, 1], [1, 0]])).maps
+    for k, t in enumerate(([0, 1], [1, 0])):
+        one = an.analyze(x, np.array(t))
+        # float32, the same arithmetic on a tiled batch
+        np.testing.assert_allclose(both[:, k], one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
