@@ -154,12 +154,19 @@ def test_bias_factor_one_conserves_without_state_leak():
     assert np.abs(maps0.reshape(2, -1).sum(1) - logits0).max() > 1e-4  # biases absorb: it must not conserve
 
 
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bidi"])
-def test_masked_steps_get_zero_and_change_nothing(bidirectional):
+@pytest.mark.parametrize("cell", ["lstm", "bidi", "gru", "simple"])
+def test_masked_steps_get_zero_and_change_nothing(cell):
     """Padding (zeros, masked by Masking) at the end of a sequence: exactly zero relevance
     there, and the other steps' relevance equals that of the unpadded sequence."""
     pad = 3
-    model = lstm_model(bidirectional, seed=4, masking=True, length=None)
+    if cell in ("lstm", "bidi"):
+        model = lstm_model(cell == "bidi", seed=4, masking=True, length=None)
+    else:
+        inp = keras.Input((None, D))
+        layer = L.GRU(H, go_backwards=True) if cell == "gru" else L.SimpleRNN(H)
+        model = keras.Model(inp, L.Dense(C)(layer(L.Masking()(inp))))
+        rng = np.random.default_rng(4)
+        model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
     x = np.random.default_rng(5).normal(size=(2, T, D)).astype("float32")
     padded = np.concatenate([x, np.zeros((2, pad, D), np.float32)], axis=1)
     an = lrpgraph.create_analyzer("lrp.epsilon", model, epsilon=1e-3)
