@@ -37,7 +37,8 @@ from . import synthetic
 
 __all__ = ["DATA_DIR", "SHAPES_MODEL", "SHAPES_CLASS_NAMES", "SHAPES_INPUT_RANGE", "IMAGENET_INDEX",
            "load_shapes_model", "SHAPES_VIT", "load_shapes_vit", "imagenet_class_names", "imagenet_wnids",
-           "NEWER_KERAS_CONFIG_KEYS", "portable_config", "make_portable", "save_bundled"]
+           "NEWER_KERAS_CONFIG_KEYS", "portable_config", "make_portable", "save_bundled",
+           "SEQUENCE_MODEL", "load_sequence_model"]
 
 DATA_DIR = Path(__file__).resolve().parent / "bundled"
 SHAPES_MODEL = DATA_DIR / "shapes_cnn.keras"
@@ -47,6 +48,8 @@ SHAPES_CLASS_NAMES: tuple[str, ...] = tuple(synthetic.CLASS_NAMES)
 # the shapes model reads RGB pixels in [0, 1]: the bounds low/high of bounded Deep Taylor
 SHAPES_INPUT_RANGE = (0.0, 1.0)
 IMAGENET_INDEX = DATA_DIR / "imagenet_class_index.json"
+# Bidirectional(LSTM) on lrpgraph.sequences.pattern_series (scripts/train_sequence.py)
+SEQUENCE_MODEL = DATA_DIR / "sequence_lstm.keras"
 
 # Keys that Keras >= 3.13 writes into every object config of its kind (layer or
 # initializer) and that Keras 3.12 passes to the constructor as unknown keyword
@@ -79,6 +82,13 @@ def load_shapes_vit(path=None):
 
     Raises FileNotFoundError naming the file and how to recreate it."""
     return _load_bundled(Path(path or SHAPES_VIT), "the shapes ViT", "scripts/train_vit.py")
+
+
+def load_sequence_model(path=None):
+    """The shipped sequence model (:data:`SEQUENCE_MODEL`, or ``path``): series (N, T, 2)
+    of :mod:`lrpgraph.sequences` -> logits for its ``CLASS_NAMES``; ``sequence_lstm.json``
+    beside it records the training and the hit-rate table (docs/methods/recurrent.md)."""
+    return _load_bundled(Path(path or SEQUENCE_MODEL), "the sequence model", "scripts/train_sequence.py")
 
 
 def _load_bundled(path, what, script):

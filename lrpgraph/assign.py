@@ -41,8 +41,10 @@ class NodeInfo:
 
 
 def first_layers(g):
-    """Linear nodes reached from a model input without passing another linear node."""
-    return G.first_reached(g, g.graph["inputs"], "linear")
+    """Linear nodes reached from a model input without passing another linear node (nor a
+    recurrent layer, whose linear parts read the input: the Dense after an LSTM is not first)."""
+    found = G.first_reached(g, g.graph["inputs"], "linear")
+    return {n for n in found if not any(g.nodes[a]["op"].kind == "recurrent" for a in nx.ancestors(g, n))}
 
 
 def node_info(g, n, firsts):

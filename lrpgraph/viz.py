@@ -661,3 +661,71 @@ def token_html(
         spans.append(f'<span style="background-color:{c};color:{_ink(rgb)};padding:0 2px" '
                      f'title="{val:.4g}">{html.escape(tok)}</span>')
     return '<div style="line-height:1.8">' + " ".join(spans) + "</div>"
+
+
+# ---- time series (recurrent models, issue 23) -------------------------------------------
+
+def time_series_heatmap(
+    series: Any,
+    relevance: Any,
+    channel_names: Sequence[str] | None = None,
+    cmap: str | Colormap = "seismic",
+    limit: float | None = None,
+    title: str | None = None,
+    width: float = 8.0,
+    channel_height: float = 1.4,
+    marks: Sequence[tuple[float, float]] = (),
+) -> Figure:
+    """A figure of one multichannel series with its relevance as colour, per step and channel.
+
+    ``series`` and ``relevance``: (T, C) (one sample of a model's (N, T, C) input and map) or
+    (T,) for one channel.  One row of axes per channel: the step's relevance is the colour
+    of the band behind the step (``seismic``, limits ``[-M, M]``, ``M = max|R|`` over all
+    channels unless ``limit``: red positive, blue negative, white zero), the series is the
+    black line over it.  ``marks``: (start, stop) step intervals outlined in every row (the
+    known decisive steps of a synthetic task).  The axes are ``fig.axes`` (one per channel,
+    then the colour bar); each row's band is its ``images[0]``.  Save with :func:`save_figure`.
+    """
+    x = np.asarray(series, dtype=np.float64)
+    r = np.asarray(relevance, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if r.ndim == 1:
+        r = r[:, None]
+    if x.ndim != 2 or r.shape != x.shape:
+        raise ValueError(f"time_series_heatmap needs series and relevance of one shape (T, C) or (T,); got "
+                         f"{np.shape(series)} and {np.shape(relevance)} (pass one sample: maps[i], x[i])")
+    steps, channels = x.shape
+    names = list(channel_names) if channel_names is not None else [f"channel {c}" for c in range(channels)]
+    if len(names) != channels:
+        raise ValueError(f"channel_names has {len(names)} names for {channels} channels")
+    M = _symmetric_limit(r, limit)
+    cm = _get_cmap(cmap)
+    fig = Figure(figsize=(width, channel_height * channels + (0.4 if title else 0.1)))
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(channels, 2, width_ratios=[40, 1], hspace=0.15, wspace=0.03)
+    axes = [fig.add_subplot(grid[c, 0]) for c in range(channels)]
+    for c, ax in enumerate(axes):
+        lo, hi = float(np.min(x[:, c])), float(np.max(x[:, c]))
+        pad = 0.1 * (hi - lo) if hi > lo else 1.0
+        ax.imshow(r[None, :, c], aspect="auto", cmap=cm, norm=Normalize(-M, M), interpolation="none",
+                  extent=(-0.5, steps - 0.5, lo - pad, hi + pad))
+        ax.plot(np.arange(steps), x[:, c], color="black", linewidth=1.0)
+        for start, stop in marks:
+            ax.axvspan(start - 0.5, stop - 0.5, fill=False, edgecolor="0.2", linestyle="--", linewidth=1.0)
+        ax.set_xlim(-0.5, steps - 0.5)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_ylabel(names[c], fontsize=9)
+        ax.tick_params(labelsize=8)
+        if c < channels - 1:
+            ax.set_xticklabels([])
+    axes[-1].set_xlabel("step", fontsize=9)
+    cax = fig.add_subplot(grid[:, 1])
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=Normalize(-M, M), cmap=cm), cax=cax)
+    cax.tick_params(labelsize=8)
+    if title:
+        axes[0].set_title(title, fontsize=10)
+    return fig
+
+
+__all__.append("time_series_heatmap")

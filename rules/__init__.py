@@ -12,6 +12,7 @@ from .linear import (AlphaBeta, Bounded, Epsilon, Flat, Gamma, WSquare, Z, ZBox,
 from .presets import PRESETS, P, Preset, get_preset, spec
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
 from .layernorm import LayerNorm
+from .recurrent import RecurrentLRP
 from .attention import Constant, SoftmaxLRP, TokenSum, UniformBilinear, ValueBilinear, bilinear_share
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "Z", "Epsilon", "AlphaBeta", "ZPlus", "ZPlusFast", "Gamma", "WSquare", "Flat", "ZBox", "Bounded",
     "Pass", "Gradient", "GuidedReLU", "DeconvReLU", "Gate", "LayerNorm",
     "SoftmaxLRP", "UniformBilinear", "ValueBilinear", "Constant", "TokenSum", "bilinear_share",
+    "RecurrentLRP",
     "Preset", "PRESETS", "P", "spec", "get_preset",
 ]

@@ -65,7 +65,8 @@ class Rule:
 
 def stabilize(z, epsilon):
     """z + epsilon * sign(z), with sign(0) = +1 (iNNvestigate's and Zennit's convention)."""
-    eps = tf.cast(epsilon, z.dtype)
+    # a Python float straight to z's dtype: tf.cast would round it through float32 first
+    eps = tf.cast(epsilon, z.dtype) if tf.is_tensor(epsilon) else tf.constant(epsilon, z.dtype)
     return z + tf.where(z >= 0, eps, -eps)  # scalars broadcast: no full-size tensors of ones
 
 

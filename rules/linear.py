@@ -22,7 +22,7 @@ from .base import (KEEP, BasicRule, ParamMod, identity, negative, ones, positive
                    square, stabilize, vjp, zero)
 
 __all__ = ["Z", "Epsilon", "AlphaBeta", "ZPlus", "ZPlusFast", "Gamma", "WSquare", "Flat",
-           "ZBox", "Bounded", "proportional"]
+           "ZBox", "Bounded", "proportional", "bias_share"]
 
 
 def _check_nonneg(rule, name, value, meaning):
@@ -84,16 +84,61 @@ class Epsilon(_Proportional):
     """LRP-epsilon: R_i = x_i * sum_j w_ij R_j / (z_j + eps * sign(z_j)), sign(0) = +1.
 
     ``bias=False`` drops b from z (iNNvestigate's ``_IB`` variants).  Bach et al. 2015.
+
+    ``bias_factor`` (Arras et al., "Explaining Recurrent Neural Network Predictions in
+    Sentiment Analysis", WASSA 2017; their ``lrp_linear``) on linear ops: 0 (default)
+    lets the bias and the stabiliser absorb their share; 1 hands it back uniformly
+    to the n_j inputs connected to output j (n_j = f(1, 1)_j: all D inputs of a Dense):
+
+        R_i = sum_j (x_i w_ij + bias_factor * (b_j + eps sign(z_j)) / n_j) R_j / (z_j + eps sign(z_j)),
+
+    which conserves exactly (sum_i R_i = sum_j R_j) with ``bias_factor=1``.
     """
 
-    def __init__(self, epsilon=1e-7, bias=True):
+    def __init__(self, epsilon=1e-7, bias=True, bias_factor=0.0):
         _check_nonneg("Epsilon", "epsilon", epsilon,
                       "R / (z + epsilon * sign(z)); 0 is LRP-0, larger values absorb more relevance")
+        _check_nonneg("Epsilon", "bias_factor", bias_factor,
+                      "0 absorbs the bias and stabiliser share, 1 redistributes it to the inputs")
         self.epsilon = epsilon
         self.bias = bias
+        self._bias_factor = bias_factor
         self._divide = _divider(epsilon)
         super().__init__([identity], [KEEP if bias else ParamMod(identity, zero)],
                          lambda R, zs: [self._divide(R, zs[0])], _x_times_c)
+
+    @property
+    def bias_factor(self):
+        return self._bias_factor
+
+    def __repr__(self):  # bias_factor shown where it is set
+        r = super().__repr__()
+        return f"{r[:-1]}, bias_factor={self._bias_factor!r})" if self._bias_factor else r
+
+    def modified_gradient(self, ctx, R):
+        out = super().modified_gradient(ctx, R)
+        if not self.bias_factor:
+            return out
+        return [out[0] + tf.cast(self.bias_factor, out[0].dtype) * bias_share(ctx, R, self.epsilon, self.bias)]
+
+
+def bias_share(ctx, R, epsilon, bias=True):
+    """What LRP-epsilon leaves with the bias and the stabiliser, handed to the inputs:
+    R_i = sum_j [i feeds j] (b_j + eps sign(z_j)) / n_j * R_j / (z_j + eps sign(z_j)),
+    n_j = f(1, 1)_j the number of inputs feeding output j (a Dense: all of them;
+    connections weighted as the op's forward weights a constant factor in it)."""
+    op, x = ctx.op, ctx.x
+    k = op.kernel()
+    b = op.bias() if (bias and op.bias is not None) else None
+    z = ctx.output if (bias and op.activation is None) else op.add_bias(op.forward(x, k), b)
+    extra = stabilize(tf.zeros_like(z), epsilon)
+    extra = tf.where(z >= 0, extra, -extra)  # eps sign(z), sign(0) = +1
+    if b is not None:
+        extra = op.add_bias(extra, b)
+    ones_k = tf.ones_like(k)
+    n = op.forward(tf.ones_like(x), ones_k)
+    share = safe_divide(extra * R / stabilize(z, epsilon), n)
+    return vjp(lambda t: op.forward(t, ones_k), x, share)
 
 
 class Z(_Proportional):

@@ -26,6 +26,7 @@ from .linear import AlphaBeta, Epsilon, Flat, Gamma, WSquare, Z, ZBox, ZPlus, ZP
 from .attention import Constant, SoftmaxLRP, TokenSum, UniformBilinear, ValueBilinear
 from .layernorm import LayerNorm
 from .structural import DeconvReLU, Gate, Gradient, GuidedReLU, Pass
+from .recurrent import RecurrentLRP
 
 __all__ = ["P", "spec", "Preset", "PRESETS", "get_preset", "GAMMA_LAYERS"]
 
@@ -56,7 +57,8 @@ class RuleSpec:
     kwargs: tuple = ()
 
     def build(self, params):
-        kw = {k: (v.value(params) if isinstance(v, P) else v) for k, v in self.kwargs}
+        kw = {k: (v.value(params) if isinstance(v, P) else v.build(params) if isinstance(v, RuleSpec) else v)
+              for k, v in self.kwargs}
         return self.cls(**kw)
 
     def __repr__(self):
@@ -158,7 +160,22 @@ DTD = "Montavon et al., Pattern Recognition 2017"
 
 
 def _lrp(name, doc, linear_rules, head="logit", defaults=None, reference=BATES, structure=LRP_STRUCTURE):
-    return Preset(name, doc, tuple(linear_rules) + tuple(structure), head, defaults or {}, False, reference)
+    rules = _recurrent_rows(linear_rules) + tuple(linear_rules) + tuple(structure)
+    return Preset(name, doc, rules, head, defaults or {}, False, reference)
+
+
+def _recurrent_rows(linear_rules):
+    """LSTM/GRU/SimpleRNN under an LRP preset (rules/recurrent.py, Arras et al. 2017): the
+    preset's Dense rule (its rule for every linear op when it has none for Dense) on the
+    linear parts, gates signal-take-all; the cell state's split between its summands is
+    that rule when it is LRP-epsilon or LRP-0, else LRP-0 (proportional).  z+ assuming
+    non-negative inputs becomes z+ (states are signed)."""
+    found = [r for sel, r in linear_rules if sel == _DENSE] or [r for sel, r in linear_rules if sel == "kind:linear"]
+    if not found:
+        return ()
+    linear = spec(ZPlus) if found[0].cls is ZPlusFast else found[0]
+    split = linear if linear.cls in (Epsilon, Z) else spec(Z)
+    return (("kind:recurrent", spec(RecurrentLRP, linear=linear, split=split)),)
 
 
 def _all_linear(rule):
@@ -197,8 +214,9 @@ def _gamma_on(selectors, stabilizer):
 _PRESET_LIST = [
     _lrp("lrp.z", "LRP-0 on every linear layer (gradient x input on ReLU nets)", _all_linear(spec(Z))),
     _lrp("lrp.z_IB", "LRP-0, bias ignored", _all_linear(spec(Z, bias=False))),
-    _lrp("lrp.epsilon", "LRP-epsilon on every linear layer", _all_linear(spec(Epsilon, epsilon=P("epsilon"))),
-         defaults={"epsilon": 1e-7}),
+    _lrp("lrp.epsilon", "LRP-epsilon on every linear layer",
+         _all_linear(spec(Epsilon, epsilon=P("epsilon"), bias_factor=P("bias_factor"))),
+         defaults={"epsilon": 1e-7, "bias_factor": 0.0}),
     _lrp("lrp.epsilon_IB", "LRP-epsilon, bias ignored",
          _all_linear(spec(Epsilon, epsilon=P("epsilon"), bias=False)), defaults={"epsilon": 1e-7}),
     _lrp("lrp.z_plus", "LRP-z+ (alpha 1, beta 0, bias ignored)", _all_linear(spec(ZPlus)), reference=DTD),

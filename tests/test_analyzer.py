@@ -59,7 +59,7 @@ def test_bad_construction(small_cnn):
         lrpgraph.create_analyzer("lrp.nope", model)
     with pytest.raises(ValueError, match="unknown method 'lrp.nope'"):
         lrpgraph.Analyzer(model, "lrp.nope")
-    with pytest.raises(TypeError, match=r"'lrp.epsilon' got unknown parameter\(s\) \['epsilonn'\]; it accepts: \['epsilon'\]"):
+    with pytest.raises(TypeError, match=r"'lrp.epsilon' got unknown parameter\(s\) \['epsilonn'\]; it accepts: \['bias_factor', 'epsilon'\]"):
         lrpgraph.create_analyzer("lrp.epsilon", model, epsilonn=0.1)
     with pytest.raises(TypeError, match="unknown parameter.*accepts: none"):
         lrpgraph.create_analyzer("lrp.z", model, epsilon=0.1)

@@ -103,7 +103,7 @@ def test_unknown_method_lists_the_table():
 def test_parameters_of_presets_and_families():
     from lrpgraph.registry import parameters
 
-    assert parameters("lrp.epsilon") == {"epsilon"}
+    assert parameters("lrp.epsilon") == {"epsilon", "bias_factor"}  # bias_factor: Arras et al. 2017 (issue 23)
     assert {"low", "high", "scaling", "output_relu", "relu"} <= parameters("sglrp")
     assert {"layer", "resize", "relu"} <= parameters("gradcam")
 

@@ -6,10 +6,11 @@ from .base import (Add, Attention, Bilinear, Chain, Concat, Constant, Elementwis
                    Input, LayerNorm, Linear, Multiply, Nested, Noise, Op, Pooling, Reshape, Softmax,
                    Unknown, replace, variable_add, variable_concat, wide_dtype)
 from .keras import describe, register_layer, registrations_generation, unregister_layer
+from .recurrent import Recurrent
 
 __all__ = [
     "Op", "Input", "Linear", "Elementwise", "Pooling", "Add", "Concat", "Multiply", "Reshape",
     "Identity", "Softmax", "Noise", "LayerNorm", "Nested", "Chain", "Unknown", "replace",
     "Bilinear", "Attention", "Embedding", "Constant", "variable_add", "variable_concat",
-    "wide_dtype", "describe", "register_layer", "unregister_layer", "registrations_generation",
+    "wide_dtype", "Recurrent", "describe", "register_layer", "unregister_layer", "registrations_generation",
 ]

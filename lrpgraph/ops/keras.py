@@ -25,6 +25,7 @@ from keras.src.ops import numpy as knp
 from .base import (Add, Attention, Bilinear, Chain, Concat, Constant, Elementwise, Embedding, Identity,
                    Input, LayerNorm, Linear, Multiply, Nested, Noise, Op, Pooling, Reshape, Softmax,
                    Unknown, replace, wide_dtype)
+from .recurrent import BUILDERS as RECURRENT_BUILDERS
 
 __all__ = ["describe", "register_layer", "unregister_layer", "registrations_generation", "BUILDERS"]
 
@@ -497,6 +498,7 @@ BUILDERS = [
     ((L.InputLayer,), lambda layer, call, rank: Input()),
     ((keras.Model,), lambda layer, call, rank: Nested(call)),
     ((L.Lambda,), lambda layer, call, rank: Unknown("a Lambda layer's function is opaque to the rules", call)),
+    *RECURRENT_BUILDERS,  # LSTM, GRU, SimpleRNN, Bidirectional, Masking, mask ops (ops/recurrent.py)
     ((L.SeparableConv1D, L.SeparableConv2D), _separable),
     ((L.DepthwiseConv1D, L.DepthwiseConv2D), _depthwise),
     ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), _conv_transpose),
