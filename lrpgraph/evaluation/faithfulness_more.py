@@ -187,6 +187,10 @@ def irof(model, x, relevance, target=None, *, segments=None, n_segments=100, com
             raise ValueError(f"segments must be an int array of shape ({n}, {h}, {w}), got {seg.shape} {seg.dtype}")
         seg = np.stack([np.unique(s, return_inverse=True)[1].reshape(h, w) for s in seg])
     n_seg = seg.reshape(n, -1).max(1) + 1
+    if np.any(n_seg < 2):
+        bad = np.flatnonzero(n_seg < 2)[:10].tolist()
+        raise ValueError(f"IROF needs at least 2 segments per image; samples {bad} have one (SLIC on a flat or tiny "
+                         "image): raise n_segments, lower compactness, or pass segments=")
     smax = int(n_seg.max())
     pix = r.sum(-1)
     keys = np.empty((n, h, w, 1), np.int32)
