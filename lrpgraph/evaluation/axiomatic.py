@@ -153,8 +153,8 @@ def non_sensitivity(model, x, relevance, target=None, *, features_in_step=1, n_s
     u = np.random.default_rng(seed).random((n_samples,) + batch.x.shape[1:])
     lo, hi = _value_range(batch.x, value_range)
     gk = np.repeat(np.arange(n_groups, dtype=np.int32), n_samples)
-    f = score_keyed(batch, group.reshape(n, h, w, c), gk, gk + 1, fill=np.tile(u, (n_groups, 1, 1, 1)),
-                    fill_per_copy=True, fill_range=(lo, hi), score=score,
+    f = score_keyed(batch, group.reshape(n, h, w, c), gk, gk + 1, fill=u, fill_per_copy=True, fill_range=(lo, hi),
+                    fill_rows=np.tile(np.arange(n_samples), n_groups), score=score,
                     batch_size=batch_size).reshape(n, n_groups, n_samples)
     var = f.var(axis=2)  # (N, groups)
     v = np.take_along_axis(var, group, axis=1)  # per feature

@@ -79,7 +79,7 @@ def _keyed_fn(prepared, key_shape, fill_per_copy, with_noise, score, batch_size)
         return cache[ck]
     spec = prepared.input_specs[0]
 
-    def body(x, fill, keys, lo, hi, shared, noise, targets, fill_lo, fill_span):
+    def body(x, fill, keys, lo, hi, shared, noise, targets, fill_lo, fill_span, fill_rows):
         n = tf.shape(x)[0]
         n_copies = tf.shape(lo)[0]
         dtype = x.dtype
@@ -91,7 +91,7 @@ def _keyed_fn(prepared, key_shape, fill_per_copy, with_noise, score, batch_size)
             m = tf.cast((key >= tf.gather(lo, kb)) & (key < tf.gather(hi, kb)), dtype)
             xi = tf.gather(x, i)
             if fill_per_copy:  # a per-copy field scaled to each sample's range
-                fi = tf.gather(fill_lo, i) + tf.gather(fill_span, i) * tf.gather(fill, k)
+                fi = tf.gather(fill_lo, i) + tf.gather(fill_span, i) * tf.gather(fill, tf.gather(fill_rows, k))
             else:
                 fi = tf.gather(fill, i)
             out = xi + m * (fi - xi)
@@ -111,14 +111,15 @@ def _keyed_fn(prepared, key_shape, fill_per_copy, with_noise, score, batch_size)
                                             tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
                                             tf.TensorSpec([], tf.bool), spec, tf.TensorSpec([None], tf.int32),
                                             tf.TensorSpec([None, 1, 1, 1], spec.dtype),
-                                            tf.TensorSpec([None, 1, 1, 1], spec.dtype)],
+                                            tf.TensorSpec([None, 1, 1, 1], spec.dtype),
+                                            tf.TensorSpec([None], tf.int32)],
                      reduce_retracing=True, autograph=False)
     cache[ck] = fn
     return fn
 
 
-def score_keyed(batch, keys, lo, hi, *, fill=None, fill_per_copy=False, fill_range=None, noise=None, shared=False,
-                score="logit", batch_size=256):
+def score_keyed(batch, keys, lo, hi, *, fill=None, fill_per_copy=False, fill_range=None, fill_rows=None,
+                noise=None, shared=False, score="logit", batch_size=256):
     """Scores of perturbed copies, (N, M) float64, in one compiled call.
 
     Copy k (k < M = len(lo)) of sample i is
@@ -130,7 +131,8 @@ def score_keyed(batch, keys, lo, hi, *, fill=None, fill_per_copy=False, fill_ran
     (one key per feature) or 1 (per pixel, all channels); ``fill`` (N, H, W, C)
     per sample, or with ``fill_per_copy`` (M, H, W, C) per copy (default: x, no
     replacement); with ``fill_per_copy`` and ``fill_range`` = (lo_i, hi_i) arrays
-    (N,), copy k of sample i takes lo_i + (hi_i - lo_i) * fill[k]; ``noise`` (M, H, W, C) or None.  The score is the target's
+    (N,), copy k of sample i takes lo_i + (hi_i - lo_i) * fill[k] (``fill_rows`` (M,):
+    fill[fill_rows[k]] instead, so that a few fields serve many copies); ``noise`` (M, H, W, C) or None.  The score is the target's
     logit or softmax probability; ``batch_size`` images per compiled step."""
     _check_score(score)
     batch_size = check_batch_size(batch_size)
@@ -152,7 +154,8 @@ def score_keyed(batch, keys, lo, hi, *, fill=None, fill_per_copy=False, fill_ran
     nz = np.zeros((1,) + x.shape[1:], x.dtype) if noise is None else np.asarray(noise, x.dtype)
     out = fn(tf.convert_to_tensor(x), tf.convert_to_tensor(fill), tf.convert_to_tensor(keys), tf.convert_to_tensor(lo),
              tf.convert_to_tensor(hi), tf.constant(bool(shared)), tf.convert_to_tensor(nz),
-             tf.convert_to_tensor(batch.targets), tf.convert_to_tensor(flo), tf.convert_to_tensor(fspan))
+             tf.convert_to_tensor(batch.targets), tf.convert_to_tensor(flo), tf.convert_to_tensor(fspan),
+             tf.convert_to_tensor(np.arange(len(lo)) if fill_rows is None else np.asarray(fill_rows), tf.int32))
     return out.numpy().T
 
 

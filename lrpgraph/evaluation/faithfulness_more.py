@@ -25,7 +25,7 @@ __all__ = ["road", "noisy_linear_imputation", "irof", "infidelity", "sufficiency
 
 def _setup(model, x, relevance, target, batch_size):
     x = x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
-    batch = check_images(model, x, target)
+    batch = check_images(model, x, target, batch_size=batch_size)
     return batch, check_relevance(relevance, batch.x)
 
 
@@ -352,9 +352,9 @@ def monotonicity_correlation(model, x, relevance, target=None, *, steps=None, n_
     u = np.random.default_rng(seed).random((n_samples,) + batch.x.shape[1:])
     lo, hi = _value_range(batch.x, value_range)
     gk = np.repeat(np.arange(steps, dtype=np.int32), n_samples)
-    fill = np.tile(u, (steps, 1, 1, 1))  # copy k * S + s: group k, field s
-    f = score_keyed(batch, group, gk, gk + 1, fill=fill, fill_per_copy=True, fill_range=(lo, hi), score=score,
-                    batch_size=batch_size).reshape(n, steps, n_samples)
+    rows = np.tile(np.arange(n_samples), steps)  # copy k * S + s: group k, field s
+    f = score_keyed(batch, group, gk, gk + 1, fill=u, fill_per_copy=True, fill_range=(lo, hi), fill_rows=rows,
+                    score=score, batch_size=batch_size).reshape(n, steps, n_samples)
     f0 = target_score(batch, score)
     inv = np.where(np.abs(f0) >= eps, 1.0 / np.where(f0 == 0, 1, f0) ** 2, 1.0)
     v = ((f - f0[:, None, None]) ** 2).mean(2) * inv[:, None]

@@ -40,6 +40,12 @@ def randomised_copy(model, layers=None, seed=0):
     return copy, names
 
 
+def _check_rebuildable(method):
+    if hasattr(method, "analyze"):
+        raise TypeError("this metric explains a randomised copy of the model: pass the method's name (and params) "
+                        "or a callable fn(model, x, targets) -> maps, not a Method built on the original model")
+
+
 def _explain_quiet(explain, x, targets, batch_size):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-zero maps of a randomised model: NaN similarity
@@ -64,6 +70,7 @@ def smooth_mprt(model, x, relevance=None, target=None, *, method, params=None, l
     batch = check_images(model, x, target)
     if relevance is not None:
         check_relevance(relevance, batch.x)
+    _check_rebuildable(method)
     n = check_int("n", n, 1)
     noise_magnitude = check_positive("noise_magnitude", noise_magnitude, allow_zero=True)
     keras_model = batch.prepared.model
@@ -109,6 +116,7 @@ def efficient_mprt(model, x, relevance=None, target=None, *, method, params=None
     computed by ``method``).  ``.entropy``, ``.entropy_random`` (N,)."""
     x = x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
     batch = check_images(model, x, target)
+    _check_rebuildable(method)
     n_bins = check_int("n_bins", n_bins, 2)
     r0 = explainer(method, batch.prepared, params)(batch.x, batch.targets, batch_size) if relevance is None \
         else relevance

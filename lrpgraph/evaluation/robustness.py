@@ -24,7 +24,7 @@ __all__ = ["max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate", "co
 
 def _setup(model, x, relevance, target, method, params, batch_size):
     x = x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
-    batch = check_images(model, x, target)
+    batch = check_images(model, x, target, batch_size=batch_size)
     explain = explainer(method, batch.prepared, params)
     r0 = explain(batch.x, batch.targets, batch_size) if relevance is None else relevance
     r0 = np.asarray(r0, np.float64)
