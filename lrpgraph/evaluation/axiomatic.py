@@ -65,9 +65,10 @@ def shifted_model(model, shift):
     layer = first[0]
     kind = type(layer).__name__
     if kind not in ("Dense", "Conv1D", "Conv2D", "Conv3D") or (kind != "Dense" and layer.padding != "valid"):
+        pad = "" if kind == "Dense" else f", padding={getattr(layer, 'padding', None)!r}"
         raise ValueError(f"input_invariance shifts the input and corrects the first layer's bias; the first layer "
-                         f"{layer.name!r} ({kind}{'' if kind == 'Dense' else ', padding=' + repr(getattr(layer, 'padding', None))}) "
-                         "must be a Dense or a Conv with padding='valid' (zero padding would see the shift)")
+                         f"{layer.name!r} ({kind}{pad}) must be a Dense or a Conv with padding='valid' (zero padding "
+                         "would see the shift)")
     if not getattr(layer, "use_bias", False):
         raise ValueError(f"the first layer {layer.name!r} has no bias to absorb the input shift (use_bias=False)")
     copy = keras.models.clone_model(model)

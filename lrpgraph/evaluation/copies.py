@@ -132,8 +132,9 @@ def score_keyed(batch, keys, lo, hi, *, fill=None, fill_per_copy=False, fill_ran
     per sample, or with ``fill_per_copy`` (M, H, W, C) per copy (default: x, no
     replacement); with ``fill_per_copy`` and ``fill_range`` = (lo_i, hi_i) arrays
     (N,), copy k of sample i takes lo_i + (hi_i - lo_i) * fill[k] (``fill_rows`` (M,):
-    fill[fill_rows[k]] instead, so that a few fields serve many copies); ``noise`` (M, H, W, C) or None.  The score is the target's
-    logit or softmax probability; ``batch_size`` images per compiled step."""
+    fill[fill_rows[k]] instead, so that a few fields serve many copies); ``noise``
+    (M, H, W, C) or None.  The score is the target's logit or softmax probability;
+    ``batch_size`` images per compiled step."""
     _check_score(score)
     batch_size = check_batch_size(batch_size)
     x = batch.x
