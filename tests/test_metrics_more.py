@@ -361,10 +361,16 @@ def test_input_invariance(xs):
     assert not ixg.invariant.any()
     want = np.abs(W0).sum() / np.abs(_wx(xs)).reshape(3, -1).sum(1)  # |w (x - 1) - w x| = |w|
     np.testing.assert_allclose(ixg.score, want, rtol=1e-5)
+    # "same" padding: the shift is undone by an input Rescaling instead; the function is the same
+    keras.utils.set_random_seed(5)
     conv = keras.Sequential([keras.Input(SHAPE), keras.layers.Conv2D(2, 3, padding="same"), keras.layers.Flatten(),
                              keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="padding='valid'"):
-        AX.input_invariance(conv, xs, _wx(xs), 0, method="gradient")
+    g = AX.shifted_model(conv, [0.5, -1.0, 2.0])
+    np.testing.assert_allclose(g.predict(xs + np.array([0.5, -1, 2], "float32"), verbose=0),
+                               conv.predict(xs, verbose=0), atol=1e-5)
+    res = AX.input_invariance(conv, xs, lrpgraph.create_analyzer("gradient", conv).analyze(xs, target=0), 0,
+                              method="gradient", shift=[0.5, -1.0, 2.0])
+    assert res.invariant.all()
 
 
 def test_non_sensitivity(xs):

@@ -52,25 +52,26 @@ def completeness(model, x, relevance, target=None, *, baseline=0.0, rtol=1e-3, a
 
 
 def shifted_model(model, shift):
-    """A copy g of a Keras ``model`` whose first layer (Dense, or Conv with
-    ``padding="valid"``) absorbs a constant input shift: g(x + shift) = f(x), by
-    b' = b - W . shift (Kindermans et al. 2019).  ``shift``: a number or a
-    per-channel vector.  Other first layers (or "same" padding, where the zero
-    border would see the shift) raise a ValueError."""
+    """A copy g of a Keras ``model`` with g(x + shift) = f(x) (Kindermans et al. 2019).
+
+    Where the first layer with weights is a Dense or a Conv with ``padding="valid"``
+    and a bias, it absorbs the shift (b' = b - W . shift, Kindermans et al.'s
+    construction); otherwise (e.g. "same" padding, whose zero border would see the
+    shift) the shift is undone by a ``Rescaling(1, offset=-shift)`` input layer in
+    front of the model.  ``shift``: a number or a per-channel vector."""
     import keras
 
     first = [lay for lay in model.layers if lay.weights]
-    if not first:
-        raise ValueError("the model has no layer with weights to absorb the input shift")
-    layer = first[0]
+    layer = first[0] if first else None
     kind = type(layer).__name__
-    if kind not in ("Dense", "Conv1D", "Conv2D", "Conv3D") or (kind != "Dense" and layer.padding != "valid"):
-        pad = "" if kind == "Dense" else f", padding={getattr(layer, 'padding', None)!r}"
-        raise ValueError(f"input_invariance shifts the input and corrects the first layer's bias; the first layer "
-                         f"{layer.name!r} ({kind}{pad}) must be a Dense or a Conv with padding='valid' (zero padding "
-                         "would see the shift)")
-    if not getattr(layer, "use_bias", False):
-        raise ValueError(f"the first layer {layer.name!r} has no bias to absorb the input shift (use_bias=False)")
+    exact = kind in ("Dense", "Conv1D", "Conv2D", "Conv3D") and (kind == "Dense" or layer.padding == "valid") and \
+        getattr(layer, "use_bias", False)
+    if not exact:
+        inp = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+        offset = -np.asarray(shift, np.float64)
+        offset = float(offset) if offset.ndim == 0 else offset.tolist()
+        return keras.Model(inp, model(keras.layers.Rescaling(1.0, offset=offset, name="input_shift")(inp)),
+                           name=f"{model.name}_shifted")
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     lc = copy.get_layer(layer.name)
@@ -120,14 +121,15 @@ def input_invariance(model, x, relevance, target=None, *, method, params=None, s
     return MetricResult(d, dict(invariant=ok, maps=r2), batch.targets, dict(shift=shift, rtol=rtol, atol=atol))
 
 
-def non_sensitivity(model, x, relevance, target=None, *, features_in_step=1, n_samples=10, eps=1e-5,
+def non_sensitivity(model, x, relevance, target=None, *, features_in_step=None, n_samples=10, eps=1e-5,
                     value_range=None, score="softmax", seed=0, batch_size=256):
     """Non-sensitivity (Nguyen, Martinez, "On quantitative aspects of model
     interpretability", 2020): features the map calls irrelevant must not move the
     output, and vice versa.
 
     The channel x pixel features, ranked by increasing |R| (ties: lower index first),
-    are taken ``features_in_step`` at a time; each group alone is replaced
+    are taken ``features_in_step`` at a time (default ceil(F / 100): 100 groups;
+    Quantus's default is 1, F groups, i.e. F x n_samples forward passes per image); each group alone is replaced
     ``n_samples`` times by uniform noise in the sample's [min, max] (``value_range``;
     fields from ``seed``) and v = the variance of the target's score over the draws
     is given to every feature of the group.  With Z_R = {j : |R_j| < eps} and
@@ -142,7 +144,8 @@ def non_sensitivity(model, x, relevance, target=None, *, features_in_step=1, n_s
     batch, r = _setup(model, x, relevance, target)
     n, h, w, c = batch.x.shape
     f_all = h * w * c
-    step = check_int("features_in_step", features_in_step, 1, f_all)
+    step = -(-f_all // 100) if features_in_step is None else features_in_step
+    step = check_int("features_in_step", step, 1, f_all)
     n_samples = check_int("n_samples", n_samples, 2)
     eps = check_positive("eps", eps, allow_zero=True)
     ra = np.abs(r.reshape(n, -1))

@@ -180,20 +180,23 @@ def _stability(kind, model, x, relevance, target, method, params, n, sigma, eps_
 
 
 def _representation(prepared, layer):
-    """fn(x, batch_size) -> (M, ...) float64: the output of Keras layer ``layer`` (default
-    the input of the model's last layer) through the prepared graph."""
+    """fn(x, batch_size) -> (M, ...) float64: the output of Keras layer ``layer`` through
+    the prepared graph (default: the tensor that feeds the explained output node, i.e.
+    the last layer's input after the rewrite, which drops Dropout and the like)."""
+    import networkx as nx
     import tensorflow as tf
 
-    model = prepared.model
-    if layer is None:
-        layer = model.layers[-2].name if len(model.layers) >= 2 else None
-        if layer is None:
-            raise ValueError("relative_representation_stability needs layer=<name> (the model has one layer)")
-    import networkx as nx
+    from .. import graph as G
 
-    node = prepared.layer_node(layer)  # ValueError listing the layers
+    if layer is None:
+        edges = list(G.in_edges(prepared.graph, prepared.output_node))
+        if not edges or prepared.graph.nodes[edges[0][0]]["op"].kind == "input":
+            raise ValueError("relative_representation_stability needs layer=<name>: the output reads the input")
+        node, out = edges[0][0], edges[0][1]
+    else:
+        node, out = prepared.layer_node(layer), 0  # ValueError listing the layers
     needed = {node} | nx.ancestors(prepared.graph, node)
-    fn = tf.function(lambda t: prepared.activations([t], needed)[(node, 0)],
+    fn = tf.function(lambda t: prepared.activations([t], needed)[(node, out)],
                      input_signature=[prepared.input_specs[0]], reduce_retracing=True, autograph=False)
 
     def run(x, batch_size):
@@ -231,6 +234,6 @@ def relative_representation_stability(model, x, relevance=None, target=None, *, 
     """Relative representation stability (Agarwal et al. 2022): as
     :func:`relative_input_stability` with the denominator
     max(|| (L_x - L_x') / L_x ||_2, eps_min), L the output of Keras layer ``layer``
-    (default the input of the last layer)."""
+    (default the input of the explained output layer)."""
     return _stability("representation", model, x, relevance, target, method, params, n, sigma, eps_min, layer, seed,
                       batch_size)
