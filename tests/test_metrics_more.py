@@ -415,8 +415,10 @@ def test_batched_equals_per_sample_and_reproducible(cnn_maps, fn, kw1):
     kw = dict(kw1, segments=kw1["segments"].repeat(3, 0)) if "segments" in kw1 else kw1
     whole = fn(model, x, R, targets, **kw).score
     ones = np.concatenate([fn(model, x[i:i + 1], R[i:i + 1], targets[i:i + 1], **kw1).score for i in range(3)])
-    # float32 forward of the same copies in other chunk sizes: 1e-6 of scores of order 1
-    np.testing.assert_allclose(whole, ones, atol=1e-6, rtol=1e-6)
+    # float32 forward of the same copies in other chunk sizes: 1e-6 of scores of order 1; ROS divides by
+    # |h(x) - h(x')|, a difference of float32 logits of nearby inputs: relative error ~1e-7 |h| / |dh| ~ 1e-5
+    rtol = 1e-4 if fn is RB.relative_output_stability else 1e-6
+    np.testing.assert_allclose(whole, ones, atol=1e-6, rtol=rtol)
     np.testing.assert_array_equal(whole, fn(model, x, R, targets, **kw).score)
 
 
