@@ -10,6 +10,12 @@ per-sample numbers (and curves where there are curves):
 - :func:`faithfulness_correlation` -- Bhatt et al., IJCAI 2020;
 - :func:`model_randomisation`, :func:`data_randomisation` -- Adebayo et al.,
   "Sanity Checks for Saliency Maps", NeurIPS 2018.
+- the rest of the field's metric set (issue 24), one module per group:
+  :mod:`.faithfulness_more` (ROAD, IROF, infidelity, sufficiency, monotonicity,
+  monotonicity correlation, faithfulness estimate, sensitivity-n),
+  :mod:`.robustness`, :mod:`.complexity`, :mod:`.mprt` (smooth / efficient MPRT,
+  random logit), :mod:`.localisation_metrics`, :mod:`.axiomatic`; each returns a
+  :class:`MetricResult` with ``.score`` (N,).  :data:`GROUPS` lists them.
 
 :func:`evaluate` runs several methods and metrics and returns an
 :class:`EvaluationTable` (a dict of arrays with Markdown, text and CSV
