@@ -139,7 +139,7 @@ def non_sensitivity(model, x, relevance, target=None, *, features_in_step=None, 
 
     Quantus 0.6.0 perturbs groups in index order (not by attribution) and mixes
     arrays of different shapes when ``features_in_step > 1``."""
-    from .faithfulness_more import _value_range
+    from .faithfulness_more import value_range_bounds
 
     batch, r = _setup(model, x, relevance, target)
     n, h, w, c = batch.x.shape
@@ -155,7 +155,7 @@ def non_sensitivity(model, x, relevance, target=None, *, features_in_step=None, 
     group = (ranks // step).astype(np.int32)
     n_groups = -(-f_all // step)
     u = np.random.default_rng(seed).random((n_samples,) + batch.x.shape[1:])
-    lo, hi = _value_range(batch.x, value_range)
+    lo, hi = value_range_bounds(batch.x, value_range)
     gk = np.repeat(np.arange(n_groups, dtype=np.int32), n_samples)
     f = score_keyed(batch, group.reshape(n, h, w, c), gk, gk + 1, fill=u, fill_per_copy=True, fill_range=(lo, hi),
                     fill_rows=np.tile(np.arange(n_samples), n_groups), score=score,

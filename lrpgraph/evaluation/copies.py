@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..method import check_batch_size, chunked
-from .common import _check_score, target_scores
+from .common import SCORES, target_scores
 
 __all__ = ["MetricResult", "feature_ranks", "score_keyed", "explain_copies", "explainer", "target_score", "check_int",
            "check_positive"]
@@ -60,6 +60,12 @@ def check_positive(name, v, allow_zero=False):
     if not ok:
         raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
     return float(v)
+
+
+def _check_score(score):
+    if score not in SCORES:
+        raise ValueError(f"score must be 'logit' (the target's logit) or 'softmax' (its probability), got {score!r}")
+    return score
 
 
 def feature_ranks(scores, descending=True):

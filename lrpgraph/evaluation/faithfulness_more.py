@@ -20,7 +20,8 @@ from .common import ImageBatch, baseline_images, check_images, check_relevance, 
 from .copies import MetricResult, check_int, check_positive, feature_ranks, score_keyed, target_score
 
 __all__ = ["road", "noisy_linear_imputation", "irof", "infidelity", "sufficiency", "monotonicity",
-           "monotonicity_correlation", "faithfulness_estimate", "sensitivity_n", "spearman"]
+           "monotonicity_correlation", "faithfulness_estimate", "sensitivity_n", "spearman",
+           "value_range_bounds"]
 
 
 def _setup(model, x, relevance, target, batch_size):
@@ -350,7 +351,7 @@ def monotonicity_correlation(model, x, relevance, target=None, *, steps=None, n_
     n_samples = check_int("n_samples", n_samples, 1)
     steps, group, sums = _groups(r, n, steps)
     u = np.random.default_rng(seed).random((n_samples,) + batch.x.shape[1:])
-    lo, hi = _value_range(batch.x, value_range)
+    lo, hi = value_range_bounds(batch.x, value_range)
     gk = np.repeat(np.arange(steps, dtype=np.int32), n_samples)
     rows = np.tile(np.arange(n_samples), steps)  # copy k * S + s: group k, field s
     f = score_keyed(batch, group, gk, gk + 1, fill=u, fill_per_copy=True, fill_range=(lo, hi), fill_rows=rows,
@@ -362,7 +363,9 @@ def monotonicity_correlation(model, x, relevance, target=None, *, steps=None, n_
     return MetricResult(spearman(sums, v), dict(attributions=sums, variances=v), batch.targets, params)
 
 
-def _value_range(x, value_range):
+def value_range_bounds(x, value_range):
+    """(N,) low and high of each sample's uniform noise: the sample's min and max, or
+    ``value_range`` = (low, high) for all."""
     if value_range is None:
         return x.min(axis=(1, 2, 3)).astype(np.float64), x.max(axis=(1, 2, 3)).astype(np.float64)
     lo, hi = (float(v) for v in value_range)
