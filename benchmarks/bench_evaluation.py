@@ -7,8 +7,12 @@
    image, in the same run; the two curves must agree.  Target: >= 10x.
 2. Cascading model randomisation on VGG16 (weights=None: 13 conv + 3 dense layers),
    one batch of 8 at 224x224, gradient maps: reported.
+3. (issue 24) Every perturbation metric beside its forward-pass floor: the same
+   number N x M of copies, already in memory, through the same compiled forward in
+   the same chunks (``floor``); the robustness metrics beside the batched
+   ``analyze`` of their N x K perturbed copies.  Target: metric / floor <= 1.3.
 
-    python benchmarks/bench_evaluation.py [--repeats 3] [--skip-vgg]
+    python benchmarks/bench_evaluation.py [--repeats 3] [--skip-vgg] [--skip-region] [--floor]
 """
 
 from __future__ import annotations
@@ -98,12 +102,128 @@ def bench_vgg_randomisation(args):
     return dt
 
 
+def _median_time(fn, repeats):
+    fn()  # warm-up: tracing
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def _paired_times(a, b, repeats):
+    """Median wall and process-CPU seconds of ``a`` and ``b``, run alternately after a
+    warm-up of each (alternating spreads the other jobs' load over both)."""
+    a()
+    b()
+    wa, wb, ca, cb = [], [], [], []
+    for _ in range(repeats):
+        for fn, w, c in ((a, wa, ca), (b, wb, cb)):
+            t, p = time.perf_counter(), time.process_time()
+            fn()
+            w.append(time.perf_counter() - t)
+            c.append(time.process_time() - p)
+    return [float(np.median(v)) for v in (wa, wb, ca, cb)]
+
+
+def floor_fn(prepared, batch_size):
+    """The floor: the compiled forward of copies that are already built (a tensor of
+    M images), in chunks of ``batch_size``, each chunk's target score accumulated --
+    the scorer's work without building the copies."""
+    import tensorflow as tf
+
+    from lrpgraph.method import chunked
+
+    def body(copies, targets):
+        m = tf.shape(copies)[0]
+
+        def make(k, i, valid, c):
+            return [tf.gather(copies, k)], k, tf.cast(valid, tf.float64)
+
+        def fold(acc, chunk, j, valid):
+            z = tf.cast(tf.gather(prepared.forward(chunk), tf.gather(targets, j), batch_dims=1), tf.float64)
+            return acc + tf.math.unsorted_segment_sum(z * valid, j, m)
+
+        return chunked(m, 1, batch_size, make, fold, tf.zeros([m], tf.float64))
+
+    return tf.function(body, autograph=False, reduce_retracing=True)
+
+
+def bench_floor(args):
+    """Each perturbation metric on n shapes images beside its forward-pass floor."""
+    import tensorflow as tf
+
+    import lrpgraph
+    from lrpgraph import evaluation as E
+    from lrpgraph import synthetic
+    from lrpgraph.assets import load_shapes_model
+    from lrpgraph.evaluation import axiomatic as AX, faithfulness_more as FM, robustness as RB
+
+    model = load_shapes_model()
+    prepared = lrpgraph.prepare(model)
+    n = args.floor_n
+    x, y, _ = synthetic.single_object_dataset(n, seed=12345)
+    R = lrpgraph.create_analyzer("lrp.epsilon", prepared).analyze(x, target=y)
+    bs = args.batch_size
+    floor = floor_fn(prepared, bs)
+    # name -> (call, copies per image)
+    cases = {
+        "region_perturbation (K=49, 8x8)": (lambda: E.region_perturbation(prepared, x, R, y, patch=8, steps=49,
+                                                                          batch_size=bs), 50),
+        "faithfulness_estimate (K=49)": (lambda: FM.faithfulness_estimate(prepared, x, R, y, steps=49,
+                                                                         batch_size=bs), 49),
+        "monotonicity (K=49)": (lambda: FM.monotonicity(prepared, x, R, y, steps=49, batch_size=bs), 50),
+        "monotonicity_correlation (K=10, 5 draws)": (lambda: FM.monotonicity_correlation(
+            prepared, x, R, y, steps=10, n_samples=5, batch_size=bs), 50),
+        "sensitivity_n (5 sizes x 10 subsets)": (lambda: FM.sensitivity_n(prepared, x, R, y, n_subsets=10,
+                                                                           ns=[1, 30, 300, 3000, 9000],
+                                                                           batch_size=bs), 50),
+        "infidelity (n=50)": (lambda: FM.infidelity(prepared, x, R, y, n=50, batch_size=bs), 50),
+        "irof (SLIC, 50 segments)": (lambda: FM.irof(prepared, x, R, y, n_segments=50, batch_size=bs), None),
+        "road (10 percentages)": (lambda: FM.road(prepared, x, R, y, percentages=np.arange(5, 100, 10),
+                                                  batch_size=bs), 10),
+        "non_sensitivity (256 features/step, 2 draws)": (lambda: AX.non_sensitivity(
+            prepared, x, R, y, features_in_step=256, n_samples=2, batch_size=bs), 96),
+    }
+    print(f"\n{n} shapes images (64x64x3), chunks of {bs}; floor = the compiled forward of the same number of "
+          "copies already in memory, same chunks")
+    print("| metric | copies | metric s | floor s | wall ratio | metric CPU s | floor CPU s | CPU ratio | "
+          "target <= 1.3 (CPU) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+
+    def row(name, m, times):
+        wm, wf, cm, cf = times
+        r = cm / cf
+        print(f"| {name} | {m} | {wm:.3f} | {wf:.3f} | {wm / wf:.2f} | {cm:.2f} | {cf:.2f} | {r:.2f} | "
+              f"{'met' if r <= 1.3 else 'NOT met'} |", flush=True)
+
+    for name, (call, per) in cases.items():
+        if per is None:  # IROF: as many copies as segments + 1, per image
+            per = int(np.max(call().n_segments)) + 1
+        m = n * per
+        copies = tf.constant(np.resize(x, (m,) + x.shape[1:]))
+        tg = tf.constant(np.resize(y.astype(np.int32), (m,)))
+        row(name, m, _paired_times(call, lambda: floor(copies, tg).numpy(), args.repeats))
+    # robustness: against the batched explanations they need
+    an = lrpgraph.create_analyzer("lrp.epsilon", prepared)
+    k = 10
+    pert = np.resize(x, (n * k,) + x.shape[1:])
+    tk = np.repeat(y, k)
+    row(f"max_sensitivity (n={k}, lrp.epsilon) vs `analyze` of its copies", n * k,
+        _paired_times(lambda: RB.max_sensitivity(prepared, x, R, y, method=an, n=k, batch_size=bs),
+                      lambda: an.analyze(pert, target=tk, batch_size=bs), args.repeats))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-vgg", action="store_true")
+    p.add_argument("--skip-region", action="store_true")
+    p.add_argument("--floor", action="store_true", help="the issue-24 metrics beside their forward-pass floor")
+    p.add_argument("--floor-n", type=int, default=16)
     args = p.parse_args()
     import tensorflow as tf
 
@@ -111,9 +231,12 @@ def main():
           "(the loop: median of max(1, repeats // 2))")
     print("| what | lrpgraph | s | reference | s | speed-up | target |")
     print("|---|---|---:|---|---:|---:|---|")
-    bench_region_perturbation(args)
+    if not args.skip_region:
+        bench_region_perturbation(args)
     if not args.skip_vgg:
         bench_vgg_randomisation(args)
+    if args.floor:
+        bench_floor(args)
 
 
 if __name__ == "__main__":

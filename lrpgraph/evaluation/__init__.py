@@ -10,6 +10,12 @@ per-sample numbers (and curves where there are curves):
 - :func:`faithfulness_correlation` -- Bhatt et al., IJCAI 2020;
 - :func:`model_randomisation`, :func:`data_randomisation` -- Adebayo et al.,
   "Sanity Checks for Saliency Maps", NeurIPS 2018.
+- the rest of the field's metric set (issue 24), one module per group:
+  :mod:`.faithfulness_more` (ROAD, IROF, infidelity, sufficiency, monotonicity,
+  monotonicity correlation, faithfulness estimate, sensitivity-n),
+  :mod:`.robustness`, :mod:`.complexity`, :mod:`.mprt` (smooth / efficient MPRT,
+  random logit), :mod:`.localisation_metrics`, :mod:`.axiomatic`; each returns a
+  :class:`MetricResult` with ``.score`` (N,).  :data:`GROUPS` lists them.
 
 :func:`evaluate` runs several methods and metrics and returns an
 :class:`EvaluationTable` (a dict of arrays with Markdown, text and CSV
@@ -31,3 +37,23 @@ __all__ = ["region_perturbation", "deletion", "insertion", "auc", "PerturbationC
            "FaithfulnessCorrelation", "model_randomisation", "data_randomisation", "similarities",
            "RandomisationResult", "SIMILARITIES", "evaluate", "EvaluationTable", "METRICS", "PER_SAMPLE_METRICS",
            "BETTER", "expand_metrics", "baseline_images", "region_ranks", "region_relevance", "score_copies"]
+
+# issue 24: the rest of the field's metric set, one module per group (``evaluation.complexity.complexity``
+# is not re-exported here: the name is its module's)
+from .axiomatic import completeness, input_invariance, non_sensitivity  # noqa: E402
+from .complexity import effective_complexity, gini, sparseness  # noqa: E402
+from .copies import MetricResult  # noqa: E402
+from .faithfulness_more import (faithfulness_estimate, infidelity, irof, monotonicity,  # noqa: E402
+                                monotonicity_correlation, road, sensitivity_n, sufficiency)
+from .localisation_metrics import relevance_rank_accuracy, roc_auc, top_k_intersection  # noqa: E402
+from .mprt import efficient_mprt, random_logit, smooth_mprt  # noqa: E402
+from .robustness import (avg_sensitivity, continuity, local_lipschitz_estimate, max_sensitivity,  # noqa: E402
+                         relative_input_stability, relative_output_stability, relative_representation_stability)
+from .table import GROUPS, NEEDS_MASKS, NEEDS_METHOD  # noqa: E402
+
+__all__ += ["MetricResult", "road", "irof", "infidelity", "sufficiency", "monotonicity", "monotonicity_correlation",
+            "faithfulness_estimate", "sensitivity_n", "max_sensitivity", "avg_sensitivity",
+            "local_lipschitz_estimate", "continuity", "relative_input_stability", "relative_output_stability",
+            "relative_representation_stability", "sparseness", "effective_complexity", "gini", "smooth_mprt",
+            "efficient_mprt", "random_logit", "relevance_rank_accuracy", "top_k_intersection", "roc_auc",
+            "completeness", "input_invariance", "non_sensitivity", "GROUPS", "NEEDS_METHOD", "NEEDS_MASKS"]

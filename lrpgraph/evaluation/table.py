@@ -15,15 +15,59 @@ name                per sample                                                  
                     ``rand_spearman``, ``rand_ssim``; model_randomisation)
 ==================  =============================================================  ======
 
-``"aopc"`` is short for ``aopc_morf`` and ``aopc_lerf``.  :data:`PER_SAMPLE_METRICS`
-is the same set without ``randomisation`` (which needs the method, not only its
-maps) as plain functions ``fn(model_or_prepared, x, maps, targets) -> (N,)`` for
-the dataset runner.
+The metrics of issue 24 (``.score`` of each function; modules
+``faithfulness_more``, ``robustness``, ``complexity``, ``mprt``,
+``localisation_metrics``, ``axiomatic``; docs/evaluation.md has the formulas):
+
+==============================  ======================================================  ======
+name                            function                                                better
+==============================  ======================================================  ======
+``road``                        ROAD, MoRF accuracy averaged over the percentages       lower
+``irof``                        IROF, area over the normalised SLIC-segment curve       higher
+``infidelity``                  infidelity (Yeh et al. 2019), Gaussian perturbations    lower
+``sufficiency``                 sufficiency (Dasgupta et al. 2022), within the batch    higher
+``monotonicity``                monotonicity (Arya et al. 2019), 1/0                    higher
+``monotonicity_correlation``    monotonicity correlation (Nguyen & Martinez 2020)       higher
+``faithfulness_estimate``       faithfulness estimate (Alvarez-Melis & Jaakkola 2018)   higher
+``sensitivity_n``               sensitivity-n (Ancona et al. 2018), mean over n         higher
+``max_sensitivity``             max-sensitivity (Yeh et al. 2019)                       lower
+``avg_sensitivity``             average sensitivity                                     lower
+``local_lipschitz``             local Lipschitz estimate (Alvarez-Melis & Jaakkola)     lower
+``continuity``                  continuity under translation (Montavon et al. 2018)     lower
+``relative_input_stability``    RIS (Agarwal et al. 2022)                               lower
+``relative_output_stability``   ROS                                                     lower
+``relative_repr_stability``     RRS                                                     lower
+``sparseness``                  Gini index of |R| (Chalasani et al. 2020)               higher
+``complexity``                  entropy of |R| / sum |R| (Bhatt et al. 2020)            lower
+``effective_complexity``        entries with |R| > eps (Nguyen & Martinez 2020)         lower
+``smooth_mprt``                 smooth MPRT (Hedstroem et al. 2023)                     lower
+``efficient_mprt``              efficient MPRT: relative rise of the entropy            higher
+``random_logit``                random logit SSIM (Sixt et al. 2020)                    lower
+``pointing_game``               pointing game hit (masks)                               higher
+``relevance_mass``              relevance mass accuracy (masks)                         higher
+``relevance_rank``              relevance rank accuracy (masks)                         higher
+``top_k_intersection``          top-k intersection (masks)                              higher
+``localisation_auc``            ROC AUC of the map for the mask (masks)                 higher
+``completeness``                relative completeness gap                               lower
+``input_invariance``            relative change under a compensated input shift         lower
+``non_sensitivity``             non-sensitivity count (Nguyen & Martinez 2020)          lower
+==============================  ======================================================  ======
+
+``"aopc"`` is short for ``aopc_morf`` and ``aopc_lerf``; the groups
+``"@faithfulness"``, ``"@robustness"``, ``"@complexity"``, ``"@randomisation"``,
+``"@localisation"``, ``"@axiomatic"`` name their metrics; ``"all"`` is every metric
+except the localisation ones (they need ``masks=``).  The metrics in
+:data:`NEEDS_METHOD` re-explain inputs or models: :func:`evaluate` gives them the
+method; those in :data:`NEEDS_MASKS` need ``evaluate(..., masks=)``.
+:data:`PER_SAMPLE_METRICS` is every metric that needs only the maps, as plain
+functions ``fn(model_or_prepared, x, maps, targets) -> (N,)`` for the dataset
+runner.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 from dataclasses import dataclass, field
 
@@ -33,8 +77,11 @@ from .common import check_images
 from .faithfulness import faithfulness_correlation
 from .perturbation import deletion, insertion, region_perturbation
 from .randomisation import SIMILARITIES, model_randomisation
+from . import axiomatic as _ax, complexity as _cx, faithfulness_more as _fm, localisation_metrics as _lm
+from . import mprt as _mprt, robustness as _rb
 
-__all__ = ["METRICS", "PER_SAMPLE_METRICS", "BETTER", "evaluate", "EvaluationTable", "expand_metrics"]
+__all__ = ["METRICS", "PER_SAMPLE_METRICS", "BETTER", "NEEDS_METHOD", "NEEDS_MASKS", "GROUPS", "evaluate",
+           "EvaluationTable", "expand_metrics"]
 
 # metric name -> (function, default parameters, what the per-sample number is)
 METRICS = {
@@ -44,10 +91,64 @@ METRICS = {
     "insertion": (insertion, {}, "auc"),
     "faithfulness": (faithfulness_correlation, {}, "correlation"),
     "randomisation": (model_randomisation, {}, None),
+    # issue 24
+    "road": (_fm.road, {}, "score"),
+    "irof": (_fm.irof, {}, "score"),
+    "infidelity": (_fm.infidelity, {}, "score"),
+    "sufficiency": (_fm.sufficiency, {}, "score"),
+    "monotonicity": (_fm.monotonicity, {}, "score"),
+    "monotonicity_correlation": (_fm.monotonicity_correlation, {}, "score"),
+    "faithfulness_estimate": (_fm.faithfulness_estimate, {}, "score"),
+    "sensitivity_n": (_fm.sensitivity_n, {}, "score"),
+    "max_sensitivity": (_rb.max_sensitivity, {}, "score"),
+    "avg_sensitivity": (_rb.avg_sensitivity, {}, "score"),
+    "local_lipschitz": (_rb.local_lipschitz_estimate, {}, "score"),
+    "continuity": (_rb.continuity, {}, "score"),
+    "relative_input_stability": (_rb.relative_input_stability, {}, "score"),
+    "relative_output_stability": (_rb.relative_output_stability, {}, "score"),
+    "relative_repr_stability": (_rb.relative_representation_stability, {}, "score"),
+    "sparseness": (_cx.sparseness, {}, "score"),
+    "complexity": (_cx.complexity, {}, "score"),
+    "effective_complexity": (_cx.effective_complexity, {}, "score"),
+    "smooth_mprt": (_mprt.smooth_mprt, {}, "score"),
+    "efficient_mprt": (_mprt.efficient_mprt, {}, "score"),
+    "random_logit": (_mprt.random_logit, {}, "score"),
+    "pointing_game": (_lm.pointing_game_metric, {}, "score"),
+    "relevance_mass": (_lm.relevance_mass_metric, {}, "score"),
+    "relevance_rank": (_lm.relevance_rank_metric, {}, "score"),
+    "top_k_intersection": (_lm.top_k_metric, {}, "score"),
+    "localisation_auc": (_lm.auc_metric, {}, "score"),
+    "completeness": (_ax.completeness, {}, "score"),
+    "input_invariance": (_ax.input_invariance, {}, "score"),
+    "non_sensitivity": (_ax.non_sensitivity, {}, "score"),
 }
-ALIASES = {"aopc": ("aopc_morf", "aopc_lerf")}
+#: metric groups (Quantus's six categories); ``"@group"`` in a metric list names them all
+GROUPS = {
+    "faithfulness": ("aopc_morf", "aopc_lerf", "deletion", "insertion", "faithfulness", "road", "irof", "infidelity",
+                     "sufficiency", "monotonicity", "monotonicity_correlation", "faithfulness_estimate",
+                     "sensitivity_n"),
+    "robustness": ("max_sensitivity", "avg_sensitivity", "local_lipschitz", "continuity", "relative_input_stability",
+                   "relative_output_stability", "relative_repr_stability"),
+    "complexity": ("sparseness", "complexity", "effective_complexity"),
+    "randomisation": ("randomisation", "smooth_mprt", "efficient_mprt", "random_logit"),
+    "localisation": ("pointing_game", "relevance_mass", "relevance_rank", "top_k_intersection", "localisation_auc"),
+    "axiomatic": ("completeness", "input_invariance", "non_sensitivity"),
+}
+#: metrics that re-explain (perturbed inputs, another class, a randomised or shifted model): evaluate() passes
+#: ``method=`` and ``params=``
+NEEDS_METHOD = frozenset({"randomisation", *GROUPS["robustness"], "smooth_mprt", "efficient_mprt", "random_logit",
+                          "input_invariance"})
+#: metrics scored against ground-truth masks: evaluate(..., masks=)
+NEEDS_MASKS = frozenset(GROUPS["localisation"])
+ALIASES = {"aopc": ("aopc_morf", "aopc_lerf"), **{f"@{g}": names for g, names in GROUPS.items()}}
 BETTER = {"aopc_morf": "higher", "aopc_lerf": "lower", "deletion": "lower", "insertion": "higher",
-          "faithfulness": "higher", **{f"rand_{s}": "lower" for s in SIMILARITIES}}
+          "faithfulness": "higher", **{f"rand_{s}": "lower" for s in SIMILARITIES},
+          "road": "lower", "irof": "higher", "infidelity": "lower", "sufficiency": "higher", "monotonicity": "higher",
+          "monotonicity_correlation": "higher", "faithfulness_estimate": "higher", "sensitivity_n": "higher",
+          **{m: "lower" for m in GROUPS["robustness"]}, "sparseness": "higher", "complexity": "lower",
+          "effective_complexity": "lower", "smooth_mprt": "lower", "efficient_mprt": "higher",
+          "random_logit": "lower", **{m: "higher" for m in GROUPS["localisation"]}, "completeness": "lower",
+          "input_invariance": "lower", "non_sensitivity": "lower"}
 
 
 def _per_sample(name):
@@ -64,18 +165,20 @@ def _per_sample(name):
 
 #: metric name -> fn(model_or_prepared, x, maps, targets, **overrides) -> (N,) float array,
 #: with the defaults of :data:`METRICS` (for the dataset runner's ``metrics=``)
-PER_SAMPLE_METRICS = {name: _per_sample(name) for name in METRICS if METRICS[name][2] is not None}
+PER_SAMPLE_METRICS = {name: _per_sample(name) for name in METRICS
+                      if METRICS[name][2] is not None and name not in NEEDS_METHOD and name not in NEEDS_MASKS}
 
 
 def expand_metrics(metrics):
     """The metric names of ``metrics`` (a name, a comma-separated string or a list;
-    ``"aopc"`` -> aopc_morf, aopc_lerf; ``"all"`` -> every metric), checked."""
+    ``"aopc"`` -> aopc_morf, aopc_lerf; ``"@robustness"`` etc. -> a group; ``"all"`` ->
+    every metric but the localisation ones), checked."""
     if isinstance(metrics, str):
         metrics = [m for m in metrics.split(",") if m.strip()]
     out = []
     for m in metrics:
         m = m.strip()
-        names = tuple(METRICS) if m == "all" else ALIASES.get(m, (m,))
+        names = tuple(n for n in METRICS if n not in NEEDS_MASKS) if m == "all" else ALIASES.get(m, (m,))
         for n in names:
             if n not in METRICS:
                 raise ValueError(f"unknown metric {m!r}; known: {', '.join(list(METRICS) + list(ALIASES) + ['all'])}")
@@ -187,7 +290,7 @@ class EvaluationTable:
         return self.to_text()
 
 
-def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, input_range=None,
+def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, input_range=None, masks=None,
              batch_size=256, analyze_batch_size=None, progress=None):
     """Evaluate several methods with several metrics on one batch: an :class:`EvaluationTable`.
 
@@ -199,7 +302,10 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     applies to both orders), e.g. ``{"aopc": {"patch": 4}}``.  ``input_range``:
     (low, high) given to the methods that take bounds (``low``/``high``).
     ``batch_size``: perturbed images per compiled step; ``analyze_batch_size``:
-    images per analysis call.  ``progress``: callable(str) told each step.
+    images per analysis call.  ``masks``: (N, H, W) bool ground-truth masks, needed by
+    the localisation metrics (:data:`NEEDS_MASKS`).  The metrics of
+    :data:`NEEDS_METHOD` get the method (name and parameters) to re-explain with.
+    ``progress``: callable(str) told each step.
     """
     from ..registry import create_analyzer, fill_bounds
 
@@ -210,6 +316,10 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     if unknown:
         raise ValueError(f"params for unknown metric(s) {unknown}; known: {list(METRICS) + list(ALIASES)}")
     batch = check_images(model, x, target, batch_size=analyze_batch_size)
+    need_masks = [m for m in names if m in NEEDS_MASKS]
+    if need_masks and masks is None:
+        raise ValueError(f"the localisation metric(s) {need_masks} need the ground-truth masks: pass masks= "
+                         f"(N, H, W) bool, one per image")
     prepared = batch.prepared
     say = progress or (lambda s: None)
     labels, per_sample, curves, rands = [], {}, {}, {}
@@ -236,8 +346,15 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
                 for s, v in res.last.items():
                     row[f"rand_{s}"] = v
                 continue
-            kw.setdefault("batch_size", batch_size)
-            res = fn(prepared, batch.x, maps, batch.targets, **kw)
+            if m in NEEDS_MASKS:
+                res = fn(prepared, batch.x, maps, batch.targets, masks=masks, **kw)
+            elif m in NEEDS_METHOD:
+                kw.setdefault("batch_size", analyze_batch_size)
+                res = fn(prepared, batch.x, maps, batch.targets, method=name, params=mparams, **kw)
+            else:
+                if "batch_size" in inspect.signature(fn).parameters:
+                    kw.setdefault("batch_size", batch_size)
+                res = fn(prepared, batch.x, maps, batch.targets, **kw)
             row[m] = np.asarray(getattr(res, attr), np.float64)
             if hasattr(res, "curve"):
                 crow[m] = res
