@@ -1,0 +1,415 @@
+"""Concepts: Concept Relevance Propagation (CRP) on the compiled reverse pass.
+
+Achtibat et al., "From attribution maps to human-understandable explanations
+through Concept Relevance Propagation", Nature Machine Intelligence 5, 2023; the
+definitions follow zennit-crp 0.6.0 where it is right (docs/concepts.md lists
+where it is not, and what is done instead).
+
+A *concept* is a channel c of a layer l (the last axis of its output, NHWC).  With
+R^l the relevance at the output of layer l (what reaches it from every consumer),
+
+* conditional relevance (CRP eq. 6): the pass is the method's, except that at each
+  conditioned layer l the relevance at its output is masked to the chosen channels,
+  R^l <- R^l * 1[c in theta_l], *before* the layer's own rule runs.  Several layers
+  in one condition mean their intersection (the relevance that flows through every
+  chosen channel).  For the gradient preset this is the masked gradient.
+* channel relevance: R^l_c = sum_{h,w} R^l_{h,w,c} (zennit-crp's
+  ``ChannelConcept.attribute``), and its normalised form R^l_c / sum_c' |R^l_c'|.
+
+Many conditions run as many *seeds* of one reverse pass, exactly as several targets
+do (:mod:`lrpgraph.heads`): a head that repeats the method's seed S times, and a rule
+wrapper that multiplies the per-seed relevance by a (S, C) mask at the conditioned
+layers (``Context.per_seed``/``merge_seeds``).  The rules themselves do not change, so
+every rule-preset method works.
+
+Public entry points: :func:`conditional`, :func:`channel_relevance`,
+:func:`attribution_graph`, :func:`reference_samples` (with the dataset runner), and
+:class:`ConceptExplainer` which holds the compiled passes of one (model, method).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .analyzer import Analyzer
+from .compile import Program
+from .heads import Head
+
+__all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph",
+           "normalise_conditions"]
+
+
+# ---- conditions --------------------------------------------------------------------------
+
+def _channel_set(v, layer, n_channels):
+    items = [v] if isinstance(v, (int, np.integer)) else list(v)
+    out = set()
+    for c in items:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise TypeError(f"conditions[{layer!r}]: channels are ints, got {c!r}")
+        if not 0 <= int(c) < n_channels:
+            raise ValueError(f"conditions[{layer!r}]: channel {c} is out of range; the layer has "
+                             f"{n_channels} channels (0..{n_channels - 1})")
+        out.add(int(c))
+    if not out:
+        raise ValueError(f"conditions[{layer!r}] names no channel")
+    return frozenset(out)
+
+
+def normalise_conditions(conditions, n_channels):
+    """The seeds of a condition spec: a list of ``{layer: frozenset(channels)}``.
+
+    ``conditions`` is
+
+    * a dict ``{layer: channels}``: each entry of a layer's list (an int, or a list of
+      ints meaning their union) is one choice; several layers give every combination
+      (``itertools.product`` in the dict's order), each the intersection of its
+      layers' choices.  ``{"conv": [3, 5, 9]}`` is three maps, one per channel;
+      ``{"conv": [[3, 5]]}`` is one map through channel 3 or 5;
+      ``{"conv5": [3], "conv4": [1, 2]}`` is two maps: through (conv5 3 and conv4 1),
+      through (conv5 3 and conv4 2);
+    * a list of dicts ``{layer: int or list}`` (zennit-crp's form), one map per dict,
+      a list value meaning the union of its channels.
+
+    ``n_channels(layer)`` gives a layer's channel count (for the range check)."""
+    if isinstance(conditions, dict):
+        if not conditions:
+            raise ValueError("conditions is empty; pass {layer_name: [channels]}")
+        per_layer = []
+        for layer, v in conditions.items():
+            items = [v] if isinstance(v, (int, np.integer)) else list(v)
+            if not items:
+                raise ValueError(f"conditions[{layer!r}] names no channel")
+            per_layer.append([(layer, _channel_set(c, layer, n_channels(layer))) for c in items])
+        return [dict(combo) for combo in itertools.product(*per_layer)]
+    if isinstance(conditions, (list, tuple)) and conditions and all(isinstance(c, dict) for c in conditions):
+        return [{layer: _channel_set(v, layer, n_channels(layer)) for layer, v in c.items()} for c in conditions]
+    raise TypeError("conditions must be a dict {layer_name: [channels]} or a list of such dicts "
+                    f"(one map each); got {type(conditions).__name__}")
+
+
+# ---- the pieces the compiled pass sees ---------------------------------------------------------
+
+class _Slot:
+    """Per trace: the masks of the conditioned nodes and what the pass recorded."""
+
+    def __init__(self):
+        self.masks = {}
+        self.record = ()
+        self.recorded = {}
+
+
+class _ConceptRule:
+    """Wraps a node's rule: masks the relevance at the node's output per seed (at a
+    conditioned layer), records it summed over space (at a recorded layer), then
+    runs the node's own rule on it.  Linear and conservative as the rule it wraps
+    (a mask is a linear map applied before it)."""
+
+    def __init__(self, inner, node, slot):
+        self.inner = inner
+        self.node = node
+        self.slot = slot
+        self.linear_in_relevance = inner.linear_in_relevance
+
+    def conservative(self, op):
+        return self.inner.conservative(op)
+
+    def backward(self, ctx, R):
+        mask = self.slot.masks.get(self.node)
+        if mask is not None:
+            R = _mask(ctx, R, mask)
+        if self.node in self.slot.record:
+            self.slot.recorded[self.node] = _per_channel(ctx, R)
+        return self.inner.backward(ctx, R)
+
+    def __repr__(self):
+        return f"Concept({self.inner!r})"
+
+
+def _mask(ctx, R, mask):
+    """R (S*N, ..., C) times mask (S, C) per seed."""
+    mask = tf.cast(mask, R.dtype)
+    rank = len(R.shape)
+    if ctx.tile is None:  # one seed per sample
+        return R * tf.reshape(mask[0], [1] * (rank - 1) + [-1])
+    m = tf.reshape(mask, tf.concat([tf.shape(mask)[:1], [1] * (rank - 1), tf.shape(mask)[1:]], 0))
+    return ctx.merge_seeds(ctx.per_seed(R) * m)
+
+
+def _per_channel(ctx, R):
+    """R (S*N, ..., C) summed over the axes between batch and channel: (S, N, C)."""
+    s = tf.reduce_sum(R, axis=list(range(1, len(R.shape) - 1))) if len(R.shape) > 2 else R
+    return ctx.per_seed(s) if ctx.tile is not None else s[None]
+
+
+class _RepeatHead(Head):
+    """The method's one seed, repeated ``n`` times; the maps come back (N, n, ...)."""
+
+    def __init__(self, inner, n):
+        self.inner = inner
+        self.n_seeds = int(n)
+
+    def seeds(self, logits, targets):
+        s = self.inner.seeds(logits, targets)
+        return s if self.n_seeds == 1 else tf.tile(s[None], [self.n_seeds, 1, 1])
+
+    def combine(self, maps, logits, targets):
+        return tf.transpose(maps, [1, 0] + list(range(2, len(maps.shape))))
+
+
+@dataclass
+class _Pass:
+    fn: object
+    cond_nodes: list
+    record_nodes: list
+
+
+class ConceptExplainer:
+    """The compiled concept passes of one (model, rule-preset method).
+
+    ``ConceptExplainer(model, "epsilon_plus_flat", **params)``; ``overrides`` as in
+    :class:`lrpgraph.Analyzer`.  One compiled function per (number of seeds,
+    conditioned layers, recorded layers); the channels themselves are a tensor
+    argument, so new channels never retrace."""
+
+    def __init__(self, model, method="epsilon_plus_flat", overrides=None, **params):
+        if isinstance(method, Analyzer):
+            self.analyzer = method
+        elif isinstance(method, str):
+            try:
+                self.analyzer = Analyzer(model, method, overrides, **params)
+            except ValueError as e:
+                if "unknown" in str(e).lower() and "preset" in str(e).lower() or "unknown method" in str(e):
+                    raise ValueError(f"concepts run on rule-preset methods (LRP presets and the gradient "
+                                     f"family); {method!r} is not one: {e}") from None
+                raise
+        else:
+            raise TypeError(f"method must be a preset name or an lrpgraph.Analyzer, got {type(method).__name__}")
+        if self.analyzer.head.n_seeds != 1:
+            raise ValueError(f"method {self.analyzer.name!r} starts {self.analyzer.head.n_seeds} seeds per sample; "
+                             "concepts need a one-seed head (an LRP or gradient preset)")
+        if self.analyzer.stop_at:
+            raise ValueError("concepts need the reverse pass down to the input; build the Analyzer without stop_at")
+        self.prepared = self.analyzer.prepared
+        if len(self.prepared.input_specs) != 1:
+            raise ValueError(f"concepts explain one-input models; {self.prepared.name!r} has "
+                             f"{len(self.prepared.input_specs)} inputs")
+        self.graph = self.prepared.graph
+        self._passes = {}
+
+    @property
+    def method(self):
+        return self.analyzer.name
+
+    # -- layers ----------------------------------------------------------------------------
+    def node(self, layer):
+        """The graph node carrying the Keras layer ``layer``'s output."""
+        n = self.prepared.layer_node(layer)
+        if n not in self.analyzer.rules:
+            raise ValueError(f"layer {layer!r} carries no relevance in this model's reverse pass "
+                             "(it is not between the input and the explained output)")
+        return n
+
+    def n_channels(self, layer):
+        """The channel count (last axis) of layer ``layer``'s output."""
+        shape = self.graph.nodes[self.node(layer)]["output_shapes"][0]
+        if shape is None or shape[-1] is None:
+            raise ValueError(f"layer {layer!r} has no static channel count (output shape {shape})")
+        return int(shape[-1])
+
+    # -- compiled passes ----------------------------------------------------------------------
+    def _pass(self, n_seeds, cond_nodes, record_nodes):
+        key = (n_seeds, tuple(cond_nodes), tuple(record_nodes))
+        if key not in self._passes:
+            slot = _Slot()
+            rules = dict(self.analyzer.rules)
+            for n in set(cond_nodes) | set(record_nodes):
+                rules[n] = _ConceptRule(rules[n], n, slot)
+            program = Program(self.prepared, rules, _RepeatHead(self.analyzer.head, n_seeds),
+                              multiply_input=self.analyzer.preset.multiply_input)
+            spec = self.prepared.input_specs[0]
+
+            def run(x, targets, masks):
+                slot.masks = dict(zip(cond_nodes, masks))
+                slot.record = tuple(record_nodes)
+                slot.recorded = {}
+                maps, logits, _ = program.analysis([x], targets)
+                m = maps[0]
+                if n_seeds == 1:
+                    m = m[:, None]
+                recorded = []
+                for node in record_nodes:
+                    r = slot.recorded.get(node)
+                    if r is None:  # no relevance reached it
+                        c = self.graph.nodes[node]["output_shapes"][0][-1]
+                        r = tf.zeros([n_seeds, tf.shape(x)[0], c], logits.dtype)
+                    recorded.append(tf.transpose(r, [1, 0, 2]))
+                return m, logits, recorded
+
+            mask_specs = [tf.TensorSpec([n_seeds, self.graph.nodes[n]["output_shapes"][0][-1]], tf.float32)
+                          for n in cond_nodes]
+            fn = tf.function(run, input_signature=[spec, tf.TensorSpec([None], tf.int32), mask_specs],
+                             reduce_retracing=True, autograph=False)
+            self._passes[key] = _Pass(fn, list(cond_nodes), list(record_nodes))
+        return self._passes[key]
+
+    def _masks(self, seeds):
+        """(conditioned nodes, list of (S, C) float32 masks) for normalised seeds."""
+        layers = sorted({layer for s in seeds for layer in s})
+        nodes = [self.node(layer) for layer in layers]
+        masks = []
+        for layer in layers:
+            m = np.ones((len(seeds), self.n_channels(layer)), np.float32)
+            for i, s in enumerate(seeds):
+                if layer in s:
+                    m[i] = 0
+                    m[i, sorted(s[layer])] = 1
+            masks.append(m)
+        return nodes, masks
+
+    def run(self, x, target=None, conditions=None, record=(), batch_size=None):
+        """The core call: ``(maps (N, S, ...), logits (N, K), targets (N,),
+        {layer: (N, S, C) relevance per channel at that layer})``.
+
+        ``conditions``: as :func:`normalise_conditions` (None: one unconditioned
+        seed); ``record``: layer names whose output relevance (after their mask)
+        is summed over space."""
+        seeds = [{}] if conditions is None else normalise_conditions(conditions, self.n_channels)
+        nodes, masks = self._masks(seeds)
+        record = [record] if isinstance(record, str) else list(record)
+        rec_nodes = [self.node(layer) for layer in record]
+        xs, _ = self.prepared.check_inputs(x)
+        x = xs[0]
+        n = x.shape[0]
+        targets, multi = self.prepared.check_targets(target, n)
+        if multi:
+            raise ValueError("concepts explain one class per sample; pass target as an int, a class name or (N,) "
+                             "classes")
+        p = self._pass(len(seeds), nodes, rec_nodes)
+        step = n if batch_size is None else int(batch_size)
+        outs = []
+        for s in range(0, n, max(step, 1)):
+            m, z, r = p.fn(tf.convert_to_tensor(x[s:s + step]), tf.convert_to_tensor(targets[s:s + step]),
+                           [tf.convert_to_tensor(a) for a in masks])
+            outs.append((m.numpy(), z.numpy(), [a.numpy() for a in r]))
+        maps = np.concatenate([o[0] for o in outs])
+        logits = np.concatenate([o[1] for o in outs])
+        rec = {layer: np.concatenate([o[2][i] for o in outs]) for i, layer in enumerate(record)}
+        resolved = np.where(targets < 0, logits.argmax(-1), targets).astype(np.int32)
+        return maps, logits, resolved, rec
+
+    # -- the public views ----------------------------------------------------------------------
+    def conditional(self, x, target=None, conditions=None, batch_size=None):
+        """Conditional heatmaps (N, S, ...): see :func:`conditional`."""
+        if conditions is None:
+            raise ValueError("conditional needs conditions, e.g. {'block5_conv3': [12, 40]}")
+        return self.run(x, target, conditions, batch_size=batch_size)[0]
+
+    def channel_relevance(self, x, target=None, layers=(), normalise=False, conditions=None, batch_size=None):
+        """{layer: (N, C)} (or (N, S, C) with conditions): see :func:`channel_relevance`."""
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        if not layers:
+            raise ValueError("channel_relevance needs at least one layer name")
+        _, _, _, rec = self.run(x, target, conditions, record=layers, batch_size=batch_size)
+        out = {}
+        for layer, r in rec.items():
+            if normalise:
+                r = _normalise(r)
+            out[layer] = r[:, 0] if conditions is None else r
+        return out
+
+
+def _normalise(r):
+    """R_c / sum_c' |R_c'| over the last axis; 0 where every R_c' is 0."""
+    d = np.abs(r).sum(axis=-1, keepdims=True)
+    return np.divide(r, d, out=np.zeros_like(r), where=d > 0)
+
+
+def _explainer(model, method, params):
+    if isinstance(model, ConceptExplainer):
+        if params:
+            raise TypeError("pass method parameters when building the ConceptExplainer, not with it")
+        return model
+    return ConceptExplainer(model, method, **params)
+
+
+def conditional(model, x, target=None, conditions=None, method="epsilon_plus_flat", batch_size=None, **params):
+    """Conditional relevance maps (CRP): the relevance that flows through chosen channels.
+
+    R(x | theta): the method's reverse pass, except that at each layer l named in a
+    condition theta the relevance at l's output is multiplied by the indicator of the
+    chosen channels, R^l_{...,c} <- R^l_{...,c} 1[c in theta_l], before l's own rule
+    runs (Achtibat et al. 2023, eq. 6; several layers: the intersection).  For rules
+    linear in the relevance the maps of a partition of a layer's channels sum to the
+    unconditioned map.  For the gradient presets it is the masked gradient.
+
+    ``model``: a keras.Model, Prepared, or :class:`ConceptExplainer` (reuses its compiled
+    passes); ``conditions``: ``{layer: [c1, c2, ...]}`` (one map per channel; a nested
+    list is a union; several layers combine, see :func:`normalise_conditions`) or a list
+    of dicts (one map each); ``method``: any rule preset; ``params``: its parameters.
+
+    Returns (N, S, H, W, C) for S conditions (shaped like the input after N, S)."""
+    return _explainer(model, method, params).conditional(x, target, conditions, batch_size=batch_size)
+
+
+def channel_relevance(model, x, target=None, layers=(), method="epsilon_plus_flat", normalise=False,
+                      conditions=None, batch_size=None, **params):
+    """Relevance per channel at each listed layer's output, in one reverse pass.
+
+    R^l_c = sum_{spatial} R^l_{...,c}, ``{layer: (N, C)}``; with ``normalise`` the
+    per-sample share R^l_c / sum_c' |R^l_c'| (zennit-crp's ``abs_norm``).  Summed over
+    c it is the relevance total reaching layer l (the target logit for a conservative
+    preset on a bias-free model).  With ``conditions`` it is the relevance per channel
+    of each conditional pass, (N, S, C) (what :func:`attribution_graph` reads)."""
+    return _explainer(model, method, params).channel_relevance(x, target, layers, normalise, conditions,
+                                                               batch_size=batch_size)
+
+
+def attribution_graph(model, x, target=None, layer=None, channel=None, lower_layer=None,
+                      method="epsilon_plus_flat", top=3, **params):
+    """How concept (``layer``, ``channel``) draws its relevance from lower concepts.
+
+    One sample ``x`` (a batch of one, or one sample without the batch axis).
+    ``lower_layer``: a layer name, or a list of layer names from upper to lower for a
+    recursive graph.  For the first lower layer: condition on {layer: [channel]} and
+    read R^{lower}_c' for every c' (the relevance of the concept that passes through
+    c'); keep the ``top`` channels by |R|; for each kept c', recurse with the condition
+    {layer: [channel], lower: [c']} into the next listed layer (zennit-crp's
+    ``ConceptAttributionGraph``: relevance flows only through the path so far).
+
+    Returns a networkx.DiGraph: nodes ``(layer, channel)`` with attribute
+    ``relevance`` (of the path up to it), edges upper -> lower with ``relevance`` (the
+    lower node's conditional relevance) and ``share`` (its fraction of the upper
+    node's relevance).  The root holds the relevance of (layer, channel) itself."""
+    import networkx as nx
+
+    if layer is None or channel is None or lower_layer is None:
+        raise ValueError("attribution_graph needs layer, channel and lower_layer")
+    ex = _explainer(model, method, params)
+    x = np.asarray(x)
+    if x.ndim == len(ex.prepared.input_specs[0].shape) - 1:
+        x = x[None]
+    if x.shape[0] != 1:
+        raise ValueError(f"attribution_graph explains one sample; got a batch of {x.shape[0]}")
+    lowers = [lower_layer] if isinstance(lower_layer, str) else list(lower_layer)
+    root = ex.channel_relevance(x, target, [layer])[layer][0, int(channel)]
+    g = nx.DiGraph()
+    g.add_node((layer, int(channel)), layer=layer, channel=int(channel), relevance=float(root))
+    frontier = [((layer, int(channel)), {layer: [int(channel)]}, float(root))]
+    for lower in lowers:
+        nxt = []
+        for node, cond, rel in frontier:
+            r = ex.channel_relevance(x, target, [lower], conditions=[cond])[lower][0, 0]
+            order = np.argsort(-np.abs(r), kind="stable")[:top]
+            for c in order:
+                child = (lower, int(c))
+                g.add_node(child, layer=lower, channel=int(c), relevance=float(r[c]))
+                share = float(r[c] / rel) if rel != 0 else 0.0
+                g.add_edge(node, child, relevance=float(r[c]), share=share)
+                nxt.append((child, dict(cond, **{lower: [int(c)]}), float(r[c])))
+        frontier = nxt
+    return g
