@@ -101,6 +101,7 @@ class _Slot:
         self.masks = {}
         self.record = ()
         self.recorded = {}
+        self.activations = {}
 
 
 class _ConceptRule:
@@ -124,6 +125,8 @@ class _ConceptRule:
             R = _mask(ctx, R, mask)
         if self.node in self.slot.record:
             self.slot.recorded[self.node] = _per_channel(ctx, R)
+            y = ctx.untiled[1] if ctx.tile is not None else ctx.output
+            self.slot.activations[self.node] = _per_channel(_ONE_SEED, y)[0]
         return self.inner.backward(ctx, R)
 
     def __repr__(self):
@@ -144,6 +147,13 @@ def _per_channel(ctx, R):
     """R (S*N, ..., C) summed over the axes between batch and channel: (S, N, C)."""
     s = tf.reduce_sum(R, axis=list(range(1, len(R.shape) - 1))) if len(R.shape) > 2 else R
     return ctx.per_seed(s) if ctx.tile is not None else s[None]
+
+
+class _OneSeed:
+    tile = None
+
+
+_ONE_SEED = _OneSeed()
 
 
 class _RepeatHead(Head):
@@ -237,6 +247,7 @@ class ConceptExplainer:
                 slot.masks = dict(zip(cond_nodes, masks))
                 slot.record = tuple(record_nodes)
                 slot.recorded = {}
+                slot.activations = {}
                 maps, logits, _ = program.analysis([x], targets)
                 m = maps[0]
                 if n_seeds == 1:
@@ -248,7 +259,8 @@ class ConceptExplainer:
                         c = self.graph.nodes[node]["output_shapes"][0][-1]
                         r = tf.zeros([n_seeds, tf.shape(x)[0], c], logits.dtype)
                     recorded.append(tf.transpose(r, [1, 0, 2]))
-                return m, logits, recorded
+                acts = [slot.activations.get(node, tf.zeros_like(r[:, 0])) for node, r in zip(record_nodes, recorded)]
+                return m, logits, recorded, acts
 
             mask_specs = [tf.TensorSpec([n_seeds, self.graph.nodes[n]["output_shapes"][0][-1]], tf.float32)
                           for n in cond_nodes]
@@ -293,12 +305,13 @@ class ConceptExplainer:
         step = n if batch_size is None else int(batch_size)
         outs = []
         for s in range(0, n, max(step, 1)):
-            m, z, r = p.fn(tf.convert_to_tensor(x[s:s + step]), tf.convert_to_tensor(targets[s:s + step]),
-                           [tf.convert_to_tensor(a) for a in masks])
-            outs.append((m.numpy(), z.numpy(), [a.numpy() for a in r]))
+            m, z, r, a = p.fn(tf.convert_to_tensor(x[s:s + step]), tf.convert_to_tensor(targets[s:s + step]),
+                              [tf.convert_to_tensor(a) for a in masks])
+            outs.append((m.numpy(), z.numpy(), [v.numpy() for v in r], [v.numpy() for v in a]))
         maps = np.concatenate([o[0] for o in outs])
         logits = np.concatenate([o[1] for o in outs])
         rec = {layer: np.concatenate([o[2][i] for o in outs]) for i, layer in enumerate(record)}
+        self.last_activations = {layer: np.concatenate([o[3][i] for o in outs]) for i, layer in enumerate(record)}
         resolved = np.where(targets < 0, logits.argmax(-1), targets).astype(np.int32)
         return maps, logits, resolved, rec
 
@@ -413,3 +426,196 @@ def attribution_graph(model, x, target=None, layer=None, channel=None, lower_lay
                 nxt.append((child, dict(cond, **{lower: [int(c)]}), float(r[c])))
         frontier = nxt
     return g
+
+
+# ---- dataset scale: reference samples and class statistics ---------------------------------------
+
+from .method import Method  # noqa: E402
+from .registry import register  # noqa: E402
+
+#: rows of the per-sample map :class:`ConceptStatistics` stores
+STAT_ROWS = ("relevance", "relevance_share", "activation")
+
+
+@register("concepts", "per sample, (3, C): relevance per channel of a layer, its share, and the summed activation")
+class ConceptStatistics(Method):
+    """A :class:`lrpgraph.Method` whose "map" is one layer's concept statistics.
+
+    For each sample, (3, C): ``relevance`` R^l_c (summed over space, for the target
+    class), ``relevance_share`` R^l_c / sum_c' |R^l_c'| and ``activation``
+    sum_{space} a^l_c (zennit-crp's ``max_target="sum"``), computed in one reverse
+    pass of ``base`` (a rule preset).  The dataset runner stores these and merges the
+    running top-k per channel and the class sums (:func:`reference_samples`).
+
+    Registered as ``"concepts"`` so that Ray actors build it by name:
+    ``create_analyzer("concepts", model, layer="block3_conv1", base="epsilon_plus_flat")``."""
+
+    name = "concepts"
+    supports_all = False
+
+    def __init__(self, model, layer=None, base="epsilon_plus_flat", channels=None, **params):
+        if layer is None:
+            raise ValueError("ConceptStatistics needs layer=, the name of the layer whose channels are concepts")
+        self.explainer = ConceptExplainer(model, base, **params)
+        super().__init__(self.explainer.prepared, neuron_selection_mode="index")
+        self.layer, self.base = layer, self.explainer.method
+        n = self.explainer.n_channels(layer)
+        self.channels = list(range(n)) if channels is None else [int(c) for c in channels]
+        bad = [c for c in self.channels if not 0 <= c < n]
+        if bad:
+            raise ValueError(f"channels {bad} are out of range; layer {layer!r} has {n} channels")
+        self.params = {"layer": layer, "base": self.base, "channels": self.channels,
+                       **getattr(self.explainer.analyzer, "params", {})}
+
+    def compute(self, xs, targets):
+        _, logits, _, rec = self.explainer.run(xs[0], targets, record=[self.layer])
+        r = rec[self.layer][:, 0]
+        a = self.explainer.last_activations[self.layer]
+        out = np.stack([r, _normalise(r), a], axis=1)[:, :, self.channels]
+        return [out.astype(np.float32)], logits
+
+
+def relevance_score(block):
+    """TopK score: the relevance per channel (row 0 of :class:`ConceptStatistics`)."""
+    return block.maps[:, 0]
+
+
+def activation_score(block):
+    """TopK score: the summed activation per channel (row 2)."""
+    return block.maps[:, 2]
+
+
+def concept_reductions(k):
+    """The reductions of a concept job: top-k by relevance, top-k by activation, class sums."""
+    from .data.reductions import ClassSum, TopK
+
+    return [TopK(k, relevance_score, name="topk_relevance"), TopK(k, activation_score, name="topk_activation"),
+            ClassSum(name="class_statistics")]
+
+
+@dataclass
+class ReferenceSamples:
+    """What :func:`reference_samples` returns.
+
+    ``channels`` (C,) the concept channels of ``layer``; ``indices`` (C, k) the
+    dataset indices of each channel's reference samples (-1: fewer than k samples),
+    ``values`` (C, k) their scores (relevance or activation, as ``mode``);
+    ``class_relevance`` (K, C) the mean relevance share of each channel over the
+    samples explained for each class (CRP's glocal view; NaN for a class with no
+    sample), ``class_count`` (K,); ``boxes`` (C, k, 4) int (y0, x0, y1, x1),
+    half-open, the receptive-field box of each reference sample, or None;
+    ``store`` the :class:`lrpgraph.data.Attributions` of the run (per-sample
+    statistics in ``store.relevance``, (N, 3, C))."""
+
+    layer: str
+    mode: str
+    channels: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    class_relevance: np.ndarray
+    class_count: np.ndarray
+    boxes: np.ndarray | None
+    store: object
+
+    def top_classes(self, channel, n=3):
+        """The classes in which ``channel`` is most relevant on average."""
+        col = list(self.channels).index(int(channel))
+        v = np.nan_to_num(self.class_relevance[:, col], nan=-np.inf)
+        return np.argsort(-v, kind="stable")[:n]
+
+    def top_concepts(self, cls, n=5):
+        """The channels most relevant on average for class ``cls``."""
+        v = np.nan_to_num(self.class_relevance[int(cls)], nan=-np.inf)
+        return self.channels[np.argsort(-v, kind="stable")[:n]]
+
+
+def reference_samples(model, data, layer, channels="all", k=8, mode="relevance", method="epsilon_plus_flat",
+                      target="label", store=None, batch_size=32, resume=True, progress=False, rf=True,
+                      rf_threshold=0.1, executor=None, **params):
+    """The k reference samples of each concept over a whole dataset (CRP sect. 2.3).
+
+    Relevance maximisation (``mode="relevance"``): the samples x with the largest
+    R^l_c(x) (the channel's relevance to the explained class, summed over space);
+    activation maximisation (``"activation"``): the largest sum_space a^l_c(x).  Both
+    are kept (the store holds both top-k reductions); ``mode`` says which one is
+    returned.  The run is the dataset runner's (:func:`lrpgraph.data.drive`): one
+    block per ``batch_size`` samples through :class:`ConceptStatistics`, the running
+    top-k per channel (:class:`lrpgraph.data.TopK`) merged per block -- a merge keeps
+    the k largest of the union (ties to the lower index), associative and
+    commutative, so a resumed run, a Ray run and one process give the same top-k.
+    Class statistics come from the same pass (:class:`lrpgraph.data.ClassSum` of the
+    relevance shares).
+
+    ``rf``: also the receptive-field box of each reference sample: the bounding box of
+    the pixels whose conditional relevance |sum_channels R(x | {layer: [c]})| is at
+    least ``rf_threshold`` times its maximum (zennit-crp's ``rf=True`` crops to the
+    receptive field of the most relevant neuron; this box is of the whole
+    conditional map).  ``executor``: a :class:`lrpgraph.data.RayExecutor` built with
+    ``method="concepts"`` and the same params, or None (this process).
+    """
+    from .data.driver import drive
+    from .data.executors import InProcess
+    from .data.job import BlockJob
+    from .data.sources import make_source
+    from .data.spec import JobSpec
+
+    if mode not in ("relevance", "activation"):
+        raise ValueError(f"mode must be 'relevance' or 'activation', got {mode!r}")
+    if store is None:
+        raise ValueError("reference_samples writes a resumable store: pass store='concepts.zarr'")
+    stats = model if isinstance(model, ConceptStatistics) else ConceptStatistics(
+        model, layer=layer, base=method, channels=None if channels == "all" else channels, **params)
+    spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k))
+    job = BlockJob(stats, spec)
+    source = make_source(data, job.prepared, **spec.source_options())
+    att = drive(job, source, store, executor or InProcess(), resume=resume, progress=progress)
+    red = att.reductions
+    top = red["topk_relevance" if mode == "relevance" else "topk_activation"]
+    cs = red["class_statistics"]
+    cnt = cs["count"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        class_rel = np.where(cnt[:, None] > 0, cs["sum"][:, 1] / np.maximum(cnt, 1)[:, None], np.nan)
+    chans = np.asarray(stats.channels)
+    boxes = _boxes(stats.explainer, source, batch_size, layer, chans, top["indices"], target, rf_threshold) \
+        if rf else None
+    return ReferenceSamples(layer, mode, chans, top["indices"], top["values"], class_rel, cnt, boxes, att)
+
+
+def _read_samples(source, block_size, indices):
+    """{index: (x, label)} for the wanted dataset indices."""
+    want = sorted({int(i) for i in np.ravel(indices) if i >= 0})
+    blocks = sorted({i // block_size for i in want})
+    out = {}
+    for b, x, labels, _, _ in source.blocks(block_size, blocks):
+        for j in range(len(x)):
+            i = b * block_size + j
+            if i in want:
+                out[i] = (x[j], -1 if labels is None else int(labels[j]))
+    return out
+
+
+def rf_box(heatmap, threshold=0.1):
+    """(y0, x0, y1, x1) half-open bounding box of |heatmap| >= threshold * max|heatmap|
+    for an (H, W) map; the whole image when the map is zero."""
+    a = np.abs(np.asarray(heatmap, np.float64))
+    h, w = a.shape
+    m = a.max()
+    if m <= 0:
+        return np.array([0, 0, h, w])
+    ys, xs = np.nonzero(a >= threshold * m)
+    return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1])
+
+
+def _boxes(explainer, source, block_size, layer, channels, indices, target, threshold):
+    samples = _read_samples(source, block_size, indices)
+    boxes = np.zeros(indices.shape + (4,), np.int64)
+    # one seed count for every sample (padded with repeats): one compiled pass, no retracing
+    width = max((int((indices == i).sum()) for i in samples), default=1)
+    for i, (x, label) in samples.items():
+        where = np.argwhere(indices == i)  # (channel row, rank)
+        t = label if target == "label" else (None if target == "predicted" else target)
+        conds = [{layer: int(channels[r])} for r, _ in where]
+        maps = explainer.conditional(x[None], t, conds + conds[:1] * (width - len(conds)))[0]
+        for (r, j), m in zip(where, maps):
+            boxes[r, j] = rf_box(m.sum(axis=-1) if m.ndim == 3 else m, threshold)
+    return boxes
