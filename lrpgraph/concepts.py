@@ -531,7 +531,7 @@ class ReferenceSamples:
 
 def reference_samples(model, data, layer, channels="all", k=8, mode="relevance", method="epsilon_plus_flat",
                       target="label", store=None, batch_size=32, resume=True, progress=False, rf=True,
-                      rf_threshold=0.1, executor=None, **params):
+                      rf_threshold=0.1, executor=None, on_block=None, **params):
     """The k reference samples of each concept over a whole dataset (CRP sect. 2.3).
 
     Relevance maximisation (``mode="relevance"``): the samples x with the largest
@@ -551,7 +551,8 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     least ``rf_threshold`` times its maximum (zennit-crp's ``rf=True`` crops to the
     receptive field of the most relevant neuron; this box is of the whole
     conditional map).  ``executor``: a :class:`lrpgraph.data.RayExecutor` built with
-    ``method="concepts"`` and the same params, or None (this process).
+    ``method="concepts"`` and the same params, or None (this process);
+    ``on_block(block, attributions)`` as in :func:`lrpgraph.explain_dataset`.
     """
     from .data.driver import drive
     from .data.executors import InProcess
@@ -568,7 +569,7 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k))
     job = BlockJob(stats, spec)
     source = make_source(data, job.prepared, **spec.source_options())
-    att = drive(job, source, store, executor or InProcess(), resume=resume, progress=progress)
+    att = drive(job, source, store, executor or InProcess(), resume=resume, progress=progress, on_block=on_block)
     red = att.reductions
     top = red["topk_relevance" if mode == "relevance" else "topk_activation"]
     cs = red["class_statistics"]

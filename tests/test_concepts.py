@@ -1,0 +1,172 @@
+"""Concept relevance (lrpgraph.concepts): conditional maps, channel relevance, the
+attribution graph and reference samples over a dataset, against identities that
+fail when a mask, a seed or a merge is wrong."""
+
+import numpy as np
+import pytest
+
+import lrpgraph
+from lrpgraph.concepts import (ConceptExplainer, attribution_graph, channel_relevance, conditional,
+                               normalise_conditions, reference_samples, rf_box)
+
+# float32 noise bound for a sum of C conditional maps against one map: each of the C
+# passes rounds at ~1.2e-7 relative per op over a handful of layers; 64 terms summed
+# and a safety factor of 4 give 64 * 1.2e-7 * 4 ~ 3e-5 of the map's largest value.
+PARTITION_RTOL = 3e-5
+
+METHODS = ["epsilon_plus_flat", "lrp.epsilon", "lrp.alpha_2_beta_1", "gradient", "input_t_gradient"]
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    from conftest import build_small_cnn
+    return build_small_cnn("_nb")  # zero biases: conservative presets reach the logit
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_all_channels_and_a_partition_give_the_unconditioned_map(cnn, method):
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, method)
+    base = ex.analyzer.analyze(x, targets)
+    scale = np.abs(base).max()
+    everything = ex.conditional(x, targets, {"conv2": [list(range(16))]})
+    assert everything.shape == (4, 1) + x.shape[1:]
+    np.testing.assert_allclose(everything[:, 0], base, rtol=0, atol=PARTITION_RTOL * scale)
+    parts = ex.conditional(x, targets, {"conv2": list(range(16))})  # 16 seeds, one per channel
+    assert parts.shape == (4, 16) + x.shape[1:]
+    np.testing.assert_allclose(parts.sum(axis=1), base, rtol=0, atol=PARTITION_RTOL * scale)
+    # a coarser partition (two halves) and the per-channel one agree too
+    halves = ex.conditional(x, targets, [{"conv2": list(range(8))}, {"conv2": list(range(8, 16))}])
+    np.testing.assert_allclose(halves.sum(axis=1), base, rtol=0, atol=PARTITION_RTOL * scale)
+    # one channel conditioned alone is not the whole map (the mask does something)
+    assert np.abs(parts[:, 0] - base).max() > 1e-3 * scale
+
+
+def test_conditional_maps_are_masked_per_seed(cnn):
+    """Each seed's map equals a separate one-seed call with that channel (the seeds do not mix)."""
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, "epsilon_plus_flat")
+    many = ex.conditional(x, targets, {"conv2": [3, 7, 11]})
+    for i, c in enumerate([3, 7, 11]):
+        one = ex.conditional(x, targets, {"conv2": [c]})[:, 0]
+        np.testing.assert_allclose(many[:, i], one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
+
+
+def test_intersection_of_layers(cnn):
+    """{conv2: c, conv1: all} is {conv2: c}; conv1's channels partition it again."""
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, "epsilon_plus_flat")
+    only = ex.conditional(x, targets, {"conv2": [5]})[:, 0]
+    both = ex.conditional(x, targets, {"conv2": [5], "conv1": list(range(8))})
+    assert both.shape[1] == 8
+    np.testing.assert_allclose(both.sum(1), only, rtol=0, atol=PARTITION_RTOL * np.abs(only).max())
+
+
+def test_channel_relevance_sums_to_the_logit_for_a_conservative_preset(cnn):
+    model, x, targets = cnn
+    logits = lrpgraph.prepare(model).logits(x)[np.arange(4), targets]
+    # lrp.z on a bias-free ReLU net conserves at every layer (max pooling passes it on)
+    cr = channel_relevance(model, x, targets, ["conv1", "conv2", "fc1"], method="lrp.z")
+    for layer, r in cr.items():
+        # float32: relative noise of the sums ~1e-6; denominators at exact zero would lose relevance
+        np.testing.assert_allclose(r.sum(1), logits, rtol=1e-4, err_msg=layer)
+    share = channel_relevance(model, x, targets, ["conv2"], method="lrp.z", normalise=True)["conv2"]
+    np.testing.assert_allclose(np.abs(share).sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(share, cr["conv2"] / np.abs(cr["conv2"]).sum(1, keepdims=True), rtol=1e-5)
+
+
+def test_channel_relevance_equals_the_conditional_map_total(cnn):
+    """R^l_c is the total of the conditional map for {l: c} (a conservative preset below l too)."""
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, "lrp.z")
+    r = ex.channel_relevance(x, targets, ["conv2"])["conv2"]
+    maps = ex.conditional(x, targets, {"conv2": list(range(16))})
+    np.testing.assert_allclose(maps.sum(axis=(2, 3, 4)), r, rtol=1e-3, atol=1e-5 * np.abs(r).max())
+
+
+def test_attribution_graph_splits_a_concept(cnn):
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, "lrp.z")
+    g = attribution_graph(ex, x[:1], int(targets[0]), "conv2", 4, ["conv1"], top=8)
+    root = ("conv2", 4)
+    # every conv1 channel kept (top=8 of 8): the split sums to the concept's relevance
+    total = sum(g.edges[root, v]["relevance"] for v in g.successors(root))
+    np.testing.assert_allclose(total, g.nodes[root]["relevance"], rtol=1e-4)
+    g2 = attribution_graph(ex, x[:1], int(targets[0]), "fc1", 0, ["conv2", "conv1"], top=2)
+    assert g2.number_of_edges() == 2 + 4
+
+
+def test_bad_conditions_say_why(cnn):
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, "epsilon_plus_flat")
+    with pytest.raises(ValueError, match="out of range"):
+        ex.conditional(x, targets, {"conv2": [16]})
+    with pytest.raises(ValueError, match="no layer named"):
+        ex.conditional(x, targets, {"nope": [1]})
+    with pytest.raises(TypeError, match="dict"):
+        normalise_conditions("conv2", ex.n_channels)
+    with pytest.raises(ValueError, match="one-seed head|rule-preset|unknown"):
+        conditional(model, x, targets, {"conv2": [1]}, method="sglrp")
+
+
+def test_rf_box():
+    h = np.zeros((8, 8))
+    h[2, 3], h[5, 6] = 1.0, -0.5
+    np.testing.assert_array_equal(rf_box(h, 0.1), [2, 3, 6, 7])
+    np.testing.assert_array_equal(rf_box(np.zeros((4, 5))), [0, 0, 4, 5])
+
+
+def _dataset(cnn, n=12, star=5, scale=10.0):
+    model, x, _ = cnn
+    r = np.random.default_rng(0)
+    data = r.random((n,) + x.shape[1:]).astype("float32")
+    data[star] *= scale  # bias-free ReLU net: activations and LRP-z relevances scale by `scale`
+    return model, data, r.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("mode", ["activation", "relevance"])
+def test_a_sample_made_to_maximise_channels_ranks_first(cnn, tmp_path, mode):
+    model, data, labels = _dataset(cnn)
+    rs = reference_samples(model, (data, labels), "conv2", k=3, mode=mode, method="lrp.z", target=0,
+                           store=str(tmp_path / "c.zarr"), batch_size=4)
+    ex = ConceptExplainer(model, "lrp.z")
+    cr = ex.channel_relevance(data, 0, ["conv2"])["conv2"]
+    score = ex.last_activations["conv2"] if mode == "activation" else cr
+    # the channels where the scaled sample's score beats every other sample's
+    others = np.delete(score, 5, axis=0).max(0)
+    won = score[5] > others
+    assert won.sum() >= 4  # the construction makes it win for most channels
+    assert (rs.indices[won, 0] == 5).all()
+    np.testing.assert_allclose(rs.values[:, 0], score.max(0), rtol=1e-5)
+    assert rs.boxes.shape == (16, 3, 4)
+    assert (rs.boxes[..., 2] > rs.boxes[..., 0]).all() and (rs.boxes[..., 3] > rs.boxes[..., 1]).all()
+    # class statistics: every sample is explained for class 0
+    assert rs.class_count[0] == 12 and rs.class_count[1:].sum() == 0
+    share = cr / np.abs(cr).sum(1, keepdims=True)
+    np.testing.assert_allclose(rs.class_relevance[0], share.mean(0), rtol=1e-4, atol=1e-6)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resumed_equals_one_process(cnn, tmp_path):
+    model, data, labels = _dataset(cnn)
+    one = reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=str(tmp_path / "one"),
+                            batch_size=4, rf=False)
+
+    def crash(b, att):
+        if b == 1:
+            raise _Crash()
+
+    path = str(tmp_path / "resumed")
+    with pytest.raises(_Crash):
+        reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=path, batch_size=4,
+                          on_block=crash, rf=False)
+    again = reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=path, batch_size=4,
+                              rf=False)
+    assert again.store.computed and 0 not in again.store.computed
+    np.testing.assert_array_equal(again.indices, one.indices)
+    np.testing.assert_array_equal(again.values, one.values)
+    np.testing.assert_array_equal(again.class_count, one.class_count)
+    np.testing.assert_allclose(again.class_relevance, one.class_relevance, rtol=1e-12)
