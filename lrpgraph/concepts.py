@@ -45,7 +45,7 @@ __all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_
 
 # ---- conditions --------------------------------------------------------------------------
 
-def _channel_set(v, layer, n_channels):
+def _channel_set(v, layer, n_channels, allow_empty=False):
     items = [v] if isinstance(v, (int, np.integer)) else list(v)
     out = set()
     for c in items:
@@ -55,7 +55,7 @@ def _channel_set(v, layer, n_channels):
             raise ValueError(f"conditions[{layer!r}]: channel {c} is out of range; the layer has "
                              f"{n_channels} channels (0..{n_channels - 1})")
         out.add(int(c))
-    if not out:
+    if not out and not allow_empty:
         raise ValueError(f"conditions[{layer!r}] names no channel")
     return frozenset(out)
 
@@ -73,7 +73,8 @@ def normalise_conditions(conditions, n_channels):
       ``{"conv5": [3], "conv4": [1, 2]}`` is two maps: through (conv5 3 and conv4 1),
       through (conv5 3 and conv4 2);
     * a list of dicts ``{layer: int or list}`` (zennit-crp's form), one map per dict,
-      a list value meaning the union of its channels.
+      a list value meaning the union of its channels (``[]``: no channel, the
+      relevance that does not pass through the layer, with ``exclude_parallel=False``).
 
     ``n_channels(layer)`` gives a layer's channel count (for the range check)."""
     if isinstance(conditions, dict):
@@ -87,7 +88,8 @@ def normalise_conditions(conditions, n_channels):
             per_layer.append([(layer, _channel_set(c, layer, n_channels(layer))) for c in items])
         return [dict(combo) for combo in itertools.product(*per_layer)]
     if isinstance(conditions, (list, tuple)) and conditions and all(isinstance(c, dict) for c in conditions):
-        return [{layer: _channel_set(v, layer, n_channels(layer)) for layer, v in c.items()} for c in conditions]
+        return [{layer: _channel_set(v, layer, n_channels(layer), allow_empty=True) for layer, v in c.items()}
+                for c in conditions]
     raise TypeError("conditions must be a dict {layer_name: [channels]} or a list of such dicts "
                     f"(one map each); got {type(conditions).__name__}")
 
@@ -102,22 +104,25 @@ class _Slot:
         self.record = ()
         self.recorded = {}
         self.activations = {}
+        self.keep = {}
 
 
 class _ConceptRule:
     """Wraps a node's rule: masks the relevance at the node's output per seed (at a
-    conditioned layer), records it summed over space (at a recorded layer), then
-    runs the node's own rule on it.  Linear and conservative as the rule it wraps
-    (a mask is a linear map applied before it)."""
+    conditioned layer), records it summed over space (at a recorded layer), runs the
+    node's own rule on it, and (``excludes``) zeroes, per seed, what the rule hands to
+    inputs that bypass a conditioned layer (``exclude_parallel``).  Linear and
+    conservative as the rule it wraps (the masks are linear maps around it)."""
 
-    def __init__(self, inner, node, slot):
+    def __init__(self, inner, node, slot, excludes=()):
         self.inner = inner
         self.node = node
         self.slot = slot
+        self.excludes = list(excludes)  # (conditioned node, input slots that bypass it)
         self.linear_in_relevance = inner.linear_in_relevance
 
     def conservative(self, op):
-        return self.inner.conservative(op)
+        return self.inner.conservative(op) and not self.excludes
 
     def backward(self, ctx, R):
         mask = self.slot.masks.get(self.node)
@@ -127,10 +132,28 @@ class _ConceptRule:
             self.slot.recorded[self.node] = _per_channel(ctx, R)
             y = ctx.untiled[1] if ctx.tile is not None else ctx.output
             self.slot.activations[self.node] = _per_channel(_ONE_SEED, y)[0]
-        return self.inner.backward(ctx, R)
+        R_in = list(self.inner.backward(ctx, R))
+        for cond, slots in self.excludes:
+            keep = self.slot.keep.get(cond)
+            if keep is None:
+                continue
+            for i in slots:
+                if R_in[i] is not None:
+                    R_in[i] = _scale_seeds(ctx, R_in[i], keep)
+        return R_in
 
     def __repr__(self):
         return f"Concept({self.inner!r})"
+
+
+def _scale_seeds(ctx, R, keep):
+    """R (S*N, ...) times keep (S,) per seed."""
+    keep = tf.cast(keep, R.dtype)
+    rank = len(R.shape)
+    if ctx.tile is None:
+        return R * keep[0]
+    k = tf.reshape(keep, tf.concat([tf.shape(keep), [1] * rank], 0))
+    return ctx.merge_seeds(ctx.per_seed(R) * k)
 
 
 def _mask(ctx, R, mask):
@@ -232,19 +255,40 @@ class ConceptExplainer:
         return int(shape[-1])
 
     # -- compiled passes ----------------------------------------------------------------------
+    def _bypass(self, cond_nodes):
+        """node -> [(conditioned node, input slots)]: the edges on which relevance
+        reaches an ancestor of a conditioned layer l without passing through l (from a
+        node that is neither l nor an ancestor of l: a shortcut around l)."""
+        import networkx as nx
+
+        from . import graph as G
+
+        out = {}
+        for c in cond_nodes:
+            anc = nx.ancestors(self.graph, c)
+            for w in self.analyzer.rules:
+                if w == c or w in anc:
+                    continue
+                slots = [i for i, (u, _, _) in enumerate(G.in_edges(self.graph, w)) if u in anc]
+                if slots:
+                    out.setdefault(w, []).append((c, slots))
+        return out
+
     def _pass(self, n_seeds, cond_nodes, record_nodes):
         key = (n_seeds, tuple(cond_nodes), tuple(record_nodes))
         if key not in self._passes:
             slot = _Slot()
             rules = dict(self.analyzer.rules)
-            for n in set(cond_nodes) | set(record_nodes):
-                rules[n] = _ConceptRule(rules[n], n, slot)
+            bypass = self._bypass(cond_nodes)
+            for n in set(cond_nodes) | set(record_nodes) | set(bypass):
+                rules[n] = _ConceptRule(rules[n], n, slot, bypass.get(n, ()))
             program = Program(self.prepared, rules, _RepeatHead(self.analyzer.head, n_seeds),
                               multiply_input=self.analyzer.preset.multiply_input)
             spec = self.prepared.input_specs[0]
 
-            def run(x, targets, masks):
+            def run(x, targets, masks, keeps):
                 slot.masks = dict(zip(cond_nodes, masks))
+                slot.keep = dict(zip(cond_nodes, keeps))
                 slot.record = tuple(record_nodes)
                 slot.recorded = {}
                 slot.activations = {}
@@ -264,34 +308,39 @@ class ConceptExplainer:
 
             mask_specs = [tf.TensorSpec([n_seeds, self.graph.nodes[n]["output_shapes"][0][-1]], tf.float32)
                           for n in cond_nodes]
-            fn = tf.function(run, input_signature=[spec, tf.TensorSpec([None], tf.int32), mask_specs],
+            keep_specs = [tf.TensorSpec([n_seeds], tf.float32) for _ in cond_nodes]
+            fn = tf.function(run, input_signature=[spec, tf.TensorSpec([None], tf.int32), mask_specs, keep_specs],
                              reduce_retracing=True, autograph=False)
             self._passes[key] = _Pass(fn, list(cond_nodes), list(record_nodes))
         return self._passes[key]
 
-    def _masks(self, seeds):
-        """(conditioned nodes, list of (S, C) float32 masks) for normalised seeds."""
+    def _masks(self, seeds, exclude_parallel):
+        """(conditioned nodes, (S, C) float32 masks, (S,) keeps) for normalised seeds;
+        keep 0: the seed is conditioned on the layer and its bypassing relevance is dropped."""
         layers = sorted({layer for s in seeds for layer in s})
         nodes = [self.node(layer) for layer in layers]
-        masks = []
+        masks, keeps = [], []
         for layer in layers:
             m = np.ones((len(seeds), self.n_channels(layer)), np.float32)
+            k = np.ones(len(seeds), np.float32)
             for i, s in enumerate(seeds):
                 if layer in s:
                     m[i] = 0
                     m[i, sorted(s[layer])] = 1
+                    k[i] = 0 if exclude_parallel else 1
             masks.append(m)
-        return nodes, masks
+            keeps.append(k)
+        return nodes, masks, keeps
 
-    def run(self, x, target=None, conditions=None, record=(), batch_size=None):
+    def run(self, x, target=None, conditions=None, record=(), batch_size=None, exclude_parallel=True):
         """The core call: ``(maps (N, S, ...), logits (N, K), targets (N,),
         {layer: (N, S, C) relevance per channel at that layer})``.
 
         ``conditions``: as :func:`normalise_conditions` (None: one unconditioned
         seed); ``record``: layer names whose output relevance (after their mask)
-        is summed over space."""
+        is summed over space; ``exclude_parallel``: see :func:`conditional`."""
         seeds = [{}] if conditions is None else normalise_conditions(conditions, self.n_channels)
-        nodes, masks = self._masks(seeds)
+        nodes, masks, keeps = self._masks(seeds, exclude_parallel)
         record = [record] if isinstance(record, str) else list(record)
         rec_nodes = [self.node(layer) for layer in record]
         xs, _ = self.prepared.check_inputs(x)
@@ -306,7 +355,7 @@ class ConceptExplainer:
         outs = []
         for s in range(0, n, max(step, 1)):
             m, z, r, a = p.fn(tf.convert_to_tensor(x[s:s + step]), tf.convert_to_tensor(targets[s:s + step]),
-                              [tf.convert_to_tensor(a) for a in masks])
+                              [tf.convert_to_tensor(a) for a in masks], [tf.convert_to_tensor(k) for k in keeps])
             outs.append((m.numpy(), z.numpy(), [v.numpy() for v in r], [v.numpy() for v in a]))
         maps = np.concatenate([o[0] for o in outs])
         logits = np.concatenate([o[1] for o in outs])
@@ -316,18 +365,20 @@ class ConceptExplainer:
         return maps, logits, resolved, rec
 
     # -- the public views ----------------------------------------------------------------------
-    def conditional(self, x, target=None, conditions=None, batch_size=None):
+    def conditional(self, x, target=None, conditions=None, batch_size=None, exclude_parallel=True):
         """Conditional heatmaps (N, S, ...): see :func:`conditional`."""
         if conditions is None:
             raise ValueError("conditional needs conditions, e.g. {'block5_conv3': [12, 40]}")
-        return self.run(x, target, conditions, batch_size=batch_size)[0]
+        return self.run(x, target, conditions, batch_size=batch_size, exclude_parallel=exclude_parallel)[0]
 
-    def channel_relevance(self, x, target=None, layers=(), normalise=False, conditions=None, batch_size=None):
+    def channel_relevance(self, x, target=None, layers=(), normalise=False, conditions=None, batch_size=None,
+                          exclude_parallel=True):
         """{layer: (N, C)} (or (N, S, C) with conditions): see :func:`channel_relevance`."""
         layers = [layers] if isinstance(layers, str) else list(layers)
         if not layers:
             raise ValueError("channel_relevance needs at least one layer name")
-        _, _, _, rec = self.run(x, target, conditions, record=layers, batch_size=batch_size)
+        _, _, _, rec = self.run(x, target, conditions, record=layers, batch_size=batch_size,
+                                exclude_parallel=exclude_parallel)
         out = {}
         for layer, r in rec.items():
             if normalise:
@@ -350,7 +401,8 @@ def _explainer(model, method, params):
     return ConceptExplainer(model, method, **params)
 
 
-def conditional(model, x, target=None, conditions=None, method="epsilon_plus_flat", batch_size=None, **params):
+def conditional(model, x, target=None, conditions=None, method="epsilon_plus_flat", batch_size=None,
+                exclude_parallel=True, **params):
     """Conditional relevance maps (CRP): the relevance that flows through chosen channels.
 
     R(x | theta): the method's reverse pass, except that at each layer l named in a
@@ -360,13 +412,20 @@ def conditional(model, x, target=None, conditions=None, method="epsilon_plus_fla
     linear in the relevance the maps of a partition of a layer's channels sum to the
     unconditioned map.  For the gradient presets it is the masked gradient.
 
+    ``exclude_parallel`` (default, as zennit-crp): relevance that reaches the input
+    around a conditioned layer l (a shortcut from above l into l's ancestors) is
+    dropped for the seeds conditioned on l, so the map is the relevance that passes
+    through l's chosen channels.  On a chain (no branch around l) it changes nothing;
+    with it off, such relevance is kept and the partition identity holds on any graph.
+
     ``model``: a keras.Model, Prepared, or :class:`ConceptExplainer` (reuses its compiled
     passes); ``conditions``: ``{layer: [c1, c2, ...]}`` (one map per channel; a nested
     list is a union; several layers combine, see :func:`normalise_conditions`) or a list
     of dicts (one map each); ``method``: any rule preset; ``params``: its parameters.
 
     Returns (N, S, H, W, C) for S conditions (shaped like the input after N, S)."""
-    return _explainer(model, method, params).conditional(x, target, conditions, batch_size=batch_size)
+    return _explainer(model, method, params).conditional(x, target, conditions, batch_size=batch_size,
+                                                         exclude_parallel=exclude_parallel)
 
 
 def channel_relevance(model, x, target=None, layers=(), method="epsilon_plus_flat", normalise=False,

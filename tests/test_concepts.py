@@ -170,3 +170,35 @@ def test_resumed_equals_one_process(cnn, tmp_path):
     np.testing.assert_array_equal(again.values, one.values)
     np.testing.assert_array_equal(again.class_count, one.class_count)
     np.testing.assert_allclose(again.class_relevance, one.class_relevance, rtol=1e-12)
+
+
+def _residual_model():
+    import keras
+    r = np.random.default_rng(3)
+    inp = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", use_bias=False, name="conv_a")(inp)
+    b = keras.layers.Conv2D(4, 3, padding="same", activation="relu", use_bias=False, name="conv_b")(a)
+    s = keras.layers.Add(name="add")([a, b])
+    out = keras.layers.Dense(3, use_bias=False, name="logits")(keras.layers.Flatten()(s))
+    model = keras.Model(inp, out)
+    model.set_weights([r.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model, r.random((2, 8, 8, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("method", ["lrp.epsilon", "gradient"])
+def test_exclude_parallel_drops_exactly_the_shortcut(method):
+    """On a residual block around conv_b: through conv_b (shortcut excluded) + around it
+    (conv_b masked to no channel, shortcut kept) = the unconditioned map; without
+    exclusion, all of conv_b's channels give the unconditioned map."""
+    model, x = _residual_model()
+    ex = ConceptExplainer(model, method)
+    base = ex.analyzer.analyze(x, 1)
+    tol = PARTITION_RTOL * np.abs(base).max()
+    kept = ex.conditional(x, 1, {"conv_b": [list(range(4))]}, exclude_parallel=False)[:, 0]
+    np.testing.assert_allclose(kept, base, rtol=0, atol=tol)
+    through = ex.conditional(x, 1, {"conv_b": [list(range(4))]})[:, 0]
+    around = ex.conditional(x, 1, [{"conv_b": []}], exclude_parallel=False)[:, 0]
+    assert np.abs(around).max() > 1e-2 * np.abs(base).max()  # the shortcut carries relevance
+    np.testing.assert_allclose(through + around, base, rtol=0, atol=tol)
+    parts = ex.conditional(x, 1, {"conv_b": [0, 1, 2, 3]})
+    np.testing.assert_allclose(parts.sum(1), through, rtol=0, atol=tol)
