@@ -40,7 +40,7 @@ from .compile import Program
 from .heads import Head
 
 __all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph",
-           "normalise_conditions"]
+           "normalise_conditions", "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box"]
 
 
 # ---- conditions --------------------------------------------------------------------------
@@ -454,7 +454,7 @@ def attribution_graph(model, x, target=None, layer=None, channel=None, lower_lay
     ``ConceptAttributionGraph``: relevance flows only through the path so far).
 
     Returns a networkx.DiGraph: nodes ``(layer, channel)`` with attribute
-    ``relevance`` (of the path up to it), edges upper -> lower with ``relevance`` (the
+    ``relevance`` (of the first path that reached it), edges upper -> lower with ``relevance`` (the
     lower node's conditional relevance) and ``share`` (its fraction of the upper
     node's relevance).  The root holds the relevance of (layer, channel) itself."""
     import networkx as nx
@@ -479,7 +479,8 @@ def attribution_graph(model, x, target=None, layer=None, channel=None, lower_lay
             order = np.argsort(-np.abs(r), kind="stable")[:top]
             for c in order:
                 child = (lower, int(c))
-                g.add_node(child, layer=lower, channel=int(c), relevance=float(r[c]))
+                if child not in g:  # reached again by another path: its edge says how much
+                    g.add_node(child, layer=lower, channel=int(c), relevance=float(r[c]))
                 share = float(r[c] / rel) if rel != 0 else 0.0
                 g.add_edge(node, child, relevance=float(r[c]), share=share)
                 nxt.append((child, dict(cond, **{lower: [int(c)]}), float(r[c])))
@@ -641,7 +642,7 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     return ReferenceSamples(layer, mode, chans, top["indices"], top["values"], class_rel, cnt, boxes, att)
 
 
-def _read_samples(source, block_size, indices):
+def read_samples(source, block_size, indices):
     """{index: (x, label)} for the wanted dataset indices."""
     want = sorted({int(i) for i in np.ravel(indices) if i >= 0})
     blocks = sorted({i // block_size for i in want})
@@ -667,7 +668,7 @@ def rf_box(heatmap, threshold=0.1):
 
 
 def _boxes(explainer, source, block_size, layer, channels, indices, target, threshold):
-    samples = _read_samples(source, block_size, indices)
+    samples = read_samples(source, block_size, indices)
     boxes = np.zeros(indices.shape + (4,), np.int64)
     # one seed count for every sample (padded with repeats): one compiled pass, no retracing
     width = max((int((indices == i).sum()) for i in samples), default=1)
