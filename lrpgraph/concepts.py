@@ -197,6 +197,7 @@ class _RepeatHead(Head):
 @dataclass
 class _Pass:
     fn: object
+    body: object  # the untraced body of fn (usable inside another tf.function)
     cond_nodes: list
     record_nodes: list
 
@@ -311,7 +312,7 @@ class ConceptExplainer:
             keep_specs = [tf.TensorSpec([n_seeds], tf.float32) for _ in cond_nodes]
             fn = tf.function(run, input_signature=[spec, tf.TensorSpec([None], tf.int32), mask_specs, keep_specs],
                              reduce_retracing=True, autograph=False)
-            self._passes[key] = _Pass(fn, list(cond_nodes), list(record_nodes))
+            self._passes[key] = _Pass(fn, run, list(cond_nodes), list(record_nodes))
         return self._passes[key]
 
     def _masks(self, seeds, exclude_parallel):
@@ -527,12 +528,24 @@ class ConceptStatistics(Method):
         self.params = {"layer": layer, "base": self.base, "channels": self.channels,
                        **getattr(self.explainer.analyzer, "params", {})}
 
+        self._fn = tf.function(self.traced, input_signature=[list(self.prepared.input_specs),
+                                                             tf.TensorSpec([None], tf.int32)],
+                               reduce_retracing=True, autograph=False)
+
+    def traced(self, inputs, targets):
+        """(maps [(N, 3, C)], logits, None) as traceable TensorFlow for a list of input
+        tensors and (N,) int32 targets (-1: the predicted class); what the
+        MirroredStrategy executor runs on each replica."""
+        p = self.explainer._pass(1, [], [self.explainer.node(self.layer)])
+        _, logits, rec, acts = p.body(inputs[0], targets, [], [])
+        r = rec[0][:, 0]
+        share = tf.math.divide_no_nan(r, tf.reduce_sum(tf.abs(r), axis=-1, keepdims=True))
+        out = tf.gather(tf.stack([r, share, acts[0]], axis=1), self.channels, axis=-1)
+        return [out], logits, None
+
     def compute(self, xs, targets):
-        _, logits, _, rec = self.explainer.run(xs[0], targets, record=[self.layer])
-        r = rec[self.layer][:, 0]
-        a = self.explainer.last_activations[self.layer]
-        out = np.stack([r, _normalise(r), a], axis=1)[:, :, self.channels]
-        return [out.astype(np.float32)], logits
+        maps, logits, _ = self._fn([tf.convert_to_tensor(a) for a in xs], tf.convert_to_tensor(targets))
+        return [maps[0].numpy().astype(np.float32)], logits.numpy()
 
 
 def relevance_score(block):
@@ -591,7 +604,7 @@ class ReferenceSamples:
 
 def reference_samples(model, data, layer, channels="all", k=8, mode="relevance", method="epsilon_plus_flat",
                       target="label", store=None, batch_size=32, resume=True, progress=False, rf=True,
-                      rf_threshold=0.1, executor=None, on_block=None, **params):
+                      rf_threshold=0.1, executor=None, strategy=None, on_block=None, **params):
     """The k reference samples of each concept over a whole dataset (CRP sect. 2.3).
 
     Relevance maximisation (``mode="relevance"``): the samples x with the largest
@@ -612,10 +625,12 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     receptive field of the most relevant neuron; this box is of the whole
     conditional map).  ``executor``: a :class:`lrpgraph.data.RayExecutor` built with
     ``method="concepts"`` and the same params, or None (this process);
+    ``strategy``: a ``tf.distribute.MirroredStrategy`` splitting each block over its
+    replicas (:class:`lrpgraph.data.Mirrored`);
     ``on_block(block, attributions)`` as in :func:`lrpgraph.explain_dataset`.
     """
     from .data.driver import drive
-    from .data.executors import InProcess
+    from .data.executors import InProcess, Mirrored
     from .data.job import BlockJob
     from .data.sources import make_source
     from .data.spec import JobSpec
@@ -627,9 +642,16 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     stats = model if isinstance(model, ConceptStatistics) else ConceptStatistics(
         model, layer=layer, base=method, channels=None if channels == "all" else channels, **params)
     spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k))
-    job = BlockJob(stats, spec)
+    if strategy is not None:
+        if executor is not None:
+            raise ValueError("pass either strategy= (MirroredStrategy in this process) or executor= (Ray), not both")
+        executor = Mirrored(strategy)
+        job = executor.job(stats, spec)
+    else:
+        executor = executor or InProcess()
+        job = BlockJob(stats, spec)
     source = make_source(data, job.prepared, **spec.source_options())
-    att = drive(job, source, store, executor or InProcess(), resume=resume, progress=progress, on_block=on_block)
+    att = drive(job, source, store, executor, resume=resume, progress=progress, on_block=on_block)
     red = att.reductions
     top = red["topk_relevance" if mode == "relevance" else "topk_activation"]
     cs = red["class_statistics"]

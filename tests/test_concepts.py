@@ -202,3 +202,17 @@ def test_exclude_parallel_drops_exactly_the_shortcut(method):
     np.testing.assert_allclose(through + around, base, rtol=0, atol=tol)
     parts = ex.conditional(x, 1, {"conv_b": [0, 1, 2, 3]})
     np.testing.assert_allclose(parts.sum(1), through, rtol=0, atol=tol)
+
+
+def test_mirrored_strategy_gives_the_same_top_k(cnn, tmp_path):
+    import tensorflow as tf
+
+    model, data, labels = _dataset(cnn)
+    one = reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=str(tmp_path / "one"),
+                            batch_size=4, rf=False)
+    mir = reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=str(tmp_path / "mir"),
+                            batch_size=4, rf=False, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+    np.testing.assert_array_equal(mir.indices, one.indices)
+    # the same pass on one replica: float32 noise of another compiled function only
+    np.testing.assert_allclose(mir.values, one.values, rtol=1e-5)
+    np.testing.assert_allclose(mir.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
