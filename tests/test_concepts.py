@@ -216,3 +216,43 @@ def test_mirrored_strategy_gives_the_same_top_k(cnn, tmp_path):
     # the same pass on one replica: float32 noise of another compiled function only
     np.testing.assert_allclose(mir.values, one.values, rtol=1e-5)
     np.testing.assert_allclose(mir.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_top_k(cnn, tmp_path):
+    ray = pytest.importorskip("ray", reason="the Ray test needs Ray: pip install 'lrpgraph[ray]'")
+    from lrpgraph.data import RayExecutor
+
+    model, data, labels = _dataset(cnn)
+    weights = model.get_weights()
+
+    def factory():  # a closure: pickled by value to the actors
+        import keras
+        m = keras.Sequential([
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(2, name="pool1"),
+            keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(2, name="pool2"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(32, activation="relu", name="fc1"),
+            keras.layers.Dense(10, name="logits"),
+        ], name="small_cnn_nb")
+        m.set_weights(weights)
+        return m
+
+    one = reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=str(tmp_path / "one"),
+                            batch_size=4, rf=False)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ex = RayExecutor(factory, "concepts", {"layer": "conv2", "base": "lrp.z"}, num_workers=2)
+        far = reference_samples(model, (data, labels), "conv2", k=3, method="lrp.z", store=str(tmp_path / "ray"),
+                                batch_size=4, rf=False, executor=ex)
+    finally:
+        if started:
+            ray.shutdown()
+    np.testing.assert_array_equal(far.indices, one.indices)
+    np.testing.assert_allclose(far.values, one.values, rtol=1e-5)
+    np.testing.assert_allclose(far.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
