@@ -269,6 +269,9 @@ def build_parser():
     from .dataset_cli import add_parsers as add_dataset_parsers  # explain-dataset, show (docs/datasets.md)
 
     add_dataset_parsers(sub)
+    from .concepts_cli import add_parser as add_concepts_parser  # concepts, atlas (docs/concepts.md)
+
+    add_concepts_parser(sub)
     return p
 
 

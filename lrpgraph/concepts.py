@@ -40,7 +40,7 @@ from .compile import Program
 from .heads import Head
 
 __all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph",
-           "normalise_conditions", "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box"]
+           "normalise_conditions", "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box", "from_store"]
 
 
 # ---- conditions --------------------------------------------------------------------------
@@ -604,7 +604,8 @@ class ReferenceSamples:
 
 def reference_samples(model, data, layer, channels="all", k=8, mode="relevance", method="epsilon_plus_flat",
                       target="label", store=None, batch_size=32, resume=True, progress=False, rf=True,
-                      rf_threshold=0.1, executor=None, strategy=None, on_block=None, **params):
+                      rf_threshold=0.1, executor=None, strategy=None, on_block=None, preprocess="auto", image_size=None,
+                      **params):
     """The k reference samples of each concept over a whole dataset (CRP sect. 2.3).
 
     Relevance maximisation (``mode="relevance"``): the samples x with the largest
@@ -641,7 +642,8 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
         raise ValueError("reference_samples writes a resumable store: pass store='concepts.zarr'")
     stats = model if isinstance(model, ConceptStatistics) else ConceptStatistics(
         model, layer=layer, base=method, channels=None if channels == "all" else channels, **params)
-    spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k))
+    spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k), preprocess=preprocess,
+                   image_size=image_size)
     if strategy is not None:
         if executor is not None:
             raise ValueError("pass either strategy= (MirroredStrategy in this process) or executor= (Ray), not both")
@@ -652,16 +654,35 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
         job = BlockJob(stats, spec)
     source = make_source(data, job.prepared, **spec.source_options())
     att = drive(job, source, store, executor, resume=resume, progress=progress, on_block=on_block)
+    refs = from_store(att, mode)
+    if rf:
+        refs.boxes = _boxes(stats.explainer, source, batch_size, layer, refs.channels, refs.indices, target,
+                            rf_threshold)
+    return refs
+
+
+def from_store(store, mode="relevance"):
+    """:class:`ReferenceSamples` read back from a concept store (a path or
+    :class:`lrpgraph.data.Attributions`) written by :func:`reference_samples`
+    (boxes: None; the CLI keeps them in ``concepts.npz`` beside the store)."""
+    from .data.reader import open_store
+
+    att = open_store(store) if isinstance(store, str) else store
+    method = att.meta.get("method", {})
+    if method.get("name") != "concepts":
+        raise ValueError(f"{att.store.path} is not a concept store (its method is {method.get('name')!r}); write "
+                         "one with reference_samples or `lrpgraph concepts`")
+    params = method.get("params", {})
     red = att.reductions
+    if red.get("topk_relevance") is None:
+        raise ValueError(f"{att.store.path} holds no computed block yet; run reference_samples on it first")
     top = red["topk_relevance" if mode == "relevance" else "topk_activation"]
     cs = red["class_statistics"]
     cnt = cs["count"]
     with np.errstate(invalid="ignore", divide="ignore"):
         class_rel = np.where(cnt[:, None] > 0, cs["sum"][:, 1] / np.maximum(cnt, 1)[:, None], np.nan)
-    chans = np.asarray(stats.channels)
-    boxes = _boxes(stats.explainer, source, batch_size, layer, chans, top["indices"], target, rf_threshold) \
-        if rf else None
-    return ReferenceSamples(layer, mode, chans, top["indices"], top["values"], class_rel, cnt, boxes, att)
+    return ReferenceSamples(params.get("layer"), mode, np.asarray(params.get("channels")), top["indices"],
+                            top["values"], class_rel, cnt, None, att)
 
 
 def read_samples(source, block_size, indices):

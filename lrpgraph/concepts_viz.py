@@ -44,14 +44,15 @@ def _axis(ax, img, title=None):
         ax.set_title(title, fontsize=7)
 
 
-def reference_inputs(refs, data, prepared, batch_size=32, channels=None):
+def reference_inputs(refs, data, prepared, batch_size=32, channels=None, **source_options):
     """{dataset index: (x, label)} of the reference samples of ``channels`` (default
-    every channel of ``refs``), read from ``data`` (any dataset-runner source)."""
+    every channel of ``refs``), read from ``data`` (any dataset-runner source;
+    ``source_options`` as :func:`lrpgraph.data.make_source`'s, e.g. ``preprocess``)."""
     from .concepts import read_samples
     from .data.sources import make_source
 
     rows = _rows(refs, channels)
-    source = make_source(data, prepared)
+    source = make_source(data, prepared, **source_options)
     return read_samples(source, batch_size, refs.indices[rows])
 
 
