@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import lrpgraph
+import lrpgraph.concepts
 from lrpgraph.concepts import (ConceptExplainer, attribution_graph, channel_relevance, conditional,
                                normalise_conditions, reference_samples, rf_box)
 
@@ -256,3 +257,30 @@ def test_ray_gives_the_same_top_k(cnn, tmp_path):
     np.testing.assert_array_equal(far.indices, one.indices)
     np.testing.assert_allclose(far.values, one.values, rtol=1e-5)
     np.testing.assert_allclose(far.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
+
+
+def test_cli_concepts_and_atlas(tmp_path):
+    from lrpgraph import synthetic
+    from lrpgraph.cli import main
+
+    x, y = synthetic.single_object_dataset(12, seed=2)[:2]
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x.astype("float32"), y=y)
+    store = str(tmp_path / "c.zarr")
+    lines = []
+
+    class Out:
+        def write(self, s):
+            lines.append(s)
+
+        def flush(self):
+            pass
+
+    assert main(["concepts", str(data), "--model", "shapes", "--layer", "block3_conv2", "--out", store,
+                 "--k", "2", "--batch-size", "6"], out=Out()) == 0
+    refs = lrpgraph.concepts.from_store(store)
+    assert refs.indices.shape == (64, 2) and refs.class_count.sum() == 12
+    png = tmp_path / "atlas.png"
+    assert main(["atlas", store, "--channels", "3,17", "--out", str(png)], out=Out()) == 0
+    assert png.stat().st_size > 1000
+    assert main(["atlas", store, "--channels", "99", "--out", str(png)], out=Out()) == 1  # not a channel
