@@ -284,3 +284,25 @@ def test_cli_concepts_and_atlas(tmp_path):
     assert main(["atlas", store, "--channels", "3,17", "--out", str(png)], out=Out()) == 0
     assert png.stat().st_size > 1000
     assert main(["atlas", store, "--channels", "99", "--out", str(png)], out=Out()) == 1  # not a channel
+
+
+def test_zennit_crp_traps_are_not_copied(cnn):
+    """The relevance recorded at a conditioned layer is the true one (not twice it), and
+    maps keep NHWC: nothing is summed over the height."""
+    import keras
+
+    model, x, targets = cnn
+    ex = ConceptExplainer(model, "lrp.z")
+    plain = ex.channel_relevance(x, targets, ["conv2"])["conv2"]
+    cond = ex.channel_relevance(x, targets, ["conv2"], conditions={"conv2": [2, 9]})["conv2"]  # (N, 2, 16)
+    for s, c in enumerate([2, 9]):
+        np.testing.assert_allclose(cond[:, s, c], plain[:, c], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(np.delete(cond[:, s], c, axis=1), 0.0)
+    # a non-square input: the map keeps (H, W, C) = (6, 10, 3)
+    r = np.random.default_rng(4)
+    inp = keras.Input((6, 10, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="c")(inp)
+    out = keras.layers.Dense(2, name="o")(keras.layers.GlobalAveragePooling2D()(h))
+    m = keras.Model(inp, out)
+    maps = conditional(m, r.random((2, 6, 10, 3)).astype("float32"), 0, {"c": [0, 1, 2, 3]}, method="lrp.epsilon")
+    assert maps.shape == (2, 4, 6, 10, 3)
