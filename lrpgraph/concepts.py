@@ -38,9 +38,10 @@ import tensorflow as tf
 from .analyzer import Analyzer
 from .compile import Program
 from .heads import Head
+from .rules.presets import PRESETS
 
-__all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph",
-           "normalise_conditions", "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box", "from_store"]
+__all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph", "normalise_conditions",
+           "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box", "from_store"]
 
 
 # ---- conditions --------------------------------------------------------------------------
@@ -214,13 +215,10 @@ class ConceptExplainer:
         if isinstance(method, Analyzer):
             self.analyzer = method
         elif isinstance(method, str):
-            try:
-                self.analyzer = Analyzer(model, method, overrides, **params)
-            except ValueError as e:
-                if "unknown" in str(e).lower() and "preset" in str(e).lower() or "unknown method" in str(e):
-                    raise ValueError(f"concepts run on rule-preset methods (LRP presets and the gradient "
-                                     f"family); {method!r} is not one: {e}") from None
-                raise
+            if method not in PRESETS:
+                raise ValueError(f"concepts run on rule presets (the LRP presets and the gradient family); "
+                                 f"{method!r} is not one. Presets: {', '.join(sorted(PRESETS))}")
+            self.analyzer = Analyzer(model, method, overrides, **params)
         else:
             raise TypeError(f"method must be a preset name or an lrpgraph.Analyzer, got {type(method).__name__}")
         if self.analyzer.head.n_seeds != 1:
@@ -710,6 +708,18 @@ def rf_box(heatmap, threshold=0.1):
     return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1])
 
 
+def _sample_target(target, i, label):
+    """The class explained for dataset sample ``i`` under a job's ``target``."""
+    if isinstance(target, str):
+        return label if target == "label" else (None if target == "predicted" else target)
+    if isinstance(target, np.ndarray):
+        return target[i]
+    if callable(target):
+        raise ValueError("rf=True needs the class of each reference sample: pass target as 'label', 'predicted', "
+                         "a class or an array, or rf=False with a callable target")
+    return target
+
+
 def _boxes(explainer, source, block_size, layer, channels, indices, target, threshold):
     samples = read_samples(source, block_size, indices)
     boxes = np.zeros(indices.shape + (4,), np.int64)
@@ -717,7 +727,7 @@ def _boxes(explainer, source, block_size, layer, channels, indices, target, thre
     width = max((int((indices == i).sum()) for i in samples), default=1)
     for i, (x, label) in samples.items():
         where = np.argwhere(indices == i)  # (channel row, rank)
-        t = label if target == "label" else (None if target == "predicted" else target)
+        t = _sample_target(target, i, label)
         conds = [{layer: int(channels[r])} for r, _ in where]
         maps = explainer.conditional(x[None], t, conds + conds[:1] * (width - len(conds)))[0]
         for (r, j), m in zip(where, maps):
