@@ -638,6 +638,9 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
         raise ValueError(f"mode must be 'relevance' or 'activation', got {mode!r}")
     if store is None:
         raise ValueError("reference_samples writes a resumable store: pass store='concepts.zarr'")
+    if rf and callable(target) and not isinstance(target, str):
+        raise ValueError("rf=True needs the class of each reference sample: pass target as 'label', 'predicted', "
+                         "a class or an array, or rf=False with a callable target")
     stats = model if isinstance(model, ConceptStatistics) else ConceptStatistics(
         model, layer=layer, base=method, channels=None if channels == "all" else channels, **params)
     spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k), preprocess=preprocess,
