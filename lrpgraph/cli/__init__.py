@@ -40,7 +40,7 @@ import os
 import sys
 
 from ..errors import InputError
-from . import dataset, evaluate, explain
+from . import concepts, dataset, evaluate, explain
 from .options import advice
 
 __all__ = ["main", "build_parser"]
@@ -55,6 +55,7 @@ def build_parser():
     explain.add_parsers(sub)     # methods, explain, demo, check
     evaluate.add_parsers(sub)    # evaluate (docs/evaluation.md)
     dataset.add_parsers(sub)     # explain-dataset, show (docs/datasets.md)
+    concepts.add_parsers(sub)    # concepts, atlas (docs/concepts.md)
     return p
 
 

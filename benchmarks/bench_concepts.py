@@ -1,0 +1,103 @@
+"""Conditional relevance for many channels in one call vs the same number of targets
+batched vs separate calls (issue 22's speed check).
+
+    python benchmarks/bench_concepts.py [--model shapes|vgg16] [--layer L] [--channels 64] [--n 2] [--repeat 3]
+    python benchmarks/bench_concepts.py --mining 300      # shapes model: mining vs explain_dataset
+
+Times (best of --repeat, after one warm-up call that traces):
+
+* ``conditional``: one call, C seeds (one per channel of L) of one reverse pass;
+* ``targets``: the plain method with C targets per sample batched (``analyze(x, (N, C) targets)``):
+  the same batch of C * N seeds without masks -- the floor ``conditional`` is compared with;
+* ``separate``: C calls of ``conditional`` with one channel each.
+
+``--mining N``: reference_samples (rf=False: the statistics pass, top-k and class sums)
+over N single-object images vs explain_dataset with the same preset over the same data
+(one LRP pass per sample, maps stored), both into fresh stores, block size 50.
+
+VGG16 (block5_conv3, 224 x 224) is the issue's model; on a small CPU use the shapes model.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from lrpgraph.concepts import ConceptExplainer
+
+
+def best(fn, repeat):
+    fn()  # trace
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="shapes")
+    p.add_argument("--layer", default=None)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--n", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--method", default="epsilon_plus_flat")
+    p.add_argument("--mining", type=int, default=0)
+    a = p.parse_args()
+    if a.mining:
+        return mining(a)
+    if a.model == "shapes":
+        from lrpgraph.assets import load_shapes_model
+
+        model, layer = load_shapes_model(), a.layer or "block3_conv2"
+    else:
+        import keras
+
+        model, layer = getattr(keras.applications, {"vgg16": "VGG16"}.get(a.model, a.model))(weights=None), \
+            a.layer or "block5_conv3"
+    ex = ConceptExplainer(model, a.method)
+    shape = (a.n,) + tuple(model.input_shape[1:])
+    x = np.random.default_rng(0).random(shape).astype("float32")
+    chans = list(range(a.channels))
+    t_cond = best(lambda: ex.conditional(x, 0, {layer: chans}), a.repeat)
+    t_tgt = best(lambda: ex.analyzer.analyze(x, np.zeros((a.n, a.channels), np.int64)), a.repeat)
+    t_sep = best(lambda: [ex.conditional(x, 0, {layer: [c]}) for c in chans], 1)
+    print(f"{a.model} {layer}, {a.channels} channels, N={a.n}, {a.method}")
+    print(f"| conditional, {a.channels} seeds in one call | {t_cond:.3f} s | {t_cond / t_tgt:.2f}x |")
+    print(f"| {a.channels} targets batched (plain method) | {t_tgt:.3f} s | 1.00x |")
+    print(f"| {a.channels} separate conditional calls | {t_sep:.3f} s | {t_sep / t_tgt:.2f}x |")
+
+
+def mining(a):
+    import tempfile
+
+    import lrpgraph
+    from lrpgraph import synthetic
+    from lrpgraph.assets import load_shapes_model
+    from lrpgraph.concepts import reference_samples
+
+    model = load_shapes_model()
+    x, y = synthetic.single_object_dataset(a.mining, seed=0)[:2]
+    data = (x.astype("float32"), y)
+    an = lrpgraph.create_analyzer(a.method, model)
+    d = tempfile.mkdtemp()
+    # warm-up runs trace both passes
+    lrpgraph.explain_dataset(an, (data[0][:50], y[:50]), f"{d}/w1", batch_size=50, progress=False)
+    reference_samples(model, (data[0][:50], y[:50]), "block3_conv2", store=f"{d}/w2", batch_size=50, rf=False,
+                      method=a.method)
+    t = time.perf_counter()
+    lrpgraph.explain_dataset(an, data, f"{d}/maps", batch_size=50, progress=False)
+    t_lrp = time.perf_counter() - t
+    t = time.perf_counter()
+    reference_samples(model, data, "block3_conv2", store=f"{d}/concepts", batch_size=50, rf=False, method=a.method)
+    t_mine = time.perf_counter() - t
+    print(f"shapes, {a.mining} images, {a.method}, block3_conv2 (64 channels), block 50")
+    print(f"| explain_dataset (one LRP pass per sample, maps stored) | {t_lrp:.2f} s | 1.00x |")
+    print(f"| reference_samples, rf=False (relevance + activation top-k, class sums) | {t_mine:.2f} s | "
+          f"{t_mine / t_lrp:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
