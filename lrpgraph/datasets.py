@@ -868,17 +868,22 @@ def make_source(data, prepared, *, n=None, preprocess="auto", image_size=None, i
 
 class _Interrupt:
     """SIGINT while blocks are computed: finish the block in flight, then stop.
-    A second Ctrl-C stops at once (that block is recomputed on resume)."""
+    A second Ctrl-C stops at once (that block is recomputed on resume).  The handler
+    found is put back afterwards, whatever it was; a SIGINT ignored when the run starts
+    (nohup, a background job of a script) stays ignored."""
 
     def __init__(self):
         self.requested = False
+        self.installed = False
         self.old = None
 
     def __enter__(self):
         try:
-            self.old = signal.signal(signal.SIGINT, self._handle)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                self.old = signal.signal(signal.SIGINT, self._handle)
+                self.installed = True
         except ValueError:  # not the main thread: Ctrl-C is not ours to catch
-            self.old = None
+            pass
         return self
 
     def _handle(self, signum, frame):
@@ -889,8 +894,8 @@ class _Interrupt:
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+        if self.installed:  # old is None for a handler installed outside Python: the default then
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self.old is None else self.old)
         return False
 
 
@@ -969,6 +974,8 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
 
     Ctrl-C finishes the block in flight, prints how to resume and raises
     KeyboardInterrupt; rerunning the same call computes only the missing blocks.
+    The SIGINT handler found is restored afterwards; an ignored SIGINT (nohup, a
+    background job) stays ignored during the run.
     """
     batch_size = check_batch_size(batch_size)
     job = BlockJob(analyzer, target=target, reduce=reduce, dtype=dtype, metrics=metrics, topk=topk,
