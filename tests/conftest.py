@@ -1,9 +1,11 @@
-"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng, the ViT test layers."""
+"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng, the ViT test layers,
+the NCHW Conv2D probe and the float32 noise bound of tests against stored numbers."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
+import functools  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -105,3 +107,26 @@ def vit_layers():
     yield
     lrpgraph.ops.unregister_layer(ClassToken)
     lrpgraph.ops.unregister_layer(PositionEmbedding)
+
+
+@functools.lru_cache(maxsize=None)
+def nchw_conv_missing():
+    """Why TensorFlow cannot run an NCHW (channels_first) Conv2D here, or None where it
+    can.  Whether it has that kernel depends on the CPU and the build: oneDNN has one,
+    TensorFlow's own CPU kernels (TF_ENABLE_ONEDNN_OPTS=0, or a CPU TensorFlow leaves
+    oneDNN off on) only do NHWC."""
+    import tensorflow as tf
+
+    try:
+        tf.nn.conv2d(tf.zeros((1, 2, 4, 4)), tf.zeros((3, 3, 2, 1)), 1, "VALID", data_format="NCHW")
+    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        return f"{type(e).__name__}: {e.message.split('}}')[-1].split(' [Op:')[0].strip()}"
+    return None
+
+
+def skip_without_nchw_conv():
+    """Skip the calling test where TensorFlow has no NCHW Conv2D kernel (see nchw_conv_missing)."""
+    reason = nchw_conv_missing()
+    if reason:
+        pytest.skip(f"TensorFlow has no NCHW (channels_first) Conv2D kernel on this CPU and build "
+                    f"(oneDNN off: TF_ENABLE_ONEDNN_OPTS=0, or a CPU without AVX-512): {reason}")
