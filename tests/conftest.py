@@ -5,6 +5,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -130,3 +131,46 @@ def skip_without_nchw_conv():
     if reason:
         pytest.skip(f"TensorFlow has no NCHW (channels_first) Conv2D kernel on this CPU and build "
                     f"(oneDNN off: TF_ENABLE_ONEDNN_OPTS=0, or a CPU without AVX-512): {reason}")
+
+
+# --- tolerances of tests against stored numbers -----------------------------------------
+# float32's unit roundoff: one rounding moves a value by at most this fraction of it.
+U32 = 2.0 ** -24
+# What rounding adds per layer a map crosses: a layer's sums run over up to a few hundred
+# products (576 at small_cnn's fc1), added in the order the kernel picks (oneDNN or Eigen,
+# the CPU's vector width), which rounds by about sqrt(n) = 24 ulps of the sum: 32 per layer.
+# Measured (float32 maps against a float64 run of the same computation, on the goldens and
+# tests/data/remat_reference.npz, TF_ENABLE_ONEDNN_OPTS=0 and =1, AMD EPYC AVX-512): at most
+# 9 ulps per layer (2.0e-6 of the max at depth 4), 22 for SGLRP/CLRP's difference of two
+# passes on avg_cnn (5.4e-6 at depth 6), which is why those count both passes' depth.
+ULPS_PER_LAYER = 32
+
+
+def float32_noise(depth, runs=1):
+    """The largest difference, as a fraction of a map's largest value, that float32 rounding
+    alone makes between a float32 map computed through ``depth`` layers and the exact one
+    (``runs=1``: against a float64 run or a map stored in float64), or between two float32
+    computations of it on different machines and kernels (``runs=2``: against a stored
+    float32 map).  ``runs * depth * 32 * 2**-24``: 3.1e-5 at depth 8 with runs=2, so a
+    rule changed by 1e-4 of the max (the smallest real change) is still far outside."""
+    return runs * depth * ULPS_PER_LAYER * U32
+
+
+@contextlib.contextmanager
+def float64_keras():
+    """Keras layers built inside are float64 (floatx and the global dtype policy set to
+    float64, as in test_applications.float64_logits_diff); run the analysis inside too:
+    some Keras ops take their constants' dtype from floatx."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+def max_error_per_sample(ours, ref):
+    """max |ours - ref| / max |ref| of each sample (first axis), as a list."""
+    return [float(np.abs(o - r).max() / max(np.abs(r).max(), 1e-30)) for o, r in zip(ours, ref)]
