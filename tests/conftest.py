@@ -141,7 +141,7 @@ U32 = 2.0 ** -24
 # the CPU's vector width), which rounds by about sqrt(n) = 24 ulps of the sum: 32 per layer.
 # Measured (float32 maps against a float64 run of the same computation, on the goldens and
 # tests/data/remat_reference.npz, TF_ENABLE_ONEDNN_OPTS=0 and =1, AMD EPYC AVX-512): at most
-# 9 ulps per layer (2.0e-6 of the max at depth 4), 22 for SGLRP/CLRP's difference of two
+# 9 ulps per layer (2.0e-6 of the max at depth 4), 15 for SGLRP/CLRP's difference of two
 # passes on avg_cnn (5.4e-6 at depth 6), which is why those count both passes' depth.
 ULPS_PER_LAYER = 32
 
