@@ -186,6 +186,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # a child process of its own: about 25 s
 def test_ctrl_c_finishes_the_block_in_flight_and_restores_the_handler_found(tmp_path):
     """In a child of its own, each SIGINT disposition set there: pytest's own (SIG_IGN when
     it runs under nohup, as a background job or on some CI runners) does not matter.
