@@ -1,9 +1,12 @@
-"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng, the ViT test layers."""
+"""Shared fixtures: the golden small_cnn builder, tiny dense nets, a seeded rng, the ViT test layers,
+the NCHW Conv2D probe and the float32 noise bound of tests against stored numbers."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
+import contextlib  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -105,3 +108,69 @@ def vit_layers():
     yield
     lrpgraph.ops.unregister_layer(ClassToken)
     lrpgraph.ops.unregister_layer(PositionEmbedding)
+
+
+@functools.lru_cache(maxsize=None)
+def nchw_conv_missing():
+    """Why TensorFlow cannot run an NCHW (channels_first) Conv2D here, or None where it
+    can.  Whether it has that kernel depends on the CPU and the build: oneDNN has one,
+    TensorFlow's own CPU kernels (TF_ENABLE_ONEDNN_OPTS=0, or a CPU TensorFlow leaves
+    oneDNN off on) only do NHWC."""
+    import tensorflow as tf
+
+    try:
+        tf.nn.conv2d(tf.zeros((1, 2, 4, 4)), tf.zeros((3, 3, 2, 1)), 1, "VALID", data_format="NCHW")
+    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        return f"{type(e).__name__}: {e.message.split('}}')[-1].split(' [Op:')[0].strip()}"
+    return None
+
+
+def skip_without_nchw_conv():
+    """Skip the calling test where TensorFlow has no NCHW Conv2D kernel (see nchw_conv_missing)."""
+    reason = nchw_conv_missing()
+    if reason:
+        pytest.skip(f"TensorFlow has no NCHW (channels_first) Conv2D kernel on this CPU and build "
+                    f"(oneDNN off: TF_ENABLE_ONEDNN_OPTS=0, or a CPU without AVX-512): {reason}")
+
+
+# --- tolerances of tests against stored numbers -----------------------------------------
+# float32's unit roundoff: one rounding moves a value by at most this fraction of it.
+U32 = 2.0 ** -24
+# What rounding adds per layer a map crosses: a layer's sums run over up to a few hundred
+# products (576 at small_cnn's fc1), added in the order the kernel picks (oneDNN or Eigen,
+# the CPU's vector width), which rounds by about sqrt(n) = 24 ulps of the sum: 32 per layer.
+# Measured (float32 maps against a float64 run of the same computation, on the goldens and
+# tests/data/remat_reference.npz, TF_ENABLE_ONEDNN_OPTS=0 and =1, AMD EPYC AVX-512): at most
+# 9 ulps per layer (2.0e-6 of the max at depth 4), 15 for SGLRP/CLRP's difference of two
+# passes on avg_cnn (5.4e-6 at depth 6), which is why those count both passes' depth.
+ULPS_PER_LAYER = 32
+
+
+def float32_noise(depth, runs=1):
+    """The largest difference, as a fraction of a map's largest value, that float32 rounding
+    alone makes between a float32 map computed through ``depth`` layers and the exact one
+    (``runs=1``: against a float64 run or a map stored in float64), or between two float32
+    computations of it on different machines and kernels (``runs=2``: against a stored
+    float32 map).  ``runs * depth * 32 * 2**-24``: 3.1e-5 at depth 8 with runs=2, so a
+    rule changed by 1e-4 of the max (the smallest real change) is still far outside."""
+    return runs * depth * ULPS_PER_LAYER * U32
+
+
+@contextlib.contextmanager
+def float64_keras():
+    """Keras layers built inside are float64 (floatx and the global dtype policy set to
+    float64, as in test_applications.float64_logits_diff); run the analysis inside too:
+    some Keras ops take their constants' dtype from floatx."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+def max_error_per_sample(ours, ref):
+    """max |ours - ref| / max |ref| of each sample (first axis), as a list."""
+    return [float(np.abs(o - r).max() / max(np.abs(r).max(), 1e-30)) for o, r in zip(ours, ref)]

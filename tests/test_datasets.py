@@ -3,6 +3,7 @@ resume computes only missing blocks (after an exception, Ctrl-C, a lost marker, 
 float16 / reduce / several targets, metadata mismatches, bad input, MirroredStrategy,
 the CLI and docs/datasets.md's worked example."""
 
+import json
 import os
 import re
 import signal
@@ -148,19 +149,59 @@ def test_a_block_without_marker_is_rewritten_whole(shapes, eps, tmp_path):
     np.testing.assert_array_equal(att.targets[:], y)
 
 
-def test_ctrl_c_finishes_the_block_in_flight(shapes, eps, tmp_path, capsys):
-    model, x, y = shapes
+CTRL_C_SCRIPT = """
+import json, os, signal, sys
+import lrpgraph
+from lrpgraph import store as zstore
+from lrpgraph.assets import load_shapes_model
+from lrpgraph.synthetic import single_object_dataset
 
-    def press_ctrl_c(b, att):
-        if b == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives while block 1 is being finished
+model = load_shapes_model()
+x, y, _ = single_object_dataset(21, size=64, seed=3)
+eps = lrpgraph.create_analyzer("lrp.epsilon", model)
 
-    with pytest.raises(KeyboardInterrupt):
-        run(eps, (x, y), tmp_path / "s", batch_size=4, on_block=press_ctrl_c)
-    assert "Run the same call" in capsys.readouterr().err
-    assert zstore.Store.open(tmp_path / "s").done_blocks() == [0, 1]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-    assert run(eps, (x, y), tmp_path / "s", batch_size=4).computed == [2, 3, 4, 5]
+def press_ctrl_c(b, att):
+    if b == 1:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while block 1 is being finished
+
+def mine(signum, frame):
+    raise RuntimeError("the test's own handler was called")
+
+out = {}
+for name, handler in [("default", signal.default_int_handler), ("SIG_DFL", signal.SIG_DFL),
+                      ("own", mine), ("SIG_IGN", signal.SIG_IGN)]:
+    signal.signal(signal.SIGINT, handler)
+    path = os.path.join(sys.argv[1], name)
+    try:
+        lrpgraph.explain_dataset(eps, (x, y), path, batch_size=4, progress=False, on_block=press_ctrl_c)
+        stopped = False
+    except KeyboardInterrupt:
+        stopped = True
+    out[name] = {"stopped": stopped, "done": zstore.Store.open(path).done_blocks(),
+                 "restored": signal.getsignal(signal.SIGINT) is handler}
+signal.signal(signal.SIGINT, signal.default_int_handler)
+out["resumed"] = lrpgraph.explain_dataset(eps, (x, y), os.path.join(sys.argv[1], "default"), batch_size=4,
+                                          progress=False).computed
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # a child process of its own: about 25 s
+def test_ctrl_c_finishes_the_block_in_flight_and_restores_the_handler_found(tmp_path):
+    """In a child of its own, each SIGINT disposition set there: pytest's own (SIG_IGN when
+    it runs under nohup, as a background job or on some CI runners) does not matter.
+    Ctrl-C during block 1 finishes it and stops, and the handler found is put back, be it
+    Python's default, SIG_DFL or the caller's own; an ignored SIGINT stays ignored (the
+    run goes on to the end).  Rerunning computes only the missing blocks."""
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("default", "SIG_DFL", "own"):
+        assert out[name] == {"stopped": True, "done": [0, 1], "restored": True}, (name, out[name])
+    assert out["SIG_IGN"] == {"stopped": False, "done": [0, 1, 2, 3, 4, 5], "restored": True}
+    assert out["resumed"] == [2, 3, 4, 5]
+    assert proc.stderr.count("Run the same call") == 3
 
 
 KILL_SCRIPT = """

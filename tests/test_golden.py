@@ -1,7 +1,12 @@
 """Every preset against iNNvestigate 2.1.2's and Zennit 1.0's outputs on the small_cnn,
 and every key of the avg_cnn golden (average pooling) against our methods.
 
-Bar (shared/golden/README.md): max |ours - golden| <= 1e-4 * max |golden|, per sample.
+Bar: max |ours - golden| per sample, as a fraction of the sample's max |golden|, within
+float32 noise (conftest.float32_noise): iNNvestigate's goldens are float32 maps made on
+another machine (two float32 runs), Zennit's were made in float64 (one).  The golden
+README's 1e-4 was the agreement asked for; measured: at most 2.0e-6 (small_cnn) and
+6e-6 (avg_cnn's SGLRP/CLRP), TF_ENABLE_ONEDNN_OPTS=0 and =1, so the bound (1.5e-5 to
+4.6e-5) also catches a rule that is off by 1e-4 of the max.
 small_cnn's SGLRP/CLRP and integrated-gradients keys are covered by their own test modules.
 """
 
@@ -17,6 +22,7 @@ import keras
 import lrpgraph
 from lrpgraph import rules as R
 from lrpgraph.rules.presets import PRESETS
+from conftest import float32_noise
 from paper_keys import ignore_bias_of, is_paper_key, paper_analyzer
 
 DATA = Path(__file__).parent / "data"
@@ -34,6 +40,8 @@ def _innvestigate_keys():
 
 
 INNVESTIGATE_KEYS = _innvestigate_keys()
+# the layers with sums the relevance crosses: conv1, conv2, fc1, logits (max pooling picks)
+SMALL_CNN_DEPTH = 4
 
 
 def per_sample_error(ours, golden):
@@ -69,7 +77,7 @@ def test_innvestigate_golden(setup, key):
     assert ours.shape == golden.shape
     assert np.abs(golden).max() > 0
     err = per_sample_error(ours, golden)
-    assert max(err) <= 1e-4, err
+    assert max(err) <= float32_noise(SMALL_CNN_DEPTH, runs=2), err  # float32 golden
 
 
 ZENNIT = {
@@ -96,7 +104,7 @@ def test_zennit_golden(setup, key):
     if key == "gradient":  # Zennit's key starts from the target logit: logit_t * d logit_t / dx
         ours = ours * zen["logits"][np.arange(len(t)), t][:, None, None, None]
     err = per_sample_error(ours, zen[key])
-    assert max(err) <= 1e-4, err
+    assert max(err) <= float32_noise(SMALL_CNN_DEPTH), err  # Zennit's maps were made in float64
 
 
 def test_epsilon_alpha2_beta1_flat(setup):
@@ -108,7 +116,7 @@ def test_epsilon_alpha2_beta1_flat(setup):
     ones = tf.ones((3, 3, 3, 8))
     want = tf.nn.conv2d_transpose(tf.constant(above / 27.0), ones, x.shape, strides=1, padding="VALID").numpy()
     err = per_sample_error(flat, want)
-    assert max(err) <= 1e-5, err
+    assert max(err) <= float32_noise(SMALL_CNN_DEPTH), err  # two float32 computations of one map, one float64
     # the first layer's rule matters: the composite differs from its non-flat parent
     assert max(per_sample_error(flat, zen["epsilon_alpha2_beta1"])) > 1e-2
 
@@ -135,6 +143,8 @@ def build_avg_cnn():
     return model, d["x"].astype("float32"), d["targets"].astype("int64")
 
 
+# conv1, avg1, conv2, gap, fc1, logits; SGLRP/CLRP subtract two passes: both count
+AVG_CNN_DEPTH = 6
 AVG_OUT = np.load(DATA / "avg_cnn_out.npz")
 AVG_META = json.loads((DATA / "avg_cnn_out.meta.json").read_text())
 
@@ -176,7 +186,10 @@ def test_avg_cnn_golden(avg_cnn, key):
             assert key == "clrp" and np.all(ours[i] == 0)
             continue
         scale = np.abs(golden[i]).max()
-        assert np.abs(ours[i] - golden[i]).max() <= 1e-4 * scale + 1e-12, (key, i, scale)
+        depth = AVG_CNN_DEPTH * (2 if key.split(".")[0] in ("sglrp", "clrp") and key.split(".")[-1]
+                                 not in ("target", "others") else 1)
+        bound = float32_noise(depth, runs=2)  # float32 goldens
+        assert np.abs(ours[i] - golden[i]).max() <= bound * scale + 1e-12, (key, i, scale)
 
 
 @pytest.mark.parametrize("key", ["deep_taylor", "deep_taylor.bounded", "sglrp.target"])

@@ -8,9 +8,12 @@ import keras
 import lrpgraph
 from lrpgraph import postprocess
 from lrpgraph.methods import perturbation
-from conftest import build_small_cnn, load_golden
+from conftest import build_small_cnn, float32_noise, load_golden
 
 GOLDEN_METHODS = ["gradient", "input_t_gradient", "guided_backprop", "deconvnet", "integrated_gradients"]
+# iNNvestigate's float32 goldens against ours: two float32 runs through small_cnn's conv1, conv2,
+# fc1 and logits (measured: at most 5.9e-7 of the max, 2.3e-7 for integrated gradients)
+GOLDEN_BOUND = float32_noise(4, runs=2)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def test_matches_innvestigate(small_cnn, golden, key):
     params.pop("neuron_selection_mode")
     r = lrpgraph.create_analyzer(name, model, neuron_selection_mode="index", **params).analyze(x, target=t)
     assert r.shape == out[key].shape
-    assert max(_rel_err(r, out[key])) <= 1e-4
+    assert max(_rel_err(r, out[key])) <= GOLDEN_BOUND
 
 
 def test_gradient_postprocess_abs_square(small_cnn, golden):
@@ -45,8 +48,8 @@ def test_gradient_postprocess_abs_square(small_cnn, golden):
     g = golden[0]["gradient"]
     r_abs = lrpgraph.create_analyzer("gradient", model, postprocess="abs").analyze(x, t)
     r_sq = lrpgraph.create_analyzer("gradient", model, postprocess="square").analyze(x, t)
-    assert max(_rel_err(r_abs, np.abs(g))) <= 1e-4
-    assert max(_rel_err(r_sq, g ** 2)) <= 2e-4
+    assert max(_rel_err(r_abs, np.abs(g))) <= GOLDEN_BOUND
+    assert max(_rel_err(r_sq, g ** 2)) <= 2 * GOLDEN_BOUND  # squaring doubles a relative error
 
 
 def test_postprocess_steps():
@@ -105,7 +108,7 @@ def test_ig_chunking_targets_and_retracing(small_cnn, golden):
     model, x, t = small_cnn
     ig = lrpgraph.create_analyzer("integrated_gradients", model, steps=16, batch_size=5)
     r = ig.analyze(x, target=t)
-    assert max(_rel_err(r, golden[0]["integrated_gradients"])) <= 1e-4
+    assert max(_rel_err(r, golden[0]["integrated_gradients"])) <= GOLDEN_BOUND
     ig.analyze(x[:3], target=t[:3])  # new batch size: no retrace
     assert ig.inner.traces == 1
     # None = the class predicted at x (not at the path points)

@@ -15,6 +15,7 @@ import lrpgraph
 from lrpgraph import graph as G
 from lrpgraph import ops
 from lrpgraph.context import Context
+from conftest import skip_without_nchw_conv
 
 ROOT = Path(__file__).parent.parent
 
@@ -58,14 +59,17 @@ def test_reverse_pass_builds_the_tiled_context_in_one_go(relu_mlp):
     np.testing.assert_allclose(maps[:, 1], an.analyze(x, target=1), rtol=1e-5, atol=1e-6)
 
 
-def test_linear_forward_is_bias_free_and_the_op_adds_the_bias_on_its_channel_axis():
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_linear_forward_is_bias_free_and_the_op_adds_the_bias_on_its_channel_axis(data_format):
+    if data_format == "channels_first":
+        skip_without_nchw_conv()
     keras.utils.set_random_seed(3)
     # 5 filters: with as many filters as output columns Keras's own bias_add guesses NHWC
-    layer = L.Conv2D(5, 3, data_format="channels_first", bias_initializer="glorot_uniform")
-    x = tf.random.normal((2, 3, 6, 6))
+    layer = L.Conv2D(5, 3, data_format=data_format, bias_initializer="glorot_uniform")
+    x = tf.random.normal((2, 3, 6, 6) if data_format == "channels_first" else (2, 6, 6, 3))
     y = layer(x)
     op = ops.describe(layer, None, 4)
-    assert isinstance(op, ops.Linear) and op.channel_axis == 1
+    assert isinstance(op, ops.Linear) and op.channel_axis == (1 if data_format == "channels_first" else -1)
     z0 = op.forward(x, op.kernel())
     np.testing.assert_allclose(op.add_bias(z0, op.bias()).numpy(), y.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(op([x])[0].numpy(), y.numpy(), rtol=1e-5, atol=1e-5)

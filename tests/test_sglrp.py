@@ -10,6 +10,7 @@ import pytest
 import keras
 import lrpgraph
 from lrpgraph import heads as H
+from conftest import float32_noise
 from paper_keys import ignore_bias_of, is_paper_key, paper_analyzer
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -55,6 +56,10 @@ def _golden_cases():
 
 
 def _check_golden(ours, ref, key):
+    # float32 goldens (iNNvestigate, another machine): two float32 runs through conv1, conv2,
+    # fc1 and logits; the SGLRP/CLRP maps subtract two such passes, both count (the .target
+    # and .others parts are one).  Measured: at most 3.1e-6 of the max, oneDNN on or off.
+    bound = float32_noise(4 if key.split(".")[-1] in ("target", "others") else 8, runs=2)
     for i in range(len(ref)):
         if not np.all(np.isfinite(ref[i])):
             # iNNvestigate's CLRP divides 0 by 0 for a target whose logit the output
@@ -62,7 +67,7 @@ def _check_golden(ours, ref, key):
             assert key == "clrp" and np.all(ours[i] == 0)
             continue
         err = np.abs(ours[i] - ref[i]).max()
-        assert err <= 1e-4 * np.abs(ref[i]).max() + 1e-12, (key, i, err, np.abs(ref[i]).max())
+        assert err <= bound * np.abs(ref[i]).max() + 1e-12, (key, i, err, np.abs(ref[i]).max())
 
 
 @pytest.mark.parametrize("tag,wtag,key,ignore_bias", _golden_cases())

@@ -56,7 +56,8 @@ SAVE_EVERY = 30.0  # seconds between two saves of the reductions' running state
 class _Interrupt:
     """SIGINT while blocks are computed: finish the block in flight, then stop.
     A second Ctrl-C stops at once (that block is recomputed on resume).  The
-    handler found on entry (whatever it was) is restored on exit."""
+    handler found on entry (whatever it was) is restored on exit; a SIGINT ignored
+    when the run starts (nohup, a background job of a script) stays ignored."""
 
     def __init__(self):
         self.requested = False
@@ -66,8 +67,9 @@ class _Interrupt:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # else Ctrl-C is not ours to catch
             self.found = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self.installed = True
+            if self.found is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, self._handle)
+                self.installed = True
         return self
 
     def _handle(self, signum, frame):
