@@ -12,7 +12,7 @@ setup: $(STAMP)
 # KerasHub (tests/test_vit.py, tests/test_text.py) with --no-deps, so that tensorflow-text does not
 # pull the full `tensorflow` beside tensorflow-cpu; its light dependencies (regex, tokenizers) come
 # with the test extra (see pyproject.toml).  Python < 3.11 (keras-hub needs 3.11): not installed,
-# the KerasHub tests skip.  The range: the one lrpgraph.ops.keras_hub* were checked against.
+# the KerasHub tests skip.  The range: the one lrpgraph.engine.ops.keras_hub* were checked against.
 KERAS_HUB := keras-hub>=0.32,<0.33
 
 $(STAMP): pyproject.toml Makefile

@@ -45,7 +45,7 @@ def bench_region_perturbation(args):
     import keras
 
     import lrpgraph
-    from lrpgraph import synthetic
+    from lrpgraph.evaluation import synthetic
     from lrpgraph.assets import load_shapes_model
     from lrpgraph.evaluation import baseline_images, region_perturbation
 

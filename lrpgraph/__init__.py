@@ -4,9 +4,9 @@
     analyzer = lrpgraph.create_analyzer("lrp.epsilon", model)
     relevance = analyzer.analyze(x, target=3)
 
-The data path: keras.Model -> :mod:`lrpgraph.graph` (networkx DAG) ->
-:mod:`lrpgraph.rewrite` (canonical graph) -> :mod:`lrpgraph.assign` (a rule per
-node, from :mod:`lrpgraph.rules`) -> :mod:`lrpgraph.compile` (one tf.function)
+The data path: keras.Model -> :mod:`lrpgraph.engine.graph` (networkx DAG) ->
+:mod:`lrpgraph.engine.rewrite` (canonical graph) -> :mod:`lrpgraph.engine.assign` (a rule per
+node, from :mod:`lrpgraph.rules`) -> :mod:`lrpgraph.engine.compile` (one tf.function)
 -> :class:`lrpgraph.Analyzer` (numpy).
 """
 
@@ -20,19 +20,20 @@ except ImportError as e:  # pragma: no cover
         "`pip install lrpgraph[cpu]` (tensorflow-cpu) or `pip install lrpgraph[gpu]` (tensorflow[and-cuda])."
     ) from e
 
-from . import ops, rules  # noqa: E402
-from .ops import register_layer  # noqa: E402  (custom layers: docs/rules.md, "Custom layers")
-from .prepared import Prepared, prepare  # noqa: E402
-from .method import Explanation, Method  # noqa: E402
-from .analyzer import Analyzer  # noqa: E402  (registers the rule presets)
+from .engine import ops  # noqa: E402
+from . import rules  # noqa: E402
+from .engine.ops import register_layer  # noqa: E402  (custom layers: docs/rules.md, "Custom layers")
+from .engine.prepared import Prepared, prepare  # noqa: E402
+from .methods.base import Explanation, Method  # noqa: E402
+from .methods.analyzer import Analyzer  # noqa: E402  (registers the rule presets)
 from . import methods as _families  # noqa: E402,F401  (registers SGLRP/CLRP, CAMs, IG, SmoothGrad, occlusion)
 # after the subpackage import, so that ``lrpgraph.methods`` is the listing function
 # (iNNvestigate's API); the families stay importable as ``lrpgraph.methods.cam`` etc.
-from .registry import create_analyzer, methods  # noqa: E402
-from .assign import UnsupportedLayerError  # noqa: E402
-from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
-from .graph import to_graph  # noqa: E402
-from .rewrite import canonicalize  # noqa: E402
+from .methods.registry import create_analyzer, methods  # noqa: E402
+from .engine.assign import UnsupportedLayerError  # noqa: E402
+from .evaluation.check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
+from .engine.graph import to_graph  # noqa: E402
+from .engine.rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
 from . import evaluation  # noqa: E402
 from .evaluation import evaluate  # noqa: E402

@@ -189,7 +189,7 @@ def _imsave(path, rgb):
 
 
 def cmd_check(args, out):
-    from .check import check
+    from .evaluation.check import check
 
     lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe,
                     log=lambda msg: print(f"lrpgraph: {msg}", file=out))

@@ -53,8 +53,8 @@ import tensorflow as tf
 
 from . import postprocess as _post
 from .io import IMAGE_EXTENSIONS  # the files an image folder source reads (re-exported)
-from .method import Method, check_batch_size
-from .registry import parameters as _method_parameters
+from .methods.base import Method, check_batch_size
+from .methods.registry import parameters as _method_parameters
 from .store import ArraySpec, Store, StoreError, decode_ids, encode_ids
 
 __all__ = ["explain_dataset", "open_store", "Attributions", "BlockJob", "make_source", "METRICS",

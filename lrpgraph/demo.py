@@ -2,7 +2,7 @@
 shapes model, offline.
 
 1. One fixed two-object scene (:data:`DEMO_SCENE`) is explained by every method of
-   :data:`lrpgraph.localization.PAPER_METHODS`, once per object as the target; the
+   :data:`lrpgraph.evaluation.two_object.PAPER_METHODS`, once per object as the target; the
    grid (rows: target A, target B; columns: input + methods; the SGLRP code's
    heatmap convention) is written to ``<out>/demo_grid.png``.
 2. The benchmark metrics on the first ``n_scenes`` scenes of the benchmark's
@@ -31,7 +31,7 @@ DEMO_SCENE = (12345, 0)
 
 def demo_scene(seed=DEMO_SCENE[0], index=DEMO_SCENE[1], size=64):
     """``(x (1, H, W, 3), classes (2,), masks (2, H, W))`` of one benchmark scene."""
-    from . import synthetic
+    from .evaluation import synthetic
 
     s = synthetic.two_object_scenes(index + 1, size=size, seed=seed)
     return s["x"][index:index + 1], s["classes"][index], s["masks"][index]
@@ -53,7 +53,8 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     path, "markdown": str, "seconds": float}``."""
     import warnings
 
-    from . import localization, synthetic, viz
+    from .evaluation import two_object as localization, synthetic
+    from . import viz
 
     out = sys.stdout if out is None else out
     t0 = time.perf_counter()
@@ -81,7 +82,7 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
               f"{(result.target_logits <= 0).mean():.0%} of the (scene, target) pairs.")
     print("\n" + header + "\n\n" + md + "\n", file=out)
     table = out_dir / "demo_metrics.md"
-    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/localization.py.\n")
+    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/evaluation/two_object.py.\n")
     from .evaluation.cli import demo_aopc  # the AOPC table (docs/evaluation.md)
 
     aopc = demo_aopc(model, out_dir, out)

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import assets
-from .prepared import class_index
+from .engine.prepared import class_index
 
 __all__ = ["InputError", "LoadedModel", "APPLICATIONS", "PREPROCESS", "IMAGE_EXTENSIONS", "load_model",
            "read_labels", "preprocess_fn", "input_bounds", "load_image", "load_input", "ImageFolder",
@@ -460,7 +460,7 @@ def parse_params(items, flag="--param"):
 def method_params(name, low, high, params=None):
     """``params`` with ``low``/``high`` (the input bounds) filled in where method ``name``
     takes them and ``params`` does not set them.  An unknown name is an InputError."""
-    from .registry import METHODS, parameters
+    from .methods.registry import METHODS, parameters
 
     if name not in METHODS:
         close = difflib.get_close_matches(name, list(METHODS), n=3)

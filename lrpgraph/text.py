@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import InputError
-from .prepared import prepare
+from .engine.prepared import prepare
 
 __all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
            "import_keras_hub"]

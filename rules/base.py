@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lrpgraph.context import Context  # noqa: F401  (re-exported: rules import from the core)
-from lrpgraph.ops import wide_dtype  # noqa: F401
+from lrpgraph.engine.context import Context  # noqa: F401  (re-exported: rules import from the core)
+from lrpgraph.engine.ops import wide_dtype  # noqa: F401
 
 __all__ = [
     "Context", "Rule", "BasicRule", "ParamMod", "stabilize", "safe_divide", "vjp", "wide_dtype",

@@ -18,7 +18,7 @@ import tensorflow as tf
 import lrpgraph
 from lrpgraph import datasets, store as zstore
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "datasets.md"
@@ -169,7 +169,7 @@ import numpy as np
 import lrpgraph
 from lrpgraph import store as zstore
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 model = load_shapes_model()
 x, y, _ = single_object_dataset(21, size=64, seed=3)
@@ -417,7 +417,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import lrpgraph
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 model = load_shapes_model()
 x, y, _ = single_object_dataset(11, size=64, seed=3)

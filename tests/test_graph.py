@@ -1,4 +1,4 @@
-"""lrpgraph.graph: Keras 3 model -> node-per-call networkx MultiDiGraph."""
+"""lrpgraph.engine.graph: Keras 3 model -> node-per-call networkx MultiDiGraph."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ from keras.src.ops import nn as knn
 from keras.src.ops import numpy as knp
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph.compile import run_forward
-from lrpgraph.rewrite import canonicalize
+from lrpgraph.engine import graph as G
+from lrpgraph.engine.compile import run_forward
+from lrpgraph.engine.rewrite import canonicalize
 
 
 def forward(g, xs):

@@ -12,15 +12,15 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph import ops
-from lrpgraph.context import Context
+from lrpgraph.engine import graph as G
+from lrpgraph.engine import ops
+from lrpgraph.engine.context import Context
 
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("module", ["graph.py", "rewrite.py", "compile.py", "context.py",
-                                    "ops/__init__.py", "ops/base.py", "ops/keras.py"])
+@pytest.mark.parametrize("module", ["engine/graph.py", "engine/rewrite.py", "engine/compile.py", "engine/context.py",
+                                    "engine/ops/__init__.py", "engine/ops/base.py", "engine/ops/keras.py"])
 def test_core_modules_import_nothing_from_rules(module):
     tree = ast.parse((ROOT / "lrpgraph" / module).read_text())
     names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
@@ -98,4 +98,4 @@ def test_describe_table_kinds():
                    "cat": ("concat", None), "fl": ("reshape", "Flatten"), "avgp": ("pool_avg", None),
                    "sub": ("add", "subtract"), "lin": ("reshape", "identity")}
     assert isinstance(g.nodes["lin"]["op"], ops.Identity) and g.nodes["mul"]["op"].gate_slot is None
-    assert lrpgraph.rewrite.mark_gates(g).nodes["mul"]["op"].gate_slot == 1
+    assert lrpgraph.engine.rewrite.mark_gates(g).nodes["mul"]["op"].gate_slot == 1

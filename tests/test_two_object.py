@@ -1,6 +1,6 @@
 """The offline two-object benchmark: its numbers on a fixed subset, and the paper's claim.
 
-24 scenes of lrpgraph.synthetic.two_object_scenes(seed=12345) (the first scenes of
+24 scenes of lrpgraph.evaluation.synthetic.two_object_scenes(seed=12345) (the first scenes of
 docs/benchmark_two_object.md), both objects as targets.  Means are reproduced within
 0.02 absolute (CPU kernels differ slightly between machines; a changed rule or head
 moves them by far more), and the comparisons the paper makes are asserted as the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lrpgraph
-from lrpgraph import localization, synthetic
+from lrpgraph.evaluation import two_object as localization, synthetic
 from lrpgraph.assets import load_shapes_model
 from lrpgraph.demo import BENCHMARK_SEED
 

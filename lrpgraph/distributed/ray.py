@@ -231,7 +231,7 @@ preprocess, image_size, id_width
     already written; rerunning the same call computes only the missing ones.
     """
     from lrpgraph.datasets import Attributions, software_versions, make_source
-    from lrpgraph.method import check_batch_size
+    from lrpgraph.methods.base import check_batch_size
     from lrpgraph.store import Store, StoreError, decode_ids
 
     ray = import_ray()

@@ -91,7 +91,7 @@ def parse_method_params(items):
 
 def load_data(args, lm, out):
     """(x, targets or None, description)."""
-    from .. import synthetic
+    from . import synthetic
     from ..io import InputError, load_image
 
     model = lm.model
@@ -181,11 +181,12 @@ def cmd_evaluate(args, out):
 
 
 def demo_aopc(model, out_dir, out, n=16, patch=4, steps=49, seed=12345):
-    """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.localization.PAPER_METHODS)
+    """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.evaluation.two_object.PAPER_METHODS)
     on ``n`` single-object shapes images, region perturbation with ``patch`` x ``patch``
     regions, ``steps`` steps and the uniform baseline, MoRF and LeRF (docs/evaluation.md's setting).  Prints the Markdown table and
     writes ``<out_dir>/demo_aopc.md``; returns the :class:`EvaluationTable`."""
-    from .. import evaluation, localization, synthetic
+    from .. import evaluation
+    from . import two_object as localization, synthetic
 
     x, y, _ = synthetic.single_object_dataset(n, size=int(model.inputs[0].shape[1]), seed=seed)
     methods = {label: (name, params) for label, (name, params) in localization.PAPER_METHODS.items()}

@@ -133,7 +133,7 @@ def _explainer(method, params, batch_size):
     if not isinstance(method, str):
         raise TypeError(f"method must be a method name (lrpgraph.methods()) or a callable "
                         f"fn(model, x, targets) -> maps, got {method!r}")
-    from ..registry import create_analyzer
+    from ..methods.registry import create_analyzer
 
     params = dict(params or {})
     built = {}  # one analyzer (one compiled function) per model: the copy's weights change in place
@@ -147,7 +147,7 @@ def _explainer(method, params, batch_size):
 
 
 def _keras_model(model):
-    from ..prepared import Prepared
+    from ..engine.prepared import Prepared
 
     return model.model if isinstance(model, Prepared) else model
 
@@ -169,7 +169,7 @@ def model_randomisation(model, x, relevance=None, target=None, *, method, params
     """
     import keras
 
-    from ..prepared import prepare
+    from ..engine.prepared import prepare
 
     keras_model = _keras_model(model)
     batch = check_images(model, x, target, batch_size=batch_size)

@@ -201,7 +201,7 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     ``batch_size``: perturbed images per compiled step; ``analyze_batch_size``:
     images per analysis call.  ``progress``: callable(str) told each step.
     """
-    from ..registry import create_analyzer, parameters
+    from ..methods.registry import create_analyzer, parameters
 
     names = expand_metrics(metrics)
     specs = _methods(methods)

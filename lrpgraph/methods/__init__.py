@@ -1,5 +1,5 @@
-"""The method families beyond the rule presets, each a :class:`lrpgraph.method.Method`
-registered in :data:`lrpgraph.registry.METHODS` when this package is imported:
+"""The method families beyond the rule presets, each a :class:`lrpgraph.methods.base.Method`
+registered in :data:`lrpgraph.methods.registry.METHODS` when this package is imported:
 
 - :mod:`~lrpgraph.methods.sglrp`: the SGLRP paper's methods (SGLRP, CLRP, the original LRP);
 - :mod:`~lrpgraph.methods.cam`: CAM, Grad-CAM, Grad-CAM++, Score-CAM, guided Grad-CAM;
@@ -7,7 +7,7 @@ registered in :data:`lrpgraph.registry.METHODS` when this package is imported:
 - :mod:`~lrpgraph.methods.rollout`: attention rollout (transformers).
 
 The rule presets (LRP, Deep Taylor, the gradient family) are :class:`lrpgraph.Analyzer`
-objects, registered by :mod:`lrpgraph.analyzer`.
+objects, registered by :mod:`lrpgraph.methods.analyzer`.
 """
 
 from . import cam, perturbation, rollout, sglrp  # noqa: F401  (register the families)

@@ -33,11 +33,11 @@ import numpy as np
 import tensorflow as tf
 from skimage.transform import resize as _sk_resize
 
-from .. import graph as G
-from ..analyzer import Analyzer
-from ..method import Method, check_batch_size, chunked
-from ..ops import Linear
-from ..registry import register
+from ..engine import graph as G
+from .analyzer import Analyzer
+from .base import Method, check_batch_size, chunked
+from ..engine.ops import Linear
+from .registry import register
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "GuidedGradCAM", "find_cam_layers"]
 

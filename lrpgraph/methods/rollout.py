@@ -28,9 +28,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .. import graph as G
-from ..method import Method
-from ..registry import register
+from ..engine import graph as G
+from .base import Method
+from .registry import register
 
 __all__ = ["AttentionRollout", "attention_softmax_nodes", "rollout_matrix"]
 

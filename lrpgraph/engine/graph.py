@@ -15,7 +15,7 @@ producer) and ``slot`` (which input slot of the consumer).  Graph attributes:
 ``inputs`` (input node ids, in model order), ``outputs`` (list of
 ``(node, out_index)`` in model order) and ``output_names``.
 
-Nested models stay single nodes here; :func:`lrpgraph.rewrite.inline_nested_models`
+Nested models stay single nodes here; :func:`lrpgraph.engine.rewrite.inline_nested_models`
 expands them.
 """
 

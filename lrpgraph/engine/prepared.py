@@ -140,7 +140,7 @@ class Prepared:
     ----------
     model : keras.Model
     graph : networkx.MultiDiGraph
-        The canonical (rewritten) graph, :func:`lrpgraph.rewrite.canonicalize`.
+        The canonical (rewritten) graph, :func:`lrpgraph.engine.rewrite.canonicalize`.
     output : (node, out_index)
         The explained output; ``output_node`` is its node, ``output_name`` its name.
     input_specs : list of tf.TensorSpec
@@ -211,7 +211,7 @@ class Prepared:
 
     def layer_node(self, name):
         """The node whose output is the Keras layer ``name``'s output (see
-        :func:`lrpgraph.graph.layer_output_node`)."""
+        :func:`lrpgraph.engine.graph.layer_output_node`)."""
         return G.layer_output_node(self.graph, name, self.needed)
 
     # -- validation ---------------------------------------------------------------------

@@ -175,7 +175,7 @@ def _equation(linear):
     eq = getattr(linear.forward, "equation", None)
     if eq is None:
         raise ValueError("split_attention: the projections of an Attention op must be einsum Linear ops "
-                         "(lrpgraph.ops.keras.einsum_forward)")
+                         "(lrpgraph.engine.ops.keras.einsum_forward)")
     return eq
 
 

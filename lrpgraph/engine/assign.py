@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import networkx as nx
 
 from . import graph as G
-from .rules.base import Rule
-from .rules.presets import RuleSpec
+from ..rules.base import Rule
+from ..rules.presets import RuleSpec
 
 __all__ = ["NodeInfo", "first_layers", "match", "assign_rules", "UnsupportedLayerError"]
 

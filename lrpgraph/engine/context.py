@@ -1,6 +1,6 @@
 """What a rule sees of one node during the reverse pass: :class:`Context`.
 
-The reverse pass (:func:`lrpgraph.compile.reverse_pass`) builds one per node, in one
+The reverse pass (:func:`lrpgraph.engine.compile.reverse_pass`) builds one per node, in one
 go, and hands it with the relevance at the node's output to the node's rule.
 """
 

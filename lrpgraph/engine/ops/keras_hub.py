@@ -1,5 +1,5 @@
 """KerasHub (``keras_hub``) models described to lrpgraph, registered lazily: the ViT's
-layers here, the text layers (BERT and friends) in :mod:`lrpgraph.ops.keras_hub_text`.
+layers here, the text layers (BERT and friends) in :mod:`lrpgraph.engine.ops.keras_hub_text`.
 
 KerasHub's ViT (``keras_hub.models.ViTBackbone`` / ``ViTImageClassifier``) is a
 functional model (inlined by the ``inline_nested_models`` pass) whose big layers are
