@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import viz
 from .assets import SHAPES_CLASS_NAMES, SHAPES_INPUT_RANGE, load_shapes_model
+from .evaluation import synthetic, two_object
 
 __all__ = ["run_demo", "demo_scene", "method_grid", "BENCHMARK_SEED", "DEMO_SCENE"]
 
@@ -31,16 +34,12 @@ DEMO_SCENE = (12345, 0)
 
 def demo_scene(seed=DEMO_SCENE[0], index=DEMO_SCENE[1], size=64):
     """``(x (1, H, W, 3), classes (2,), masks (2, H, W))`` of one benchmark scene."""
-    from .evaluation import synthetic
-
     s = synthetic.two_object_scenes(index + 1, size=size, seed=seed)
     return s["x"][index:index + 1], s["classes"][index], s["masks"][index]
 
 
 def method_grid(analyzers, x, classes, class_names):
     """Figure: rows = the two objects as targets, columns = input + one per method."""
-    from . import viz
-
     maps = {}
     for label, a in analyzers.items():
         maps[label] = np.asarray(a.analyze(x, target=np.asarray([classes]))).reshape((2,) + x.shape[1:3] + (-1,))
@@ -51,11 +50,6 @@ def method_grid(analyzers, x, classes, class_names):
 def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     """Write the method grid and the metrics table; returns ``{"grid": path, "table":
     path, "markdown": str, "seconds": float}``."""
-    import warnings
-
-    from .evaluation import two_object as localization, synthetic
-    from . import viz
-
     out = sys.stdout if out is None else out
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -64,7 +58,7 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     low, high = SHAPES_INPUT_RANGE
     print(f"lrpgraph demo: shapes model ({model.count_params()} parameters), classes "
           f"{', '.join(SHAPES_CLASS_NAMES)}", file=out)
-    analyzers = localization.paper_methods(model, low=low, high=high)
+    analyzers = two_object.paper_methods(model, low=low, high=high)
 
     x, classes, _ = demo_scene()
     with warnings.catch_warnings():
@@ -75,8 +69,8 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
           f"{SHAPES_CLASS_NAMES[classes[1]]}; grid of {len(analyzers)} methods x 2 targets", file=out)
 
     scenes = synthetic.two_object_scenes(n_scenes, seed=BENCHMARK_SEED)
-    result = localization.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
-    md = localization.to_markdown(result)
+    result = two_object.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
+    md = two_object.to_markdown(result)
     header = (f"Two-object benchmark, {n_scenes} scenes (seed {BENCHMARK_SEED}) x 2 targets; the model ranks "
               f"both objects as its top 2 in {result.top2.mean():.0%} of the scenes; target logit <= 0 in "
               f"{(result.target_logits <= 0).mean():.0%} of the (scene, target) pairs.")

@@ -22,18 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(n_scenes, seed):
-    from lrpgraph.evaluation import two_object as localization, synthetic
+    from lrpgraph.evaluation import two_object, synthetic
     from lrpgraph.methods.analyzer import create_analyzer
     from lrpgraph.assets import SHAPES_INPUT_RANGE, load_shapes_model
 
     model = load_shapes_model()
     low, high = SHAPES_INPUT_RANGE
-    analyzers = localization.paper_methods(model, low=low, high=high)
+    analyzers = two_object.paper_methods(model, low=low, high=high)
     for name in ("sglrp", "clrp"):
         analyzers[f"{name.upper()} (paper: no output ReLU, no scaling)"] = create_analyzer(
             name, model, low=low, high=high, output_relu=False, scaling=False)
     scenes = synthetic.two_object_scenes(n_scenes, seed=seed)
-    return localization.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
+    return two_object.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
 
 
 def main(argv=None):
@@ -42,12 +42,12 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmark_two_object.md"))
     args = ap.parse_args(argv)
-    from lrpgraph.evaluation import two_object as localization
+    from lrpgraph.evaluation import two_object
 
     t0 = time.perf_counter()
     result = run(args.scenes, args.seed)
-    all_md = localization.to_markdown(result)
-    top2_md = localization.to_markdown(result, where=result.top2)
+    all_md = two_object.to_markdown(result)
+    top2_md = two_object.to_markdown(result, where=result.top2)
     cmd = "python scripts/two_object_benchmark.py" + ("" if argv is None else " " + " ".join(argv))
     text = f"""# The offline two-object benchmark
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lrpgraph
-from lrpgraph.evaluation import two_object as localization, synthetic
+from lrpgraph.evaluation import two_object, synthetic
 from lrpgraph.assets import load_shapes_model
 from lrpgraph.demo import BENCHMARK_SEED
 
@@ -32,14 +32,14 @@ TOL = 0.02
 @pytest.fixture(scope="module")
 def table():
     model = load_shapes_model()
-    analyzers = localization.paper_methods(model, low=0.0, high=1.0, methods=list(EXPECTED))
+    analyzers = two_object.paper_methods(model, low=0.0, high=1.0, methods=list(EXPECTED))
     analyzers["SGLRP paper"] = lrpgraph.create_analyzer("sglrp", model, low=0.0, high=1.0,
                                                         output_relu=False, scaling=False)
     s = synthetic.two_object_scenes(24, seed=BENCHMARK_SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = localization.evaluate(analyzers, s["x"], s["classes"], s["masks"])
-    return localization.summarize(result)
+        result = two_object.evaluate(analyzers, s["x"], s["classes"], s["masks"])
+    return two_object.summarize(result)
 
 
 @pytest.mark.parametrize("label", sorted(EXPECTED))

@@ -25,7 +25,7 @@ from ..engine.assign import UnsupportedLayerError, assign_rules
 from ..engine.compile import run_forward
 from ..engine.ops import Linear, keras_hub as keras_hub_ops
 from ..engine.prepared import resolve_output
-from ..engine.rewrite import canonicalize
+from ..engine.rewrite import canonicalize, inline_nested_models
 from ..rules.presets import get_preset
 
 __all__ = ["check", "CheckReport", "NodeCheck", "DEFAULT_CHECK_PRESETS", "reference_logits"]
@@ -230,8 +230,6 @@ def reference_logits(model, index, xs):
     """The Keras model's own output number ``index`` on the arrays ``xs``, with an
     output softmax switched off (the layer's ``activation`` temporarily set to
     linear, or the logits taken at the input of a Softmax layer)."""
-    from ..engine.rewrite import inline_nested_models
-
     g0 = inline_nested_models(G.to_graph(model))
     node = g0.graph["outputs"][index][0]
     op, layer = G.op(g0, node), G.layer(g0, node)

@@ -186,10 +186,10 @@ def demo_aopc(model, out_dir, out, n=16, patch=4, steps=49, seed=12345):
     regions, ``steps`` steps and the uniform baseline, MoRF and LeRF (docs/evaluation.md's setting).  Prints the Markdown table and
     writes ``<out_dir>/demo_aopc.md``; returns the :class:`EvaluationTable`."""
     from .. import evaluation
-    from . import two_object as localization, synthetic
+    from . import two_object, synthetic
 
     x, y, _ = synthetic.single_object_dataset(n, size=int(model.inputs[0].shape[1]), seed=seed)
-    methods = {label: (name, params) for label, (name, params) in localization.PAPER_METHODS.items()}
+    methods = {label: (name, params) for label, (name, params) in two_object.PAPER_METHODS.items()}
     table = evaluation.evaluate(model, x, methods, y, ["aopc"], params={"aopc": {"patch": patch, "steps": steps}},
                                 input_range=(0.0, 1.0))
     md = table.to_markdown()

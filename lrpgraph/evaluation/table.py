@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..methods.registry import create_analyzer, parameters
 from .common import check_images
 from .faithfulness import faithfulness_correlation
 from .perturbation import deletion, insertion, region_perturbation
@@ -201,8 +203,6 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     ``batch_size``: perturbed images per compiled step; ``analyze_batch_size``:
     images per analysis call.  ``progress``: callable(str) told each step.
     """
-    from ..methods.registry import create_analyzer, parameters
-
     names = expand_metrics(metrics)
     specs = _methods(methods)
     params = dict(params or {})
@@ -247,8 +247,6 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
         per_sample[label], curves[label] = row, crow
     cols = list(per_sample[labels[0]])
     columns = {"method": np.asarray(labels)}
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         for c in cols:

@@ -48,7 +48,7 @@ __all__ = ["register", "transformer_encoder_model", "token_and_position_model"]
 
 def register():
     """Register the descriptions of KerasHub's text layers (imports keras_hub)."""
-    from keras_hub import layers as H
+    from keras_hub import layers as H  # optional and heavy: imported only once a KerasHub model is seen
 
     # replace=False: a user's register_layer made before keras_hub was first seen stays
     register_layer(H.PositionEmbedding, lambda layer: Constant(), replace=False)
