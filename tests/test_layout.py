@@ -15,6 +15,12 @@ docs/architecture.md describes the layers these rules keep apart.
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
 from functools import lru_cache
 from pathlib import Path
 
@@ -234,3 +240,47 @@ def test_the_scan_sees_the_layers():
     assert _inside("lrpgraph.engine.ops.keras", "lrpgraph.engine")
     assert [i for i in imports("lrpgraph.engine.ops.keras_hub") if i.local]  # keras_hub, commented
     assert not _style_problems("lrpgraph.engine.ops.keras_hub")
+
+
+# ---- rules/ at the top level, lrpgraph.rules in the package --------------------------------
+
+_PROBE = ("import lrpgraph, lrpgraph.rules, lrpgraph.rules.presets as p; "
+          "print(lrpgraph.__file__); print(lrpgraph.rules.__file__); print(p.PRESETS['lrp.epsilon'].name)")
+
+
+@pytest.mark.slow
+def test_import_lrpgraph_from_the_repository_root_with_a_regular_install(tmp_path):
+    """A wheel installed into a fresh venv: from the repository root, Python imports the
+    checkout's lrpgraph/ (it shadows the installed one) and lrpgraph.rules is the checkout's
+    rules/; from elsewhere, the installed package with rules/ inside it."""
+    run = lambda cmd, **kw: subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)  # noqa: E731
+    src = tmp_path / "src"  # build from a copy: setuptools writes build/ and *.egg-info beside the sources
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for part in ("lrpgraph", "rules"):
+        shutil.copytree(ROOT / part, src / part, ignore=skip)
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, src / part)
+    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                 "-w", str(tmp_path / "dist"), str(src)], cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    wheel, = (tmp_path / "dist").glob("lrpgraph-*.whl")
+    venv.create(tmp_path / "venv", with_pip=False)
+    py = str(tmp_path / "venv" / "bin" / "python")
+    site = run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    # the new venv sees this interpreter's packages (TensorFlow, ...) but not its lrpgraph: a .pth
+    # names the site-packages folders only, so the editable install's finder there is not run
+    shared = {sysconfig.get_paths()["purelib"], *(p for p in sys.path if p.endswith("-packages"))}
+    Path(site, "shared.pth").write_text("\n".join(sorted(shared)) + "\n")
+    installed = run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "--no-index", "-q",
+                     str(wheel)])
+    assert installed.returncode == 0, installed.stderr
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+
+    root = run([py, "-c", _PROBE], cwd=ROOT, env=env)
+    assert root.returncode == 0, root.stderr[-2000:]
+    assert root.stdout.split() == [str(ROOT / "lrpgraph" / "__init__.py"), str(ROOT / "rules" / "__init__.py"),
+                                   "lrp.epsilon"]
+    away = run([py, "-c", _PROBE], cwd=tmp_path, env=env)
+    assert away.returncode == 0, away.stderr[-2000:]
+    assert away.stdout.split() == [str(Path(site, "lrpgraph", "__init__.py")),
+                                   str(Path(site, "lrpgraph", "rules", "__init__.py")), "lrp.epsilon"]
