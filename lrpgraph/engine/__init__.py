@@ -1,4 +1,4 @@
-"""The engine: a Keras model in, one compiled relevance pass out.
+"""The engine: a Keras model in, one compiled relevance pass out, in four stages.
 
 keras.Model -> :mod:`~lrpgraph.engine.graph` (one node per layer call) ->
 :mod:`~lrpgraph.engine.ops` (what each node computes, as rules see it) ->

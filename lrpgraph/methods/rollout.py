@@ -70,6 +70,9 @@ def rollout_matrix(weights, residual=0.5):
 class AttentionRollout(Method):
     """Attention rollout (Abnar and Zuidema, ACL 2020); see :mod:`lrpgraph.methods.rollout`.
 
+    The model needs one image input (N, H, W, C) and self-attention with the same
+    number of tokens in every layer.
+
     Parameters
     ----------
     head : {"auto", "cls", "mean"}
@@ -85,9 +88,6 @@ class AttentionRollout(Method):
         ratio (square patches dividing the image).
     residual : float
         The weight of the identity, 0.5 in the paper.
-
-    The model needs one image input (N, H, W, C) and self-attention with the same
-    number of tokens in every layer.
     """
 
     name = "attention_rollout"
