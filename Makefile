@@ -5,14 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-portable test-apps demo bench clean
+.PHONY: setup test test-portable test-apps demo bench docs clean
 
 setup: $(STAMP)
 
 # KerasHub (tests/test_vit.py, tests/test_text.py) with --no-deps, so that tensorflow-text does not
 # pull the full `tensorflow` beside tensorflow-cpu; its light dependencies (regex, tokenizers) come
 # with the test extra (see pyproject.toml).  Python < 3.11 (keras-hub needs 3.11): not installed,
-# the KerasHub tests skip.  The range: the one lrpgraph.ops.keras_hub* were checked against.
+# the KerasHub tests skip.  The range: the one lrpgraph.engine.ops.keras_hub* were checked against.
 KERAS_HUB := keras-hub>=0.32,<0.33
 
 $(STAMP): pyproject.toml Makefile
@@ -54,8 +54,20 @@ demo: $(STAMP)
 bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) benchmarks/bench_vgg16.py
 
+# the documentation site (mkdocs, material theme, API reference from the docstrings) into site/,
+# offline and strict: a broken link or an unresolved reference fails the build.  Open site/index.html.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+	@echo "documentation: site/index.html"
+
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out site .pytest_cache
 
 # Every Python version pyproject.toml's requires-python claims.  CI runs `make test` on 3.11;
 # the others are checked by `make check-resolution` only: for each version, pip resolves the

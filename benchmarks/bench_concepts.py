@@ -74,7 +74,7 @@ def mining(a):
     import tempfile
 
     import lrpgraph
-    from lrpgraph import synthetic
+    from lrpgraph.evaluation import synthetic
     from lrpgraph.assets import load_shapes_model
     from lrpgraph.concepts import reference_samples
 

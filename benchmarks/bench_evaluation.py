@@ -49,7 +49,7 @@ def bench_region_perturbation(args):
     import keras
 
     import lrpgraph
-    from lrpgraph import synthetic
+    from lrpgraph.evaluation import synthetic
     from lrpgraph.assets import load_shapes_model
     from lrpgraph.evaluation import baseline_images, region_perturbation
 
@@ -133,7 +133,7 @@ def floor_fn(prepared, batch_size):
     the scorer's work without building the copies."""
     import tensorflow as tf
 
-    from lrpgraph.method import chunked
+    from lrpgraph.methods.base import chunked
 
     def body(copies, targets):
         m = tf.shape(copies)[0]
@@ -156,7 +156,7 @@ def bench_floor(args):
 
     import lrpgraph
     from lrpgraph import evaluation as E
-    from lrpgraph import synthetic
+    from lrpgraph.evaluation import synthetic
     from lrpgraph.assets import load_shapes_model
     from lrpgraph.evaluation import axiomatic as AX, faithfulness_more as FM, robustness as RB
 

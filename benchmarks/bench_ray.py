@@ -40,7 +40,7 @@ def model_and_data(name, n, tmp):
     from lrpgraph.assets import SHAPES_MODEL
 
     if name == "shapes":
-        from lrpgraph.synthetic import single_object_dataset
+        from lrpgraph.evaluation.synthetic import single_object_dataset
 
         x, y, _ = single_object_dataset(n, size=64, seed=0)
         return str(SHAPES_MODEL), x.astype("float32"), y

@@ -7,7 +7,7 @@ Models: the shipped shapes ViT (``lrpgraph.assets.load_shapes_vit``, 64x64, 8x8
 patches, 3 blocks of width 48) and, when keras_hub is importable, a ViT-B/16-sized
 ``keras_hub.models.ViTImageClassifier`` built from a config with random weights
 (224x224, 12 blocks, width 768, 12 heads, MLP 3072, 1000 classes), expanded with
-``lrpgraph.ops.keras_hub.expand_vit``.  The baseline is the gradient of the target
+``lrpgraph.engine.ops.keras_hub.expand_vit``.  The baseline is the gradient of the target
 logit w.r.t. the input in one tf.function (``bench_vgg16.gradient_baseline``);
 rounds alternate baseline and methods (``bench_vgg16.round_robin``), and the ratio is
 the median over rounds of method / same-round baseline.  Build = create_analyzer plus
@@ -40,7 +40,7 @@ BAR_RATIO, BAR_BUILD = 1.5, 10.0
 def vit_b16():
     import keras_hub
 
-    from lrpgraph.ops.keras_hub import expand_vit
+    from lrpgraph.engine.ops.keras_hub import expand_vit
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.ViTBackbone(image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12,

@@ -4,13 +4,31 @@
     analyzer = lrpgraph.create_analyzer("lrp.epsilon", model)
     relevance = analyzer.analyze(x, target=3)
 
-The data path: keras.Model -> :mod:`lrpgraph.graph` (networkx DAG) ->
-:mod:`lrpgraph.rewrite` (canonical graph) -> :mod:`lrpgraph.assign` (a rule per
-node, from :mod:`lrpgraph.rules`) -> :mod:`lrpgraph.compile` (one tf.function)
--> :class:`lrpgraph.Analyzer` (numpy).
+The package, one floor at a time (docs/architecture.md draws it; ``tests/test_layout.py``
+keeps the floors apart):
+
+- ``lrpgraph/engine/``: the data path.  keras.Model -> ``graph`` (one node per layer call)
+  -> ``ops/`` (what each node computes, as rules see it) -> ``rewrite`` (canonical graph)
+  -> ``prepared`` (once per model) -> ``assign`` (a rule per node) -> ``compile`` (forward,
+  head, reverse pass in one tf.function).  Imports nothing above it.
+- ``lrpgraph.rules``: the rule library and the presets.  Its source is the top-level
+  ``rules/`` folder of the repository (the project's design keeps it there); setuptools
+  installs it as ``lrpgraph.rules`` (``package-dir`` in pyproject.toml), and a checkout run
+  from its root binds it here (``_rules_from_checkout``).
+- ``lrpgraph/methods/``: :class:`Method` (numpy in, numpy out), :class:`Analyzer` (the rule
+  presets), the registry of names (:func:`create_analyzer`, :func:`methods`) and the
+  families (SGLRP, CAM, perturbation, rollout).
+- ``lrpgraph/evaluation/``: faithfulness and randomisation metrics (:func:`evaluate`),
+  localisation, the two-object benchmark and its synthetic shapes, :func:`check`.
+- the dataset runner (:func:`explain_dataset`, :func:`open_store`), the command line
+  (``lrpgraph ...``) and the helpers (viz, io, text, assets, memory, postprocess).
 """
 
 from ._version import __version__  # noqa: F401  (its own module: lrpgraph.data.spec reads it too)
+
+import os as _os
+import sys as _sys
+from importlib import util as _util
 
 try:
     import tensorflow as _tf  # noqa: F401
@@ -20,19 +38,52 @@ except ImportError as e:  # pragma: no cover
         "`pip install lrpgraph[cpu]` (tensorflow-cpu) or `pip install lrpgraph[gpu]` (tensorflow[and-cuda])."
     ) from e
 
-from . import ops, rules  # noqa: E402
-from .ops import register_layer  # noqa: E402  (custom layers: docs/rules.md, "Custom layers")
-from .prepared import Prepared, prepare  # noqa: E402
-from .method import Explanation, Method  # noqa: E402
-from .analyzer import Analyzer  # noqa: E402  (registers the rule presets)
+
+
+def _rules_from_checkout():
+    """Bind ``lrpgraph.rules`` to the checkout's ``rules/`` when this ``lrpgraph/`` is a checkout's.
+
+    The rule library lives in the top-level ``rules/`` folder (the project's design);
+    setuptools installs it as ``lrpgraph.rules`` (``package-dir`` in pyproject.toml), and an
+    editable install maps it there.  Python started in the repository root imports the
+    checkout's ``lrpgraph/`` before any installed one, and that folder has no ``rules/``
+    inside: the rules that belong to it are ``../rules``, loaded here under their package name
+    (what an editable install of this checkout gives too).  An installed lrpgraph has
+    ``rules/`` inside and is left to the normal import.
+    """
+    name = f"{__name__}.rules"
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    folder = _os.path.join(_os.path.dirname(here), "rules")
+    init = _os.path.join(folder, "__init__.py")
+    if name in _sys.modules or _os.path.isdir(_os.path.join(here, "rules")) or not _os.path.isfile(init) \
+            or not _os.path.isfile(_os.path.join(_os.path.dirname(here), "pyproject.toml")):
+        return
+    spec = _util.spec_from_file_location(name, init, submodule_search_locations=[folder])
+    module = _util.module_from_spec(spec)
+    _sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del _sys.modules[name]
+        raise
+
+
+_rules_from_checkout()
+
+from .engine import ops  # noqa: E402
+from . import rules  # noqa: E402
+from .engine.ops import register_layer  # noqa: E402  (custom layers: docs/rules.md, "Custom layers")
+from .engine.prepared import Prepared, prepare  # noqa: E402
+from .methods.base import Explanation, Method  # noqa: E402
+from .methods.analyzer import Analyzer  # noqa: E402  (registers the rule presets)
 from . import methods as _families  # noqa: E402,F401  (registers SGLRP/CLRP, CAMs, IG, SmoothGrad, occlusion)
 # after the subpackage import, so that ``lrpgraph.methods`` is the listing function
 # (iNNvestigate's API); the families stay importable as ``lrpgraph.methods.cam`` etc.
-from .registry import create_analyzer, methods  # noqa: E402
-from .assign import UnsupportedLayerError  # noqa: E402
-from .check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
-from .graph import to_graph  # noqa: E402
-from .rewrite import canonicalize  # noqa: E402
+from .methods.registry import create_analyzer, methods  # noqa: E402
+from .engine.assign import UnsupportedLayerError  # noqa: E402
+from .evaluation.check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
+from .engine.graph import to_graph  # noqa: E402
+from .engine.rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
 from . import evaluation  # noqa: E402
 from .evaluation import evaluate  # noqa: E402

@@ -1,7 +1,7 @@
 """The files shipped inside the package (``lrpgraph/bundled/``) and how to read them.
 
 * :data:`SHAPES_MODEL`: the small VGG-style CNN trained on the synthetic shapes
-  dataset (:mod:`lrpgraph.synthetic`, ``scripts/train_shapes.py``): input
+  dataset (:mod:`lrpgraph.evaluation.synthetic`, ``scripts/train_shapes.py``): input
   ``(64, 64, 3)`` RGB pixels in :data:`SHAPES_INPUT_RANGE` = [0, 1], six classes
   named :data:`SHAPES_CLASS_NAMES`; ``shapes_cnn.json`` beside it records its
   training metadata (class names, image size, test accuracy).
@@ -33,7 +33,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from . import synthetic
+from .evaluation import synthetic
 
 __all__ = ["DATA_DIR", "SHAPES_MODEL", "SHAPES_CLASS_NAMES", "SHAPES_INPUT_RANGE", "IMAGENET_INDEX",
            "load_shapes_model", "SHAPES_VIT", "load_shapes_vit", "imagenet_class_names", "imagenet_wnids",

@@ -17,7 +17,7 @@ R^l the relevance at the output of layer l (what reaches it from every consumer)
   ``ChannelConcept.attribute``), and its normalised form R^l_c / sum_c' |R^l_c'|.
 
 Many conditions run as many *seeds* of one reverse pass, exactly as several targets
-do (:mod:`lrpgraph.heads`): a head that repeats the method's seed S times, and a rule
+do (:mod:`lrpgraph.engine.heads`): a head that repeats the method's seed S times, and a rule
 wrapper that multiplies the per-seed relevance by a (S, C) mask at the conditioned
 layers (``Context.per_seed``/``merge_seeds``).  The rules themselves do not change, so
 every rule-preset method works.
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from .analyzer import Analyzer
-from .compile import Program
-from .heads import Head
+from .methods.analyzer import Analyzer
+from .engine.compile import Program
+from .engine.heads import Head
 from .rules.presets import PRESETS
 
 __all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph", "normalise_conditions",
@@ -260,7 +260,7 @@ class ConceptExplainer:
         node that is neither l nor an ancestor of l: a shortcut around l)."""
         import networkx as nx
 
-        from . import graph as G
+        from .engine import graph as G
 
         out = {}
         for c in cond_nodes:
@@ -489,8 +489,8 @@ def attribution_graph(model, x, target=None, layer=None, channel=None, lower_lay
 
 # ---- dataset scale: reference samples and class statistics ---------------------------------------
 
-from .method import Method  # noqa: E402
-from .registry import register  # noqa: E402
+from .methods.base import Method  # noqa: E402
+from .methods.registry import register  # noqa: E402
 
 #: rows of the per-sample map :class:`ConceptStatistics` stores
 STAT_ROWS = ("relevance", "relevance_share", "activation")

@@ -2,7 +2,7 @@
 shapes model, offline.
 
 1. One fixed two-object scene (:data:`DEMO_SCENE`) is explained by every method of
-   :data:`lrpgraph.localization.PAPER_METHODS`, once per object as the target; the
+   :data:`lrpgraph.evaluation.two_object.PAPER_METHODS`, once per object as the target; the
    grid (rows: target A, target B; columns: input + methods; the SGLRP code's
    heatmap convention) is written to ``<out>/demo_grid.png``.
 2. The benchmark metrics on the first ``n_scenes`` scenes of the benchmark's
@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import evaluation, viz
 from .assets import SHAPES_CLASS_NAMES, SHAPES_INPUT_RANGE, load_shapes_model
+from .evaluation import synthetic, two_object
 
 __all__ = ["run_demo", "demo_scene", "method_grid", "demo_aopc", "BENCHMARK_SEED", "DEMO_SCENE"]
 
@@ -32,16 +35,12 @@ DEMO_SCENE = (12345, 0)
 
 def demo_scene(seed=DEMO_SCENE[0], index=DEMO_SCENE[1], size=64):
     """``(x (1, H, W, 3), classes (2,), masks (2, H, W))`` of one benchmark scene."""
-    from . import synthetic
-
     s = synthetic.two_object_scenes(index + 1, size=size, seed=seed)
     return s["x"][index:index + 1], s["classes"][index], s["masks"][index]
 
 
 def method_grid(analyzers, x, classes, class_names):
     """Figure: rows = the two objects as targets, columns = input + one per method."""
-    from . import viz
-
     maps = {}
     for label, a in analyzers.items():
         maps[label] = np.asarray(a.analyze(x, target=np.asarray([classes]))).reshape((2,) + x.shape[1:3] + (-1,))
@@ -52,10 +51,6 @@ def method_grid(analyzers, x, classes, class_names):
 def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     """Write the method grid and the metrics table; returns ``{"grid": path, "table":
     path, "markdown": str, "seconds": float}``."""
-    import warnings
-
-    from . import localization, synthetic, viz
-
     out = sys.stdout if out is None else out
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -64,7 +59,7 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
     low, high = SHAPES_INPUT_RANGE
     print(f"lrpgraph demo: shapes model ({model.count_params()} parameters), classes "
           f"{', '.join(SHAPES_CLASS_NAMES)}", file=out)
-    analyzers = localization.paper_methods(model, low=low, high=high)
+    analyzers = two_object.paper_methods(model, low=low, high=high)
 
     x, classes, _ = demo_scene()
     with warnings.catch_warnings():
@@ -75,14 +70,14 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
           f"{SHAPES_CLASS_NAMES[classes[1]]}; grid of {len(analyzers)} methods x 2 targets", file=out)
 
     scenes = synthetic.two_object_scenes(n_scenes, seed=BENCHMARK_SEED)
-    result = localization.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
-    md = localization.to_markdown(result)
+    result = two_object.evaluate(analyzers, scenes["x"], scenes["classes"], scenes["masks"])
+    md = two_object.to_markdown(result)
     header = (f"Two-object benchmark, {n_scenes} scenes (seed {BENCHMARK_SEED}) x 2 targets; the model ranks "
               f"both objects as its top 2 in {result.top2.mean():.0%} of the scenes; target logit <= 0 in "
               f"{(result.target_logits <= 0).mean():.0%} of the (scene, target) pairs.")
     print("\n" + header + "\n\n" + md + "\n", file=out)
     table = out_dir / "demo_metrics.md"
-    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/localization.py.\n")
+    table.write_text(f"# lrpgraph demo\n\n{header}\n\n{md}\n\nColumns: see lrpgraph/two_object.py.\n")
     aopc = demo_aopc(model, out_dir, out)  # the AOPC table (docs/evaluation.md)
     dt = time.perf_counter() - t0
     print(f"wrote {grid.resolve()}", file=out)
@@ -92,14 +87,12 @@ def run_demo(out_dir="out", n_scenes=24, out=None, model=None):
 
 
 def demo_aopc(model, out_dir, out, n=16, patch=4, steps=49, seed=12345):
-    """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.localization.PAPER_METHODS)
+    """``make demo``'s AOPC table: the benchmark's methods (lrpgraph.evaluation.two_object.PAPER_METHODS)
     on ``n`` single-object shapes images, region perturbation with ``patch`` x ``patch``
     regions, ``steps`` steps and the uniform baseline, MoRF and LeRF (docs/evaluation.md's setting).  Prints the Markdown table and
     writes ``<out_dir>/demo_aopc.md``; returns the :class:`EvaluationTable`."""
-    from . import evaluation, localization, synthetic
-
     x, y, _ = synthetic.single_object_dataset(n, size=int(model.inputs[0].shape[1]), seed=seed)
-    methods = {label: (name, params) for label, (name, params) in localization.PAPER_METHODS.items()}
+    methods = {label: (name, params) for label, (name, params) in two_object.PAPER_METHODS.items()}
     table = evaluation.evaluate(model, x, methods, y, ["aopc"], params={"aopc": {"patch": patch, "steps": steps}},
                                 input_range=(0.0, 1.0))
     md = table.to_markdown()

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import assets
 from .errors import InputError
-from .registry import METHODS, create_analyzer, fill_bounds
+from .methods.registry import METHODS, create_analyzer, fill_bounds
 
 __all__ = ["InputError", "LoadedModel", "APPLICATIONS", "APPLICATION_MODEL_NAMES", "PREPROCESS",
            "PREPROCESS_DESCRIPTIONS", "IMAGE_EXTENSIONS", "RANDOM_WEIGHTS_SEED", "load_model", "random_application",

@@ -22,6 +22,7 @@ several ops at once, the peak depends on the order it picks them in (on a 2-core
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import re
@@ -108,8 +109,6 @@ def _trim_heap():
     """Give the C heap's free pages back to the OS (glibc ``malloc_trim``), so that the
     resident size counts live memory and a run's allocations show in its peak."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the measurement is only coarser
         pass

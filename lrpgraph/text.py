@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .prepared import prepare
-from .registry import create_analyzer
+from .engine.prepared import prepare
+from .methods.registry import create_analyzer
 
 __all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
            "import_keras_hub"]

@@ -22,43 +22,15 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lrpgraph.context import Context  # noqa: F401  (re-exported: rules import from the core)
-from lrpgraph.ops import wide_dtype  # noqa: F401
+# the contract between the engine and a rule (Context in, one relevance per input out) is the
+# engine's; rules implement it and re-export it from here
+from lrpgraph.engine.context import Context, Rule  # noqa: F401
+from lrpgraph.engine.ops import wide_dtype  # noqa: F401
 
 __all__ = [
     "Context", "Rule", "BasicRule", "ParamMod", "stabilize", "safe_divide", "vjp", "wide_dtype",
     "identity", "positive", "negative", "ones", "square", "zero",
 ]
-
-
-class Rule:
-    """Base class: ``backward(ctx, R) -> list of relevances, one per input``.
-
-    ``kinds`` names the op kinds the rule can handle (empty: any).
-    ``linear_in_relevance``: True when backward(ctx, a R1 + b R2) = a backward(ctx, R1)
-    + b backward(ctx, R2) (denominators from the forward pass only).  A head's
-    one-pass form (SGLRP/CLRP: A(target) - m A(dual) = A(target - m dual)) is used
-    only where every rule on the path says so; a rule that is not (GuidedReLU,
-    DeconvReLU: they clip R) sets it to False and the compiled function runs the
-    seeds as a batch instead.
-    """
-
-    kinds: tuple = ()
-    linear_in_relevance = True
-
-    def backward(self, ctx, R):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def conservative(self, op):
-        """True if, on ``op``, sum(R_in) == sum(R) for every R whenever each
-        denominator the rule reports with ``ctx.require_nonzero`` is nonzero.
-        Scaled SGLRP/CLRP then take their sums from the seeds and run one pass
-        (a guard falls back to two when a denominator is zero).  Default: no promise."""
-        return False
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({args})"
 
 
 # ---- stabilisers --------------------------------------------------------------

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lrpgraph import ops
+from lrpgraph.engine import ops
 
 from .base import Rule, stabilize, wide_dtype
 

@@ -9,7 +9,7 @@ Selectors:
 - ``"class:Name"``: the Keras class name of the node's layer;
 - ``"name:layer_name"`` and ``"re:REGEX"``: the node id (layer name);
 - ``"first"``: linear nodes fed by a model input through no other linear node;
-- a callable ``predicate(node) -> bool`` on a :class:`lrpgraph.assign.NodeInfo`.
+- a callable ``predicate(node) -> bool`` on a :class:`lrpgraph.engine.assign.NodeInfo`.
 
 A rule spec is ``spec(RuleClass, **kwargs)``; a kwarg given as ``P("name")``
 takes the analyzer's parameter ``name`` (e.g. ``epsilon``, ``low``, ``high``), and

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lrpgraph.context import Context
-from lrpgraph.ops import Linear
+from lrpgraph.engine.context import Context
+from lrpgraph.engine.ops import Linear
 
 from .base import Rule
 from .linear import Epsilon

@@ -2,7 +2,7 @@
 
     python scripts/concepts_figures.py [OUT_DIR]   (default docs/img/concepts)
 
-Mines 50 samples per class of lrpgraph.synthetic's single-object data, prints the
+Mines 50 samples per class of lrpgraph.evaluation.synthetic's single-object data, prints the
 class statistics (the most relevant channels per class and their mean share) and
 the purity of each top channel's reference samples (the share of its k relevance
 references that belong to the class), and writes atlas.png, panel.png, graph.png.

@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
 import lrpgraph  # noqa: E402
-from lrpgraph import synthetic, viz  # noqa: E402
+from lrpgraph.evaluation import synthetic  # noqa: E402
+from lrpgraph import viz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Train the small VGG-style CNN of the offline two-object benchmark.
 
-Trains on single-object images from :mod:`lrpgraph.synthetic`, evaluates on a
+Trains on single-object images from :mod:`lrpgraph.evaluation.synthetic`, evaluates on a
 held-out single-object test set (different seed) and on two-object scenes
 (top-2 predicted classes == the two objects), then writes
 
@@ -41,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrpgraph import assets, synthetic  # noqa: E402
+from lrpgraph import assets  # noqa: E402
+from lrpgraph.evaluation import synthetic  # noqa: E402
 
 DATA_DIR = ROOT / "lrpgraph" / "bundled"
 

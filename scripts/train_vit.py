@@ -1,7 +1,7 @@
 """Train the small Vision Transformer shipped as ``lrpgraph/bundled/shapes_vit.keras``.
 
 A ViT (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021) made only of
-stock Keras layers, trained on single-object images from :mod:`lrpgraph.synthetic`
+stock Keras layers, trained on single-object images from :mod:`lrpgraph.evaluation.synthetic`
 (64x64 RGB in [0, 1], six classes), evaluated on a held-out set (another seed), then
 written to
 
@@ -41,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrpgraph import assets, synthetic  # noqa: E402
+from lrpgraph import assets  # noqa: E402
+from lrpgraph.evaluation import synthetic  # noqa: E402
 
 DATA_DIR = ROOT / "lrpgraph" / "bundled"
 

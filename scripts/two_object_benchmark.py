@@ -4,7 +4,7 @@
     python scripts/two_object_benchmark.py --scenes 24 --out /tmp/table.md
 
 The shipped shapes model explains every two-object scene twice (each object as the
-target) with the SGLRP paper's methods; lrpgraph.localization scores relevance mass
+target) with the SGLRP paper's methods; lrpgraph.evaluation.two_object scores relevance mass
 inside the target's mask, the pointing game, the share of negative relevance on the
 other object and the share of positive relevance on the other object.  Both the
 original code's SGLRP/CLRP (output ReLU, scaling) and the paper's formula are scored.
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(n_scenes, seed):
-    from lrpgraph import localization, synthetic
-    from lrpgraph.analyzer import create_analyzer
+    from lrpgraph.evaluation import synthetic, two_object as localization
+    from lrpgraph.methods.analyzer import create_analyzer
     from lrpgraph.assets import SHAPES_INPUT_RANGE, load_shapes_model
 
     model = load_shapes_model()
@@ -42,7 +42,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmark_two_object.md"))
     args = ap.parse_args(argv)
-    from lrpgraph import localization
+    from lrpgraph.evaluation import two_object as localization
 
     t0 = time.perf_counter()
     result = run(args.scenes, args.seed)
@@ -53,12 +53,12 @@ def main(argv=None):
 
 Command: `{cmd}` ({time.perf_counter() - t0:.0f} s on 2 CPU cores). Model: the shipped
 `lrpgraph/bundled/shapes_cnn.keras` (`scripts/train_shapes.py`, test accuracy 1.00 on single
-objects). Scenes: `lrpgraph.synthetic.two_object_scenes({args.scenes}, seed={args.seed})`, each with
+objects). Scenes: `lrpgraph.evaluation.synthetic.two_object_scenes({args.scenes}, seed={args.seed})`, each with
 two objects of different classes and their masks; every scene is explained twice, once
 for each object as the target ({2 * args.scenes} (scene, target) pairs). Bounded rules use
 the model's input range, low = 0, high = 1.
 
-Columns (means over the pairs; `lrpgraph.metrics`):
+Columns (means over the pairs; `lrpgraph.evaluation.localisation`):
 
 - **mass in target**: positive relevance inside the target's mask / all positive relevance;
 - **pointing game**: the maximum of the map falls on the target;

@@ -8,7 +8,7 @@ made with (meta ``dt_rules``: "v1" is iNNvestigate 1.0.8.3, bias in z+'s denomin
 """
 
 import lrpgraph
-from lrpgraph import heads as H
+from lrpgraph.engine import heads as H
 
 PARTS = {("sglrp", "target"): H.sglrp_target, ("sglrp", "others"): H.sglrp_dual,
          ("clrp", "target"): H.clrp_target, ("clrp", "others"): H.clrp_dual}

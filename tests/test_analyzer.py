@@ -267,8 +267,8 @@ def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
     graph gets explicit cast nodes (the folded Rescaling's conv used to receive the
     float64 tensor and fail in Conv2D).  Relevance comes back in the input's dtype and
     LRP-0 still conserves the logit."""
-    from lrpgraph import graph as G
-    from lrpgraph.rewrite import canonicalize
+    from lrpgraph.engine import graph as G
+    from lrpgraph.engine.rewrite import canonicalize
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3), dtype="float64")
@@ -290,8 +290,8 @@ def test_float64_input_into_float32_layers_is_cast_like_keras(rng):
 def test_one_cast_serves_every_reader_of_a_tensor(rng):
     """Two float32 convs reading one float64 input share one cast node; LRP-0 through
     the residual Add conserves the logit."""
-    from lrpgraph import graph as G
-    from lrpgraph.rewrite import canonicalize
+    from lrpgraph.engine import graph as G
+    from lrpgraph.engine.rewrite import canonicalize
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3), dtype="float64")

@@ -13,12 +13,12 @@ import keras
 from keras import layers
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph.compile import run_forward
-from lrpgraph.ops import Linear, replace
-from lrpgraph.rewrite import fold_batchnorm, fold_input_affine, fuse_hard_sigmoid, mark_gates
+from lrpgraph.engine import graph as G
+from lrpgraph.engine.compile import run_forward
+from lrpgraph.engine.ops import Linear, replace
+from lrpgraph.engine.rewrite import fold_batchnorm, fold_input_affine, fuse_hard_sigmoid, mark_gates
 from lrpgraph.rules import LayerNorm
-from lrpgraph.context import Context
+from lrpgraph.engine.context import Context
 
 
 def _run(g, x):
@@ -89,7 +89,7 @@ def test_fold_input_affine_keeps_the_function_and_removes_the_affine_ops(kw):
     np.testing.assert_allclose(_run(g1, x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     assert "rescale" in g0  # pure: the input graph is untouched
     # the first linear layer now reads the raw input: bounded rules see [0, 255]
-    assert lrpgraph.assign.first_layers(g1) == {"stem"}
+    assert lrpgraph.engine.assign.first_layers(g1) == {"stem"}
 
 
 def test_fold_input_affine_skips_a_branching_affine():
@@ -239,7 +239,7 @@ def test_check_reports_wrong_logits():
     report = lrpgraph.check(model, presets="lrp.epsilon", x=_x((9, 9, 3)))
     assert report.logits_ok
     # a pass that breaks the function must show up: drop the folded stem bias
-    check_module = importlib.import_module("lrpgraph.check")  # the module, not the function
+    check_module = importlib.import_module("lrpgraph.evaluation.check")  # the module, not the function
     g = check_module.canonicalize(G.to_graph(model))
     g.nodes["stem"]["op"] = replace(g.nodes["stem"]["op"], bias=None)
     got = check_module._rewritten_logits(g, g.graph["outputs"][0], set(g.nodes), [_x((9, 9, 3))])
@@ -252,6 +252,6 @@ def test_softmax_reference_logits_are_pre_activation():
     a = keras.Input((4,))
     model = keras.Model(a, layers.Dense(3, activation="softmax", name="p")(a))
     x = _x((4,))
-    z = importlib.import_module("lrpgraph.check").reference_logits(model, 0, [x])
+    z = importlib.import_module("lrpgraph.evaluation.check").reference_logits(model, 0, [x])
     np.testing.assert_allclose(z, x @ model.get_layer("p").kernel.numpy() + model.get_layer("p").bias.numpy(),
                                rtol=1e-5)

@@ -104,7 +104,7 @@ def float64_logits_diff(name, x):
 def float32_noise(model, x):
     """How far the Keras model's own logits move when x moves by about one float32 ulp
     (x * (1 + 1e-7)): the floor below which no float32 computation can agree with it."""
-    from lrpgraph.check import reference_logits
+    from lrpgraph.evaluation.check import reference_logits
 
     z = reference_logits(model, 0, [x])
     z2 = reference_logits(model, 0, [(x * (1 + 1e-7)).astype(x.dtype)])

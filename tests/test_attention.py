@@ -13,12 +13,12 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph import rewrite as RW
-from lrpgraph.assign import UnsupportedLayerError
-from lrpgraph.compile import run_forward
-from lrpgraph.context import Context
-from lrpgraph.ops import Bilinear, Embedding, Softmax
+from lrpgraph.engine import graph as G
+from lrpgraph.engine import rewrite as RW
+from lrpgraph.engine.assign import UnsupportedLayerError
+from lrpgraph.engine.compile import run_forward
+from lrpgraph.engine.context import Context
+from lrpgraph.engine.ops import Bilinear, Embedding, Softmax
 from vit_layers import ClassToken, PositionEmbedding
 from lrpgraph.rules import (Constant, LayerNorm, Pass, SoftmaxLRP, TokenSum, UniformBilinear,
                             ValueBilinear)
@@ -495,7 +495,7 @@ def test_embedding_op_and_rule_assignment():
     model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling1D()(x)))
     g = RW.canonicalize(G.to_graph(model))
     assert g.nodes["emb"]["op"].kind == "embedding"
-    from lrpgraph.assign import assign_rules
+    from lrpgraph.engine.assign import assign_rules
     from lrpgraph.rules import get_preset
     for method in ("cp_lrp", "attn_lrp", "lrp.epsilon"):
         preset = get_preset(method)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import keras
 import lrpgraph
-from lrpgraph import heads as H
+from lrpgraph.engine import heads as H
 from lrpgraph import rules as R
 from conftest import float32_noise
 

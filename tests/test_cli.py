@@ -7,7 +7,8 @@ import pytest
 from skimage import io as skio
 
 import keras
-from lrpgraph import assets, cli, synthetic
+from lrpgraph import assets, cli
+from lrpgraph.evaluation import synthetic
 from lrpgraph import io as lio
 
 

@@ -260,7 +260,7 @@ def test_ray_gives_the_same_top_k(cnn, tmp_path):
 
 
 def test_cli_concepts_and_atlas(tmp_path):
-    from lrpgraph import synthetic
+    from lrpgraph.evaluation import synthetic
     from lrpgraph.cli import main
 
     x, y = synthetic.single_object_dataset(12, seed=2)[:2]

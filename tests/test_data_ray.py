@@ -21,7 +21,7 @@ import lrpgraph  # noqa: E402
 import lrpgraph.distributed.ray as lray  # noqa: E402
 from lrpgraph.assets import load_shapes_model  # noqa: E402
 from lrpgraph.data import ClassSum  # noqa: E402
-from lrpgraph.synthetic import single_object_dataset  # noqa: E402
+from lrpgraph.evaluation.synthetic import single_object_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

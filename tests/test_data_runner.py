@@ -20,7 +20,7 @@ from lrpgraph.assets import load_shapes_model
 from lrpgraph.data import (ArraySource, ClassSum, FolderSource, IncompleteStoreError, JobSpec, MirroredMethod,
                            StoreError, StoreExistsError, TFDataSource, TopK, make_source, store as zstore)
 from lrpgraph.data.reductions import Block
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 ROOT = Path(__file__).parent.parent
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 import lrpgraph
 from lrpgraph import datasets, store as zstore
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "datasets.md"
@@ -154,7 +154,7 @@ import json, os, signal, sys
 import lrpgraph
 from lrpgraph import store as zstore
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 model = load_shapes_model()
 x, y, _ = single_object_dataset(21, size=64, seed=3)
@@ -210,7 +210,7 @@ import numpy as np
 import lrpgraph
 from lrpgraph import store as zstore
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 model = load_shapes_model()
 x, y, _ = single_object_dataset(21, size=64, seed=3)
@@ -458,7 +458,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import lrpgraph
 from lrpgraph.assets import load_shapes_model
-from lrpgraph.synthetic import single_object_dataset
+from lrpgraph.evaluation.synthetic import single_object_dataset
 
 model = load_shapes_model()
 x, y, _ = single_object_dataset(11, size=64, seed=3)

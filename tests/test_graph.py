@@ -1,4 +1,4 @@
-"""lrpgraph.graph: Keras 3 model -> node-per-call networkx MultiDiGraph."""
+"""lrpgraph.engine.graph: Keras 3 model -> node-per-call networkx MultiDiGraph."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ from keras.src.ops import nn as knn
 from keras.src.ops import numpy as knp
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph.compile import run_forward
-from lrpgraph.rewrite import canonicalize
+from lrpgraph.engine import graph as G
+from lrpgraph.engine.compile import run_forward
+from lrpgraph.engine.rewrite import canonicalize
 
 
 def forward(g, xs):
@@ -153,3 +153,74 @@ def test_unknown_layer_error_and_overrides_fix(rng, kind):
     R = an.analyze(x, target=1)
     # LRP-0 on the bias-free Dense gives h_i w_i1 with h = 2x; the gradient of 2x doubles it
     np.testing.assert_allclose(R, 2 * (2 * x) * w[:, 1], rtol=1e-5, atol=1e-6)
+
+
+# ---- the node schema (lrpgraph.engine.graph.NodeAttrs) -------------------------------------
+
+def _schema_model():
+    """One model on which every rewrite pass that adds a key fires: an input Rescaling
+    (fold_input_affine: folded, folded_input), a Conv with a fused ReLU (split_activations:
+    fused_in), a BatchNorm after a Conv (fold_batchnorm: folded), MobileNetV3's hard sigmoid
+    (fuse_hard_sigmoid: fused_from), self-attention (split_attention: part_of), a nested model."""
+    L = keras.layers
+    inner_in = keras.Input((6, 6, 4))
+    inner = keras.Model(inner_in, L.Conv2D(4, 1, name="inner_conv")(inner_in), name="inner")
+    a = keras.Input((8, 8, 3))
+    h = L.Rescaling(1 / 255.0, name="rescale")(a)
+    h = L.Conv2D(4, 3, activation="relu", name="stem")(h)
+    h = L.Conv2D(4, 1, name="c2")(h)
+    h = L.BatchNormalization(name="bn")(h)
+    h = inner(h)
+    gate = L.GlobalAveragePooling2D(keepdims=True)(h)
+    gate = L.ReLU(6.0)(gate + 3.0) * (1.0 / 6.0)
+    h = L.Multiply(name="se")([h, gate])
+    t = L.Reshape((36, 4))(h)
+    t = L.MultiHeadAttention(2, 2, name="mha")(t, t)
+    return keras.Model(a, L.Dense(3, name="logits")(L.Flatten()(t)))
+
+
+def test_canonical_graph_nodes_carry_exactly_the_documented_attributes():
+    g = canonicalize(G.to_graph(_schema_model()))
+    required = G.NodeAttrs.__required_keys__
+    seen = set()
+    for n, d in g.nodes(data=True):
+        assert required <= set(d), (n, sorted(required - set(d)))
+        assert set(d) <= G.NODE_KEYS, (n, sorted(set(d) - G.NODE_KEYS))
+        assert d["name"] == n and len(d["output_shapes"]) == d["n_outputs"] == len(d["output_dtypes"])
+        seen |= set(d)
+    # every pass-added key occurs on this model, so the check above covered it
+    assert G.NodeAttrs.__optional_keys__ <= seen, sorted(G.NodeAttrs.__optional_keys__ - seen)
+
+
+def _node_keys_in_source():
+    """(module, key, raw) for every ``<graph>.nodes[n]["key"]`` / ``.get("key")`` in lrpgraph
+    and rules/; ``raw`` is False where the subscript is inside lrpgraph/engine/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    found = []
+    for path in sorted([*root.joinpath("lrpgraph").rglob("*.py"), *root.joinpath("rules").rglob("*.py")]):
+        rel = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            # X.nodes[n]["key"], X.nodes[n].get("key")
+            inner = None
+            if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                    and isinstance(node.slice.value, str):
+                inner = node.value
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                    and node.args and isinstance(node.args[0], ast.Constant):
+                inner = node.func.value
+            if isinstance(inner, ast.Subscript) and isinstance(inner.value, ast.Attribute) \
+                    and inner.value.attr == "nodes":
+                key = node.slice.value if isinstance(node, ast.Subscript) else node.args[0].value
+                found.append((rel, key))
+    return found
+
+
+def test_every_node_key_the_code_reads_is_documented_and_only_the_engine_reads_raw_keys():
+    found = _node_keys_in_source()
+    assert found, "the scan found no node reads: it is broken"
+    assert not [(m, k) for m, k in found if k not in G.NODE_KEYS]
+    # the families, the checks and everything above the engine use G.op, G.output_shape, ...
+    assert not [(m, k) for m, k in found if not m.startswith("lrpgraph/engine/")]

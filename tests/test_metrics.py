@@ -1,9 +1,9 @@
-"""Hand-computed values for lrpgraph.metrics."""
+"""Hand-computed values for lrpgraph.evaluation.localisation."""
 
 import numpy as np
 import pytest
 
-from lrpgraph.metrics import negative_share, pointing_game, relevance_mass
+from lrpgraph.evaluation.localisation import negative_share, pointing_game, relevance_mass
 
 # Sample 0: positive relevance 3 + 1 + 4 = 8 (3 inside), negative 1 + 2 = 3 (1 inside),
 # maximum 4 at (1, 2), at distance sqrt(2) from the nearest mask pixel (0, 1).

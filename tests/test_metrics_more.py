@@ -320,7 +320,7 @@ def test_localisation_closed_forms():
 
 
 def test_shapes_model_ground_truth_beats_random_and_constant_is_not_sparse():
-    from lrpgraph import synthetic
+    from lrpgraph.evaluation import synthetic
     from lrpgraph.assets import load_shapes_model
 
     model = load_shapes_model()

@@ -12,9 +12,9 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph import ops
-from lrpgraph.context import Context
+from lrpgraph.engine import graph as G
+from lrpgraph.engine import ops
+from lrpgraph.engine.context import Context
 from conftest import skip_without_nchw_conv
 
 ROOT = Path(__file__).parent.parent
@@ -102,4 +102,4 @@ def test_describe_table_kinds():
                    "cat": ("concat", None), "fl": ("reshape", "Flatten"), "avgp": ("pool_avg", None),
                    "sub": ("add", "subtract"), "lin": ("reshape", "identity")}
     assert isinstance(g.nodes["lin"]["op"], ops.Identity) and g.nodes["mul"]["op"].gate_slot is None
-    assert lrpgraph.rewrite.mark_gates(g).nodes["mul"]["op"].gate_slot == 1
+    assert lrpgraph.engine.rewrite.mark_gates(g).nodes["mul"]["op"].gate_slot == 1

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import lrpgraph
-from lrpgraph import heads as H
-from lrpgraph import prepared as P
-from lrpgraph.method import Method
+from lrpgraph.engine import heads as H
+from lrpgraph.engine import prepared as P
+from lrpgraph.methods.base import Method
 
 
 @pytest.fixture()
@@ -101,7 +101,7 @@ def test_unknown_method_lists_the_table():
 
 
 def test_parameters_of_presets_and_families():
-    from lrpgraph.registry import parameters
+    from lrpgraph.methods.registry import parameters
 
     assert parameters("lrp.epsilon") == {"epsilon", "bias_factor"}  # bias_factor: Arras et al. 2017 (issue 23)
     assert {"low", "high", "scaling", "output_relu", "relu"} <= parameters("sglrp")

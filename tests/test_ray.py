@@ -19,7 +19,7 @@ import lrpgraph.distributed.ray as lray  # noqa: E402
 from lrpgraph.data import store as zstore  # noqa: E402
 from lrpgraph.assets import SHAPES_MODEL  # noqa: E402
 from lrpgraph.assets import load_shapes_model  # noqa: E402
-from lrpgraph.synthetic import single_object_dataset  # noqa: E402
+from lrpgraph.evaluation.synthetic import single_object_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

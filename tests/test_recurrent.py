@@ -21,7 +21,7 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph.prepared import prepare
+from lrpgraph.engine.prepared import prepare
 
 D, H, C, T = 3, 4, 2, 6
 
@@ -232,7 +232,7 @@ def test_graph_forward_equals_model(cell, mask):
     model.set_weights([rng.normal(scale=0.6, size=w.shape) for w in model.get_weights()])
     g = prepare(model).graph
     assert any(g.nodes[n]["op"].kind == "recurrent" for n in g.nodes)
-    values = lrpgraph.compile.run_forward(g, [tf.constant(data)])
+    values = lrpgraph.engine.compile.run_forward(g, [tf.constant(data)])
     expected = model(data)
     for (node, out), ref in zip(g.graph["outputs"], expected):
         # float32: the same operations in the same order, up to the batched matmul of x K

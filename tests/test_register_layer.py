@@ -14,8 +14,8 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph import graph as G
-from lrpgraph.ops import unregister_layer
+from lrpgraph.engine import graph as G
+from lrpgraph.engine.ops import unregister_layer
 
 DOC = Path(__file__).parent.parent / "docs" / "rules.md"
 

@@ -1,4 +1,4 @@
-"""lrpgraph.rewrite: every pass alone keeps the model's outputs (strip_softmax: the logits).
+"""lrpgraph.engine.rewrite: every pass alone keeps the model's outputs (strip_softmax: the logits).
 
 The bar is issue 2's: max |graph(x) - model(x)| <= 1e-5 * max |model(x)|.
 """
@@ -10,9 +10,9 @@ import tensorflow as tf
 import keras
 from keras import layers as L
 
-from lrpgraph import graph as G
-from lrpgraph import rewrite as RW
-from lrpgraph.compile import run_forward
+from lrpgraph.engine import graph as G
+from lrpgraph.engine import rewrite as RW
+from lrpgraph.engine.compile import run_forward
 from conftest import skip_without_nchw_conv
 
 TOL = 1e-5

@@ -13,10 +13,10 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph import heads
+from lrpgraph.engine import heads
 from lrpgraph import rules as R
-from lrpgraph.ops import describe
-from lrpgraph.context import Context
+from lrpgraph.engine.ops import describe
+from lrpgraph.engine.context import Context
 
 # ---- the two-layer net: x (3) -> Dense W1,b1 -> ReLU -> Dense W2,b2 -> logits (2) -------
 

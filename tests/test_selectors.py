@@ -1,4 +1,4 @@
-"""The rule-selector grammar (lrpgraph/assign.py, docs/rules.md "Selectors") as tables.
+"""The rule-selector grammar (lrpgraph/engine/assign.py, docs/rules.md "Selectors") as tables.
 
 No model is built: ``match`` is checked on hand-made ``NodeInfo`` objects, and
 ``assign_rules`` on a five-node networkx graph whose ops are stubs (only ``kind``,
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import networkx as nx
 import pytest
 
-from lrpgraph.assign import NodeInfo, UnsupportedLayerError, assign_rules, first_layers, match
+from lrpgraph.engine.assign import NodeInfo, UnsupportedLayerError, assign_rules, first_layers, match
 from lrpgraph.rules import Epsilon, Flat, Gradient, Pass, Z
 from lrpgraph.rules.presets import P, spec
 

@@ -9,7 +9,7 @@ import pytest
 
 import keras
 import lrpgraph
-from lrpgraph import heads as H
+from lrpgraph.engine import heads as H
 from conftest import float32_noise
 from paper_keys import ignore_bias_of, is_paper_key, paper_analyzer
 

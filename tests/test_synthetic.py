@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrpgraph import synthetic
+from lrpgraph.evaluation import synthetic
 
 DATA_DIR = Path(synthetic.__file__).resolve().parent / "bundled"
 MODEL_PATH = DATA_DIR / "shapes_cnn.keras"

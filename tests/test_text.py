@@ -18,7 +18,7 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph.assign import UnsupportedLayerError
+from lrpgraph.engine.assign import UnsupportedLayerError
 
 VOCAB, LEN, DIM = 20, 6, 8
 

@@ -1,6 +1,6 @@
 """The offline two-object benchmark: its numbers on a fixed subset, and the paper's claim.
 
-24 scenes of lrpgraph.synthetic.two_object_scenes(seed=12345) (the first scenes of
+24 scenes of lrpgraph.evaluation.synthetic.two_object_scenes(seed=12345) (the first scenes of
 docs/benchmark_two_object.md), both objects as targets.  Means are reproduced within
 0.02 absolute (CPU kernels differ slightly between machines; a changed rule or head
 moves them by far more), and the comparisons the paper makes are asserted as the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lrpgraph
-from lrpgraph import localization, synthetic
+from lrpgraph.evaluation import two_object, synthetic
 from lrpgraph.assets import load_shapes_model
 from lrpgraph.demo import BENCHMARK_SEED
 
@@ -32,14 +32,14 @@ TOL = 0.02
 @pytest.fixture(scope="module")
 def table():
     model = load_shapes_model()
-    analyzers = localization.paper_methods(model, low=0.0, high=1.0, methods=list(EXPECTED))
+    analyzers = two_object.paper_methods(model, low=0.0, high=1.0, methods=list(EXPECTED))
     analyzers["SGLRP paper"] = lrpgraph.create_analyzer("sglrp", model, low=0.0, high=1.0,
                                                         output_relu=False, scaling=False)
     s = synthetic.two_object_scenes(24, seed=BENCHMARK_SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = localization.evaluate(analyzers, s["x"], s["classes"], s["masks"])
-    return localization.summarize(result)
+        result = two_object.evaluate(analyzers, s["x"], s["classes"], s["masks"])
+    return two_object.summarize(result)
 
 
 @pytest.mark.parametrize("label", sorted(EXPECTED))

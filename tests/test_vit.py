@@ -11,7 +11,8 @@ import keras
 from keras import layers as L
 
 import lrpgraph
-from lrpgraph import assets, synthetic
+from lrpgraph import assets
+from lrpgraph.evaluation import synthetic
 from lrpgraph.evaluation import region_perturbation
 from lrpgraph.methods.rollout import AttentionRollout, attention_softmax_nodes
 from vit_layers import ClassToken
@@ -210,7 +211,7 @@ def _keras_hub_vit(pooling="token", zero_biases=False, seed=0):
 @pytest.mark.parametrize("pooling", ["token", "gap"])
 def test_keras_hub_vit_is_supported_and_exact(pooling):
     """The KerasHub classifier as it is: its ViTPatchingAndEmbedding, ViTEncoder and
-    ViTEncoderBlocks expand into their sublayers (lrpgraph.ops.keras_hub), so check lists
+    ViTEncoderBlocks expand into their sublayers (lrpgraph.engine.ops.keras_hub), so check lists
     every node as supported and the rewritten graph gives the model's logits."""
     model, X = _keras_hub_vit(pooling)
     report = lrpgraph.check(model, presets=("attn_lrp", "cp_lrp", "lrp.epsilon", "input_t_gradient"))
@@ -231,7 +232,7 @@ def test_keras_hub_vit_maps_equal_those_of_expand_vit(pooling):
     """Behaviour change (issue 14): the KerasHub model is explained directly; its maps are
     those of expand_vit(model), the same expansion as a standalone Keras model
     (measured: identical)."""
-    from lrpgraph.ops.keras_hub import expand_vit
+    from lrpgraph.engine.ops.keras_hub import expand_vit
 
     model, X = _keras_hub_vit(pooling)
     expanded = expand_vit(model)

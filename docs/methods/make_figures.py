@@ -4,7 +4,7 @@
 
 Model: the shipped ``lrpgraph/bundled/shapes_cnn.keras`` when it exists; otherwise a
 tiny global-average-pooling CNN trained here for two epochs on 1200 images of
-:mod:`lrpgraph.synthetic` (seed 0, about half a minute on 2 CPU cores).  Images:
+:mod:`lrpgraph.evaluation.synthetic` (seed 0, about half a minute on 2 CPU cores).  Images:
 three two-object scenes (``two_object_scenes(3, seed=11)``), each explained for
 its first object's class.  The caption line printed at the end says which model
 was used.
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import lrpgraph  # noqa: E402
-from lrpgraph import synthetic, viz  # noqa: E402
+from lrpgraph.evaluation import synthetic  # noqa: E402
+from lrpgraph import viz  # noqa: E402
 
 SHIPPED = ROOT / "lrpgraph" / "bundled" / "shapes_cnn.keras"
 

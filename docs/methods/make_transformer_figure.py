@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import lrpgraph  # noqa: E402
-from lrpgraph import assets, synthetic, viz  # noqa: E402
+from lrpgraph import assets, viz  # noqa: E402
+from lrpgraph.evaluation import synthetic  # noqa: E402
 
 METHODS = ["attn_lrp", "attn_lrp.gamma", "cp_lrp", "attention_rollout", "input_t_gradient"]
 

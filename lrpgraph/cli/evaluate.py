@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import evaluation, synthetic
+from .. import evaluation
+from ..evaluation import synthetic
 from ..errors import InputError
 from ..evaluation import plots
 from ..io import IMAGE_EXTENSIONS, build_method, input_bounds, load_image

@@ -53,11 +53,11 @@ import numpy as np
 from skimage import io as skio
 
 from .. import text, viz
-from ..check import check
+from ..evaluation.check import check
 from ..demo import run_demo
 from ..errors import InputError
 from ..io import build_method, load_image
-from ..registry import methods
+from ..methods.registry import methods
 from .options import add_model_options, add_param_option, load_model, parse_params, parse_target
 
 __all__ = ["add_parsers", "cmd_methods", "cmd_explain", "cmd_explain_text", "cmd_check", "cmd_demo"]

@@ -10,7 +10,7 @@
   :class:`lrpgraph.errors.InputError`'s ``param`` into the flag that fixes it.
 
 The "fill in low/high" rule (a method's input bounds from the preprocessing) is the
-library's, :func:`lrpgraph.registry.fill_bounds`, reached through
+library's, :func:`lrpgraph.methods.registry.fill_bounds`, reached through
 :func:`lrpgraph.io.build_method` / :func:`lrpgraph.io.method_params`.
 """
 

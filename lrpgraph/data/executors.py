@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..method import Method
-from ..registry import create_analyzer
+from ..methods.base import Method
+from ..methods.registry import create_analyzer
 from .job import BlockJob
 from .sources import make_source
 from .store import Store

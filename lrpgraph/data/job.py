@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..method import Method
+from ..methods.base import Method
 from ..targets import block_targets
 from .reductions import Block
 from .spec import JobSpec, identity, weights_fingerprint

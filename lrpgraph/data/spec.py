@@ -34,8 +34,8 @@ import tensorflow as tf
 from ..postprocess import parse_steps
 from .._version import __version__
 from ..memory import parse_memory
-from ..method import check_batch_size
-from ..registry import parameters as _method_parameters
+from ..methods.base import check_batch_size
+from ..methods.registry import parameters as _method_parameters
 from ..targets import check_spec, describe
 from .reductions import Reduction
 from .statistics import MAP_STATISTICS

@@ -24,6 +24,16 @@ renderings).  :data:`PER_SAMPLE_METRICS` maps metric names to
 dataset runner's table).  All perturbed copies of a batch are scored inside one
 compiled ``tf.function`` in chunks of ``batch_size`` images
 (:func:`lrpgraph.evaluation.common.score_copies`).  Definitions: docs/evaluation.md.
+
+Beside the faithfulness metrics, imported as modules:
+
+- :mod:`~lrpgraph.evaluation.localisation`: maps against ground-truth masks (relevance
+  mass, pointing game, negative share);
+- :mod:`~lrpgraph.evaluation.two_object`: the two-object localisation benchmark
+  (docs/benchmark_two_object.md) on :mod:`~lrpgraph.evaluation.synthetic`, the synthetic
+  shapes (which also train the bundled shapes model);
+- :mod:`~lrpgraph.evaluation.check`: ``lrpgraph.check(model)``, what the engine makes of a
+  model (op kinds, each preset's rule per node, the rewritten logits against Keras's).
 """
 
 from .common import baseline_images, region_ranks, region_relevance, score_copies

@@ -6,7 +6,7 @@ image.  They all go through :func:`score_copies`: ONE compiled ``tf.function``
 per (model, grid, score, chunk size) that builds the perturbed copies inside the
 graph and runs them through the model's compiled forward
 (:meth:`lrpgraph.Prepared.forward`) in chunks of at most ``batch_size`` images
-(a ``tf.while_loop``, :func:`lrpgraph.method.chunked`); nothing loops per
+(a ``tf.while_loop``, :func:`lrpgraph.methods.base.chunked`); nothing loops per
 sample or per step in Python.
 
 Regions are the non-overlapping ``p x p`` patches of an (H, W) image (p must
@@ -21,8 +21,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from ..method import check_batch_size, chunked
-from ..prepared import prepare
+from ..methods.base import check_batch_size, chunked
+from ..engine.prepared import prepare
 from ..targets import resolve_predicted
 
 __all__ = ["SCORES", "check_images", "check_relevance", "check_patch", "region_relevance", "region_ranks",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from ..method import check_batch_size, chunked
+from ..methods.base import check_batch_size, chunked
 from .common import SCORES, target_scores
 
 __all__ = ["MetricResult", "feature_ranks", "score_keyed", "explain_copies", "explainer", "target_score", "check_int",
@@ -177,7 +177,7 @@ def explainer(method, model, params=None):
     ``analyze(x, target=..., batch_size=...)`` (a Method), or a callable
     ``fn(model, x, targets) -> maps``."""
     if isinstance(method, str):
-        from ..registry import create_analyzer
+        from ..methods.registry import create_analyzer
 
         analyzer = create_analyzer(method, model, **dict(params or {}))
         return lambda x, t, bs: analyzer.analyze(x, target=t, batch_size=bs)

@@ -1,7 +1,7 @@
 """Localisation metrics against a ground-truth mask, in the metric signature
 ``(model_or_prepared, x, relevance, target=None, *, masks, ...)``.
 
-The pointing game and the relevance mass accuracy are :mod:`lrpgraph.metrics`'s
+The pointing game and the relevance mass accuracy are :mod:`lrpgraph.evaluation.localisation`'s
 (one implementation; these wrap them); relevance rank accuracy, top-k intersection
 and the ROC AUC are new here, in the same ``(maps, masks) -> (N,)`` style: maps
 (N, H, W[, C]) with the channels summed, masks bool (N, H, W) with at least one
@@ -19,7 +19,7 @@ __all__ = ["relevance_rank_accuracy", "top_k_intersection", "roc_auc", "pointing
 
 
 def _check(maps, masks):
-    from .. import metrics as M
+    from . import localisation as M
 
     M.relevance_mass(maps, masks)  # the shared validation: shapes, finite maps, non-empty binary masks
     maps = np.asarray(maps, np.float64)
@@ -87,22 +87,22 @@ def _wrap(name, fn, doc):
 
 
 def _pointing(maps, masks, tolerance=0):
-    from .. import metrics as M
+    from . import localisation as M
 
     return M.pointing_game(maps, masks, tolerance)
 
 
 def _mass(maps, masks):
-    from .. import metrics as M
+    from . import localisation as M
 
     return M.relevance_mass(maps, masks)
 
 
 pointing_game_metric = _wrap("pointing_game", _pointing,
-                             "Pointing game hit (1/0) per sample: lrpgraph.metrics.pointing_game (Zhang et al., "
+                             "Pointing game hit (1/0) per sample: lrpgraph.evaluation.localisation.pointing_game (Zhang et al., "
                              "ECCV 2016) in the metric signature; ``tolerance`` in pixels.")
 relevance_mass_metric = _wrap("relevance_mass", _mass,
-                              "Relevance mass accuracy: lrpgraph.metrics.relevance_mass (Arras et al. 2022), "
+                              "Relevance mass accuracy: lrpgraph.evaluation.localisation.relevance_mass (Arras et al. 2022), "
                               "the share of the positive relevance inside the mask, in the metric signature.")
 relevance_rank_metric = _wrap("relevance_rank", relevance_rank_accuracy,
                               "relevance_rank_accuracy in the metric signature.")

@@ -94,7 +94,10 @@ def region_perturbation(model, x, relevance, target=None, *, patch=8, steps=None
         a number, "mean" (per-channel image mean), "blur" (Gaussian, ``sigma``), or an array
     batch_size : perturbed images per compiled forward step
 
-    Returns a :class:`PerturbationCurve` with ``.curve`` (N, K+1) and ``.aopc`` (N,).
+    Returns
+    -------
+    PerturbationCurve
+        ``.curve`` (N, K+1) and ``.aopc`` (N,).
     """
     x = _first(x)
     batch = check_images(model, x, target, batch_size=batch_size)

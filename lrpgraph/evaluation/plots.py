@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -20,8 +21,6 @@ _LABELS = {"aopc_morf": "region perturbation, MoRF", "aopc_lerf": "region pertur
 
 
 def _colours(n):
-    import matplotlib
-
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 

@@ -24,8 +24,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
+from scipy.stats import rankdata
+from skimage.metrics import structural_similarity
 
+from ..engine.prepared import Prepared, prepare
+from ..methods.registry import create_analyzer
 from .common import check_images, check_relevance, pearson
 
 __all__ = ["SIMILARITIES", "RandomisationResult", "model_randomisation", "data_randomisation", "similarities",
@@ -53,14 +58,10 @@ class RandomisationResult:
 
 
 def _rank(a):
-    from scipy.stats import rankdata
-
     return rankdata(a, axis=1)
 
 
 def _ssim(a, b, data_range):
-    from skimage.metrics import structural_similarity
-
     h, w = a.shape[1:]
     win = min(7, h - (1 - h % 2), w - (1 - w % 2))
     if win < 3:
@@ -109,8 +110,6 @@ def randomise_layer(layer, seed):
     ``gamma_initializer``, ``moving_variance_initializer``, ...), re-seeded with
     ``seed + j`` for its j-th variable; a variable without one gets Glorot-uniform
     noise (rank >= 2) or keeps its value (rank < 2)."""
-    import keras
-
     for j, v in enumerate(layer.weights):
         name = v.path.split("/")[-1]
         init = getattr(layer, f"{name}_initializer", None)
@@ -133,8 +132,6 @@ def _explainer(method, params, batch_size):
     if not isinstance(method, str):
         raise TypeError(f"method must be a method name (lrpgraph.methods()) or a callable "
                         f"fn(model, x, targets) -> maps, got {method!r}")
-    from ..registry import create_analyzer
-
     params = dict(params or {})
     built = {}  # one analyzer (one compiled function) per model: the copy's weights change in place
 
@@ -147,8 +144,6 @@ def _explainer(method, params, batch_size):
 
 
 def _keras_model(model):
-    from ..prepared import Prepared
-
     return model.model if isinstance(model, Prepared) else model
 
 
@@ -167,10 +162,6 @@ def model_randomisation(model, x, relevance=None, target=None, *, method, params
 
     Returns a :class:`RandomisationResult`: ``similarity[name]`` (N, L).
     """
-    import keras
-
-    from ..prepared import prepare
-
     keras_model = _keras_model(model)
     batch = check_images(model, x, target, batch_size=batch_size)
     explain = _explainer(method, params, batch_size)

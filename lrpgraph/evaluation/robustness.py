@@ -186,7 +186,7 @@ def _representation(prepared, layer):
     import networkx as nx
     import tensorflow as tf
 
-    from .. import graph as G
+    from ..engine import graph as G
 
     if layer is None:
         edges = list(G.in_edges(prepared.graph, prepared.output_node))

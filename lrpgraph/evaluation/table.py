@@ -307,7 +307,7 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     :data:`NEEDS_METHOD` get the method (name and parameters) to re-explain with.
     ``progress``: callable(str) told each step.
     """
-    from ..registry import create_analyzer, fill_bounds
+    from ..methods.registry import create_analyzer, fill_bounds
 
     names = expand_metrics(metrics)
     specs = _methods(methods)

@@ -33,22 +33,22 @@ import numpy as np
 import tensorflow as tf
 from skimage.transform import resize as _sk_resize
 
-from .. import graph as G
-from ..analyzer import Analyzer
-from ..method import Method, check_batch_size, chunked
-from ..ops import Linear
-from ..registry import register
+from ..engine import graph as G
+from .analyzer import Analyzer
+from .base import Method, check_batch_size, chunked
+from ..engine.ops import Linear
+from .registry import register
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "GuidedGradCAM", "find_cam_layers"]
 
 
 def _rank(g, n):
-    s = g.nodes[n]["output_shapes"][0] if g.nodes[n].get("output_shapes") else None
+    s = G.output_shape(g, n)
     return None if s is None else len(s)
 
 
 def _spatial_candidates(g, needed):
-    return [n for n in G.topo_order(g) if n in needed and g.nodes[n]["op"].kind != "input"
+    return [n for n in G.topo_order(g) if n in needed and G.op(g, n).kind != "input"
             and (_rank(g, n) or 0) >= 3]
 
 
@@ -85,7 +85,7 @@ def find_cam_layers(g, inputs, needed, layer):
             pick = (alone or mine or [None])[0]
             if pick is not None and (_rank(g, pick) or 0) < 3:
                 cands = _spatial_candidates(g, needed)
-                raise ValueError(f"layer {name!r} has output shape {g.nodes[pick]['output_shapes'][0]}: CAM "
+                raise ValueError(f"layer {name!r} has output shape {G.output_shape(g, pick)}: CAM "
                                  "needs a spatial output (batch, ..., channels); layers with one: "
                                  f"{', '.join(cands) or 'none'}")
         out.append(pick)
@@ -122,8 +122,8 @@ class _CAMBase(Method):
         if self.resize:
             for m, n in zip(self.input_nodes, self.nodes):
                 if n is not None and _rank(g, n) != _rank(g, m):
-                    raise ValueError(f"resize=True needs layer {n!r} (output {g.nodes[n]['output_shapes'][0]}) "
-                                     f"to have the rank of its input {g.nodes[m]['output_shapes'][0]}; pass "
+                    raise ValueError(f"resize=True needs layer {n!r} (output {G.output_shape(g, n)}) "
+                                     f"to have the rank of its input {G.output_shape(g, m)}; pass "
                                      "resize=False for maps at the layer's resolution")
         # The reverse pass of the gradient stops at the CAM layer(s).
         self.gradient = Analyzer(prepared, "gradient", stop_at=self.stop) if self.needs_gradient else None
@@ -222,7 +222,7 @@ class CAM(_CAMBase):
         hint = ("CAM needs the layer to feed GlobalAveragePooling and then the output Dense layer "
                 "(Zhou et al. 2016); use 'gradcam' for other architectures")
         cons = G.consumers(g, n)
-        if len(cons) != 1 or not g.nodes[cons[0][0]]["class_name"].startswith("GlobalAveragePooling"):
+        if len(cons) != 1 or not G.class_name(g, cons[0][0]).startswith("GlobalAveragePooling"):
             raise ValueError(f"layer {n!r} does not feed a GlobalAveragePooling layer: {hint}")
         v = cons[0][0]
         while True:
@@ -230,11 +230,11 @@ class CAM(_CAMBase):
             if len(cons) != 1:
                 raise ValueError(f"the pooled features of {n!r} feed {len(cons)} layers: {hint}")
             v = cons[0][0]
-            if g.nodes[v]["op"].kind != "reshape":
+            if G.op(g, v).kind != "reshape":
                 break
-        op = g.nodes[v]["op"]
+        op = G.op(g, v)
         if v != out_node or not isinstance(op, Linear) or op.subkind != "dense":
-            raise ValueError(f"the pooled features of {n!r} feed {v!r} ({g.nodes[v]['class_name']}), not the "
+            raise ValueError(f"the pooled features of {n!r} feed {v!r} ({G.class_name(g, v)}), not the "
                              f"output Dense layer: {hint}")
         return op
 
@@ -286,8 +286,8 @@ class ScoreCAM(_CAMBase):
         g = self.prepared.graph
         for m, n in zip(self.input_nodes, self.nodes):
             if n is not None and (_rank(g, n) != _rank(g, m) or _rank(g, m) not in (3, 4)):
-                raise ValueError(f"Score-CAM masks input {m!r} (shape {g.nodes[m]['output_shapes'][0]}) with "
-                                 f"layer {n!r}'s channels (shape {g.nodes[n]['output_shapes'][0]}): both need "
+                raise ValueError(f"Score-CAM masks input {m!r} (shape {G.output_shape(g, m)}) with "
+                                 f"layer {n!r}'s channels (shape {G.output_shape(g, n)}): both need "
                                  "1 or 2 spatial axes")
 
     def _body(self, inputs, targets):

@@ -7,7 +7,7 @@ a ``tf.while_loop`` walks over the (copies x samples) items in chunks of at most
 (:meth:`lrpgraph.Analyzer.traced`) on each chunk and accumulating the
 result per sample.  There is never one Python call per step.
 
-Every class here is a :class:`lrpgraph.method.Method`: ``analyze(x, target=None)``
+Every class here is a :class:`lrpgraph.methods.base.Method`: ``analyze(x, target=None)``
 with the shared target semantics (an int, one int per sample, an (N, T) array,
 or None for the predicted class at the unperturbed input), numpy maps out.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ..analyzer import Analyzer
-from ..method import Method, check_batch_size, chunked
-from ..registry import register
+from .analyzer import Analyzer
+from .base import Method, check_batch_size, chunked
+from .registry import register
 from ..rules.presets import PRESETS
 from ..targets import resolve_predicted_tf_lazily
 

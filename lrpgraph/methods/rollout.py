@@ -28,9 +28,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .. import graph as G
-from ..method import Method
-from ..registry import register
+from ..engine import graph as G
+from .base import Method
+from .registry import register
 
 __all__ = ["AttentionRollout", "attention_softmax_nodes", "rollout_matrix"]
 
@@ -42,10 +42,10 @@ def attention_softmax_nodes(g, needed=None):
     for n in G.topo_order(g):
         if needed is not None and n not in needed:
             continue
-        if g.nodes[n]["op"].kind != "softmax":
+        if G.op(g, n).kind != "softmax":
             continue
         for v, _, slot in G.consumers(g, n):
-            op = g.nodes[v]["op"]
+            op = G.op(g, v)
             if op.kind == "bilinear" and getattr(op, "const_slot", None) == slot:
                 out.append(n)
                 break
@@ -70,6 +70,9 @@ def rollout_matrix(weights, residual=0.5):
 class AttentionRollout(Method):
     """Attention rollout (Abnar and Zuidema, ACL 2020); see :mod:`lrpgraph.methods.rollout`.
 
+    The model needs one image input (N, H, W, C) and self-attention with the same
+    number of tokens in every layer.
+
     Parameters
     ----------
     head : {"auto", "cls", "mean"}
@@ -85,9 +88,6 @@ class AttentionRollout(Method):
         ratio (square patches dividing the image).
     residual : float
         The weight of the identity, 0.5 in the paper.
-
-    The model needs one image input (N, H, W, C) and self-attention with the same
-    number of tokens in every layer.
     """
 
     name = "attention_rollout"
@@ -112,7 +112,7 @@ class AttentionRollout(Method):
             raise ValueError("attention_rollout maps tokens back onto image patches: it needs one image input "
                              f"(N, H, W, C); model {prepared.name!r} has inputs "
                              f"{[tuple(s.shape) for s in prepared.input_specs]}")
-        shapes = [g.nodes[n]["output_shapes"][0] for n in self.nodes]
+        shapes = [G.output_shape(g, n) for n in self.nodes]
         tokens = {s[-1] for s in shapes} | {s[-2] for s in shapes}
         if len(tokens) != 1 or any(len(s) not in (3, 4) for s in shapes):
             raise ValueError(f"attention_rollout needs self-attention over the same tokens in every layer; the "

@@ -36,9 +36,9 @@ import warnings
 
 import numpy as np
 
-from ..analyzer import Analyzer
-from ..heads import clrp_head, signed_softmax_gradient, sglrp_head
-from ..registry import register
+from .analyzer import Analyzer
+from ..engine.heads import clrp_head, signed_softmax_gradient, sglrp_head
+from .registry import register
 
 __all__ = ["SGLRP", "CLRP", "SGLRPSeqA", "SGLRPSeqB", "OriginalLRP"]
 

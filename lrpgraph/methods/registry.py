@@ -1,7 +1,7 @@
 """The one table of method names: ``METHODS[name] = (factory, doc)``.
 
 Every method is registered here under its name: the rule presets (by
-:mod:`lrpgraph.analyzer`) and the families in :mod:`lrpgraph.methods` (SGLRP/CLRP,
+:mod:`lrpgraph.methods.analyzer`) and the families in :mod:`lrpgraph.methods` (SGLRP/CLRP,
 the CAM family, integrated gradients, SmoothGrad, VarGrad, occlusion).
 ``create_analyzer(name, model, **params)`` builds one, ``methods()`` lists them.
 """
@@ -15,7 +15,7 @@ METHODS = {}
 
 def register(name, doc):
     """Decorator: ``@register("gradcam", "Grad-CAM ...")`` on ``factory(model, **params)``
-    (a function or a :class:`lrpgraph.method.Method` subclass)."""
+    (a function or a :class:`lrpgraph.methods.base.Method` subclass)."""
 
     def deco(factory):
         if name in METHODS and METHODS[name][0] is not factory:

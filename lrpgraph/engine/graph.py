@@ -1,25 +1,24 @@
 """Stage 1: a Keras 3 model becomes a networkx DAG, one node per layer call.
 
 The graph is plain data.  Each node is one call of a Keras operation (a layer
-called twice is two nodes) and holds:
+called twice is two nodes); its attributes are listed, each once, with what sets it
+and who reads it, in :class:`NodeAttrs`.  Edges are ``(producer, consumer, key)``
+with data ``out`` (which output of the producer) and ``slot`` (which input slot of
+the consumer), so ``x + x`` has two slots fed by two parallel edges.  Graph
+attributes: ``inputs`` (input node ids, in model order), ``outputs`` (list of
+``(node, out_index)`` in model order), ``output_names`` and ``model_name``.
 
-- ``layer``: the Keras ``Operation`` (a ``Layer`` or a ``keras.ops`` operation),
-- ``name``: a unique node id (the layer's name, ``name#k`` for its k-th extra call),
-- ``class_name``: the operation's class name,
-- ``call``: a ``Call`` that re-runs the operation on concrete tensors, one per
-  input slot (so ``x + x`` has two slots fed by two parallel edges),
-- ``n_inputs`` / ``n_outputs`` and ``output_shapes``.
+Code outside the engine (the method families, the checks) reads nodes through the
+named helpers here (:func:`op`, :func:`class_name`, :func:`layer`, :func:`recorded_call`,
+:func:`output_shape`, :func:`output_dtype`), not raw keys.
 
-Edges are ``(producer, consumer, key)`` with data ``out`` (which output of the
-producer) and ``slot`` (which input slot of the consumer).  Graph attributes:
-``inputs`` (input node ids, in model order), ``outputs`` (list of
-``(node, out_index)`` in model order) and ``output_names``.
-
-Nested models stay single nodes here; :func:`lrpgraph.rewrite.inline_nested_models`
+Nested models stay single nodes here; :func:`lrpgraph.engine.rewrite.inline_nested_models`
 expands them.
 """
 
 from __future__ import annotations
+
+from typing import Any, TypedDict
 
 import networkx as nx
 
@@ -28,6 +27,75 @@ from keras import tree
 
 from .ops import describe
 from keras.src.backend import KerasTensor
+
+
+class _NodeAttrsRequired(TypedDict):
+    name: str
+    layer: Any
+    class_name: str
+    call: Any
+    op: Any
+    n_inputs: int
+    n_outputs: int
+    output_shapes: list
+    output_dtypes: list
+
+
+class NodeAttrs(_NodeAttrsRequired, total=False):
+    """The attributes of one graph node (``g.nodes[n]``): every key, what sets it, who reads it.
+
+    Set by :func:`to_graph` on every node (rewrite passes that add nodes set them too):
+
+    ==================  ============================================================  =====================================
+    key                 value                                                         read by
+    ==================  ============================================================  =====================================
+    ``name``            the node id: the layer's name, ``name#k`` for its k-th        rewrite (inlining renames it)
+                        extra call, ``outer/inner`` once inlined, ``id/suffix`` for
+                        a node a pass split off
+    ``layer``           the Keras ``Operation`` behind the node (None for a node a    assign (class selectors, ``NodeInfo``),
+                        pass made: a cast, an attention part)                         compile (``Context.layer``), rewrite
+                                                                                      (nested models, autocast), check
+    ``class_name``      the operation's class name (``"Cast"``, ``"Activation"``      assign (``class:`` selectors, errors),
+                        for nodes a pass made)                                        check, :func:`class_name` (CAM)
+    ``call``            a :class:`Call` re-running the recorded call on new tensors   check (reference logits); the op holds
+                        (None for input nodes and nodes a pass made)                  the same ``Call`` for its own forward
+    ``op``              the op description (:mod:`lrpgraph.engine.ops`): what the     everything: rewrite, assign, compile,
+                        node computes, as rules see it; passes replace it             prepared, :func:`op` (families)
+    ``n_inputs``        number of input slots                                         rewrite (softmax stripping)
+    ``n_outputs``       number of outputs                                             nothing in the library (reports, tests)
+    ``output_shapes``   one shape tuple per output, batch dimension None; ``[None]``   prepared, compile, rewrite, check,
+                        on the first part of a split ``Chain`` (its shape is not       :func:`output_shape` (CAM, rollout)
+                        recorded)
+    ``output_dtypes``   one dtype name per output                                     prepared, compile, rewrite (autocast)
+    ==================  ============================================================  =====================================
+
+    Added by a rewrite pass (:mod:`lrpgraph.engine.rewrite`) on the nodes it changes:
+
+    ==================  ============================================================  =====================================
+    ``fused_in``        ``split_activations``: on the split-off activation node, the  :func:`layer_output_nodes` (the layer's
+                        id of the linear node it was fused into                       output is the activation's)
+    ``folded``          ``fold_batchnorm``, ``fold_input_affine``: on the linear      :func:`layer_output_nodes` (a folded
+                        node, the ids of the BatchNorm / Rescaling / Normalization    BatchNorm's output is this node's)
+                        nodes folded into it, in folding order
+    ``folded_input``    ``fold_input_affine``: the subset of ``folded`` that stood    :func:`layer_output_nodes` (their
+                        *before* the node (their output no longer exists)             output is gone: not found)
+    ``fused_from``      ``fuse_hard_sigmoid``: on the ``hard_sigmoid`` node, the      nothing in the library (provenance,
+                        ids of the add and relu6 nodes fused into it                  for reports and tests)
+    ``part_of``         ``split_attention``: on each part, the id of the attention    nothing in the library (provenance)
+                        node it was split from
+    ==================  ============================================================  =====================================
+
+    ``tests/test_graph.py`` checks that canonical graphs carry exactly these keys.
+    """
+
+    fused_in: str
+    folded: list
+    folded_input: list
+    fused_from: list
+    part_of: str
+
+
+NODE_KEYS = frozenset(NodeAttrs.__required_keys__ | NodeAttrs.__optional_keys__)
 
 
 class Call:
@@ -124,8 +192,7 @@ def to_graph(model) -> nx.MultiDiGraph:
             call = Call(op, knode.arguments.args, knode.arguments.kwargs)
             n_inputs = len(call.input_specs)
         rank = len(call.input_specs[0].shape) if call is not None and call.input_specs else None
-        g.add_node(
-            nid,
+        g.add_node(nid, **NodeAttrs(
             name=nid,
             layer=op,
             class_name=type(op).__name__,
@@ -135,7 +202,7 @@ def to_graph(model) -> nx.MultiDiGraph:
             n_outputs=len(outputs),
             output_shapes=[tuple(t.shape) for t in outputs],
             output_dtypes=[t.dtype for t in outputs],
-        )
+        ))
         if call is not None:
             for slot, spec in enumerate(call.input_specs):
                 src, out = visit(spec)
@@ -179,6 +246,38 @@ def _output_name(model, index, nid):
 
 
 # ---- small pure helpers over the graph ------------------------------------
+
+def op(g, n):
+    """The op description of node ``n`` (:mod:`lrpgraph.engine.ops`)."""
+    return g.nodes[n]["op"]
+
+
+def class_name(g, n):
+    """The class name of the operation behind node ``n`` (``"Conv2D"``, ``"Cast"``, ...)."""
+    return g.nodes[n]["class_name"]
+
+
+def layer(g, n):
+    """The Keras operation behind node ``n`` (None for a node a rewrite pass made)."""
+    return g.nodes[n]["layer"]
+
+
+def recorded_call(g, n):
+    """The :class:`Call` of node ``n`` (None for inputs and for nodes a rewrite pass made)."""
+    return g.nodes[n]["call"]
+
+
+def output_dtype(g, n, index=0):
+    """The dtype name of output ``index`` of node ``n``."""
+    return g.nodes[n]["output_dtypes"][index]
+
+
+def output_shape(g, n, index=0):
+    """The shape of output ``index`` of node ``n`` (batch dimension None), or None where
+    the graph does not record it (the first part of a split ``Chain``)."""
+    shapes = g.nodes[n].get("output_shapes")
+    return shapes[index] if shapes else None
+
 
 def in_edges(g, n):
     """Incoming edges of ``n`` as (producer, out_index, slot), sorted by slot."""

@@ -26,11 +26,11 @@ sublayers, reading KerasHub's attribute names (``_self_attention_layer``, ...; c
 against keras-hub 0.32).  ``tests/test_text.py`` checks that the rewritten BERT
 reproduces the model's logits to 1e-5.
 
-Registration is lazy: :func:`lrpgraph.ops.keras_hub.register_if_loaded` (called by
+Registration is lazy: :func:`lrpgraph.engine.ops.keras_hub.register_if_loaded` (called by
 :func:`lrpgraph.prepare` and :func:`lrpgraph.check`) registers these descriptions, with
 the ViT's, the first time a model is prepared or checked after ``keras_hub`` was
 imported, so importing lrpgraph never imports KerasHub.  Call
-:func:`lrpgraph.ops.keras_hub.register` (or :func:`register` here, text layers only)
+:func:`lrpgraph.engine.ops.keras_hub.register` (or :func:`register` here, text layers only)
 yourself before using the lower-level ``graph.to_graph`` / ``rewrite.canonicalize``
 directly.  A user's ``register_layer`` of one of these classes, made before or after that
 registration, takes precedence.
@@ -48,7 +48,7 @@ __all__ = ["register", "transformer_encoder_model", "token_and_position_model"]
 
 def register():
     """Register the descriptions of KerasHub's text layers (imports keras_hub)."""
-    from keras_hub import layers as H
+    from keras_hub import layers as H  # optional and heavy: imported only once a KerasHub model is seen
 
     # replace=False: a user's register_layer made before keras_hub was first seen stays
     register_layer(H.PositionEmbedding, lambda layer: Constant(), replace=False)

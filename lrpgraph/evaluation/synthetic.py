@@ -1,6 +1,6 @@
 """The synthetic shapes dataset: deterministic shape/texture images, one object per
 image (training the bundled shapes model) or two per scene with their masks (the
-two-object localisation benchmark, :mod:`lrpgraph.localization`).
+two-object localisation benchmark, :mod:`lrpgraph.evaluation.two_object`).
 
 Every image is drawn with :mod:`skimage.draw` on a noisy grey background.  There
 are six classes (see :data:`CLASS_NAMES`): three textured blobs (``stripes`` -- the

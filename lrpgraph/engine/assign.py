@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from . import graph as G
-from .rules.base import Rule
-from .rules.presets import RuleSpec
+from .context import Rule
 
 __all__ = ["NodeInfo", "first_layers", "match", "assign_rules", "UnsupportedLayerError"]
 
@@ -86,12 +85,15 @@ def _name_matches(node, name):
 
 
 def _as_rule(r, params):
-    if isinstance(r, RuleSpec):
-        return r.build(params)
+    """A rule from an entry: a :class:`Rule`, a Rule class (instantiated), or a spec that
+    builds one from the method's parameters (``build(params)``: the presets' entries,
+    ``lrpgraph.rules.presets.spec``; duck-typed so that the engine does not import rules/)."""
     if isinstance(r, Rule):
         return r
     if isinstance(r, type) and issubclass(r, Rule):
         return r()
+    if not isinstance(r, type) and callable(getattr(r, "build", None)):
+        return r.build(params)
     raise TypeError(f"{r!r} is not a rule: pass a Rule instance (e.g. lrpgraph.rules.Epsilon(0.1))")
 
 

@@ -1,8 +1,8 @@
-"""The rule-preset method: :class:`Analyzer`, a :class:`lrpgraph.method.Method`.
+"""The rule-preset method: :class:`Analyzer`, a :class:`lrpgraph.methods.base.Method`.
 
 ``Analyzer(model, preset, overrides=None, **params)`` takes the prepared model
 (:func:`lrpgraph.prepare`, converted once per model), assigns the preset's rules
-and compiles one :class:`lrpgraph.compile.Program`; ``analyze(x, target)`` is
+and compiles one :class:`lrpgraph.engine.compile.Program`; ``analyze(x, target)`` is
 then one call of the compiled function per batch chunk.  Importing this module
 registers every preset of :data:`lrpgraph.rules.PRESETS` in the method table.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .assign import assign_rules
-from .compile import Program
-from .heads import get_head
-from .method import Method
+from ..engine.assign import assign_rules
+from ..engine.compile import Program
+from ..engine.heads import get_head
+from .base import Method
 from .registry import create_analyzer, methods, register  # noqa: F401  (re-exported)
-from .rules.presets import PRESETS, get_preset
+from ..rules.presets import PRESETS, get_preset
 
 __all__ = ["Analyzer"]
 
@@ -44,7 +44,7 @@ class Analyzer(Method):
         Which model output to explain (index or output name); default the first.
     head : str, Head or callable, optional
         Replaces the preset's head (initial relevance), e.g. a user function
-        ``head(logits, targets) -> R0`` (:mod:`lrpgraph.heads`).
+        ``head(logits, targets) -> R0`` (:mod:`lrpgraph.engine.heads`).
     stop_at : str or list of str, optional
         Layer name(s) where the reverse pass stops: ``analyze`` then returns the
         relevance at those layers' outputs instead of at the input (used by the

@@ -22,9 +22,9 @@ from . import graph as G
 from .compile import run_forward, token_embeddings
 from .ops import keras_hub as keras_hub_ops, registrations_generation
 from .rewrite import canonicalize
-from . import targets
+from .. import targets
 # re-export for one release: class_index lives in lrpgraph.targets
-from .targets import class_index  # noqa: F401
+from ..targets import class_index  # noqa: F401
 
 __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 
@@ -124,7 +124,7 @@ class Prepared:
     ----------
     model : keras.Model
     graph : networkx.MultiDiGraph
-        The canonical (rewritten) graph, :func:`lrpgraph.rewrite.canonicalize`.
+        The canonical (rewritten) graph, :func:`lrpgraph.engine.rewrite.canonicalize`.
     output : (node, out_index)
         The explained output; ``output_node`` is its node, ``output_name`` its name.
     input_specs : list of tf.TensorSpec
@@ -193,7 +193,7 @@ class Prepared:
 
     def layer_node(self, name):
         """The node whose output is the Keras layer ``name``'s output (see
-        :func:`lrpgraph.graph.layer_output_node`)."""
+        :func:`lrpgraph.engine.graph.layer_output_node`)."""
         return G.layer_output_node(self.graph, name, self.needed)
 
     # -- validation ---------------------------------------------------------------------

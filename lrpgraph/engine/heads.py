@@ -101,7 +101,7 @@ def get_head(head):
             raise ValueError(f"unknown head {head!r}; known: {sorted(HEADS)}, a Head or a callable") from None
     if callable(head):
         return FunctionHead(head)
-    raise TypeError(f"head must be a name ({sorted(HEADS)}), a lrpgraph.heads.Head or a callable "
+    raise TypeError(f"head must be a name ({sorted(HEADS)}), a lrpgraph.engine.heads.Head or a callable "
                     f"head(logits, targets) -> R0; got {type(head).__name__}")
 
 

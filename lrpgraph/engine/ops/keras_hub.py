@@ -1,5 +1,5 @@
 """KerasHub (``keras_hub``) models described to lrpgraph, registered lazily: the ViT's
-layers here, the text layers (BERT and friends) in :mod:`lrpgraph.ops.keras_hub_text`.
+layers here, the text layers (BERT and friends) in :mod:`lrpgraph.engine.ops.keras_hub_text`.
 
 KerasHub's ViT (``keras_hub.models.ViTBackbone`` / ``ViTImageClassifier``) is a
 functional model (inlined by the ``inline_nested_models`` pass) whose big layers are
@@ -46,6 +46,7 @@ from __future__ import annotations
 import sys
 
 import keras
+from keras import layers as L
 
 from . import keras_hub_text
 from .base import Nested, Unknown, variable_add, variable_concat
@@ -98,6 +99,7 @@ def register():
     keras_hub_text.register()
     _DONE[0] = True
     try:
+        # keras_hub: optional and heavy, imported only once a KerasHub model is seen
         from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock, ViTPatchingAndEmbedding
     except ImportError:  # a keras_hub without its ViT, or its layout changed: generic "no description"
         return
@@ -163,7 +165,7 @@ def vit_encoder_model(layer, specs):
 
 
 def _vit_parts(model):
-    import keras_hub
+    import keras_hub  # optional and heavy (lrpgraph[transformers]): imported only for a KerasHub model
 
     if isinstance(model, keras_hub.models.ViTImageClassifier):
         return model.backbone, model
@@ -182,8 +184,6 @@ def expand_vit(model):
     it is for inspecting the expansion or for tools that read only stock layers.
 
     A ``ViTBackbone`` expands to its (N, tokens, hidden) output; explain a classifier."""
-    from keras import layers as L
-
     backbone, classifier = _vit_parts(model)
     embed = backbone.get_layer("vit_patching_and_embedding")
     encoder = backbone.get_layer("vit_encoder")

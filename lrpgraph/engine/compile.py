@@ -166,7 +166,7 @@ class Program:
     shaped (N, T, ...).  ``analysis`` / ``multi_analysis`` are the untraced bodies,
     usable inside another tf.function.
 
-    The head is a :class:`lrpgraph.heads.Head`.  With several seeds per sample the
+    The head is a :class:`lrpgraph.engine.heads.Head`.  With several seeds per sample the
     seeds run as one batched pass and ``head.combine`` merges them, unless the
     head's one-pass form is exact here (``one_pass``): every rule on the path is
     linear in the relevance it receives and, where the head needs it, conserves

@@ -3,9 +3,9 @@ the target object from the other object of the scene?  (Not a speed benchmark:
 those live in benchmarks/.)
 
 Each scene holds two objects of different classes with their masks
-(:func:`lrpgraph.synthetic.two_object_scenes`, or any data set of that form).  Every
+(:func:`lrpgraph.evaluation.synthetic.two_object_scenes`, or any data set of that form).  Every
 method explains the scene twice, once with each object's class as the target,
-and every map is scored with the metrics of :mod:`lrpgraph.metrics`:
+and every map is scored with the metrics of :mod:`lrpgraph.evaluation.localisation`:
 
 =============  =========================================================  ======
 column         per map                                                    better
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import metrics as M
+from . import localisation as M
 
 __all__ = ["PAPER_METHODS", "METRICS", "paper_methods", "evaluate", "BenchmarkResult", "summarize",
            "to_markdown"]
@@ -79,7 +79,7 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     picks labels (default: all).  ``overrides`` maps a label to a dict of extra
     parameters for that method (e.g. ``{"Grad-CAM": {"layer": "block3_conv2"}}``).
     """
-    from .registry import create_analyzer, fill_bounds
+    from ..methods.registry import create_analyzer, fill_bounds
 
     labels = list(PAPER_METHODS) if methods is None else list(methods)
     unknown = [m for m in labels if m not in PAPER_METHODS]
@@ -142,7 +142,7 @@ def evaluate(analyzers, x, classes, masks, *, batch_size=32):
     -------
     BenchmarkResult
     """
-    from .prepared import prepare
+    from ..engine.prepared import prepare
 
     x, classes, masks = _check_scenes(x, classes, masks)
     if not analyzers:

@@ -2,7 +2,7 @@
 
 Every registered method (the LRP and gradient presets, SGLRP/CLRP, the CAM
 family, integrated gradients, SmoothGrad, occlusion) is a ``Method`` over one
-:class:`lrpgraph.prepared.Prepared` model.  The base class owns everything that
+:class:`lrpgraph.engine.prepared.Prepared` model.  The base class owns everything that
 is the same for all of them: input and target validation (by the prepared
 model), ``neuron_selection_mode``, several targets per sample, batching,
 post-processing and the returned shapes.  A family implements one hook,
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from . import memory
-from . import postprocess as _post
-from .prepared import prepare
-from .targets import resolve_predicted
+from .. import memory
+from .. import postprocess as _post
+from ..engine.prepared import prepare
+from ..targets import resolve_predicted
 
 __all__ = ["Method", "Explanation", "NEURON_SELECTION_MODES", "chunked", "check_batch_size"]
 

@@ -1,4 +1,4 @@
-"""The Keras adapter: one Keras layer call -> one op description (:mod:`lrpgraph.ops.base`).
+"""The Keras adapter: one Keras layer call -> one op description (:mod:`lrpgraph.engine.ops.base`).
 
 :func:`describe` walks :data:`BUILDERS`, a table of (layer classes -> builder), in
 order; the first builder that returns an op wins (a builder may decline with None).

@@ -20,13 +20,13 @@ import tensorflow as tf
 
 import keras
 
-from . import graph as G
-from .assign import UnsupportedLayerError, assign_rules
-from .compile import run_forward
-from .ops import Linear, keras_hub as keras_hub_ops
-from .prepared import resolve_output
-from .rewrite import canonicalize
-from .rules.presets import get_preset
+from ..engine import graph as G
+from ..engine.assign import UnsupportedLayerError, assign_rules
+from ..engine.compile import run_forward
+from ..engine.ops import Linear, keras_hub as keras_hub_ops
+from ..engine.prepared import resolve_output
+from ..engine.rewrite import canonicalize, inline_nested_models
+from ..rules.presets import get_preset
 
 __all__ = ["check", "CheckReport", "NodeCheck", "DEFAULT_CHECK_PRESETS", "reference_logits"]
 
@@ -122,7 +122,7 @@ def _rule_name(rule):
 
 
 def _reason(g, n, preset, message):
-    op = g.nodes[n]["op"]
+    op = G.op(g, n)
     if getattr(op, "reason", None):
         return op.reason
     if "handles only" in message:
@@ -162,8 +162,8 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
     g = canonicalize(G.to_graph(model))
     out = resolve_output(g, output)
     needed = {out[0]} | nx.ancestors(g, out[0])
-    order = [n for n in G.topo_order(g) if n in needed and g.nodes[n]["op"].kind != "input"]
-    nodes = {n: NodeCheck(n, g.nodes[n]["class_name"], _kind(g, n), {}) for n in order}
+    order = [n for n in G.topo_order(g) if n in needed and G.op(g, n).kind != "input"]
+    nodes = {n: NodeCheck(n, G.class_name(g, n), _kind(g, n), {}) for n in order}
     problems = {}
     for name in presets:
         preset = get_preset(name)
@@ -177,7 +177,7 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
                 key = (n, _reason(g, n, preset, str(e)))
                 problems.setdefault(key, []).append(name)
     unsupported = [{
-        "node": n, "class_name": g.nodes[n]["class_name"], "kind": g.nodes[n]["op"].kind,
+        "node": n, "class_name": G.class_name(g, n), "kind": G.op(g, n).kind,
         "presets": names, "reason": reason,
         "fix": (f"give it a rule: lrpgraph.Analyzer(model, preset, overrides={{{n.split('#')[0]!r}: rule}}) "
                 "with a built-in rule (e.g. lrpgraph.rules.Gradient() for the plain chain rule, "
@@ -198,13 +198,13 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
 
 
 def _kind(g, n):
-    op = g.nodes[n]["op"]
+    op = G.op(g, n)
     return f"{op.kind}/{op.subkind}" if op.subkind else op.kind
 
 
 def _inputs(g, x, seed):
     """Arrays in each model input's own dtype (float64 models are checked in float64)."""
-    dtypes = [tf.as_dtype(g.nodes[n]["output_dtypes"][0]).as_numpy_dtype for n in g.graph["inputs"]]
+    dtypes = [tf.as_dtype(G.output_dtype(g, n)).as_numpy_dtype for n in g.graph["inputs"]]
     if x is not None:
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
         return [np.asarray(a, dtype=dt) for a, dt in zip(xs, dtypes)]
@@ -213,7 +213,7 @@ def _inputs(g, x, seed):
     # an unknown length: 32 (8 for text models, below any learned position table's length)
     free = 32 if all(np.issubdtype(dt, np.floating) for dt in dtypes) else 8
     for n, dt in zip(g.graph["inputs"], dtypes):
-        shape = [2] + [free if d is None else d for d in g.nodes[n]["output_shapes"][0][1:]]
+        shape = [2] + [free if d is None else d for d in G.output_shape(g, n)[1:]]
         if np.issubdtype(dt, np.floating):
             xs.append(rng.standard_normal(shape).astype(dt))
         else:  # token ids / masks: 0 and 1 are valid ids of any vocabulary and valid mask values
@@ -230,11 +230,9 @@ def reference_logits(model, index, xs):
     """The Keras model's own output number ``index`` on the arrays ``xs``, with an
     output softmax switched off (the layer's ``activation`` temporarily set to
     linear, or the logits taken at the input of a Softmax layer)."""
-    from .rewrite import inline_nested_models
-
     g0 = inline_nested_models(G.to_graph(model))
     node = g0.graph["outputs"][index][0]
-    op, layer = g0.nodes[node]["op"], g0.nodes[node]["layer"]
+    op, layer = G.op(g0, node), G.layer(g0, node)
     inputs = [tf.constant(a) for a in xs]
     inputs = inputs[0] if len(inputs) == 1 else inputs
     if isinstance(model.input, dict):  # e.g. KerasHub: {"token_ids": ..., "padding_mask": ...}
@@ -249,7 +247,7 @@ def reference_logits(model, index, xs):
         finally:
             layer.activation = saved
     elif op.kind == "softmax":  # a Softmax layer: read the tensor that enters it
-        y = keras.Model(model.inputs, g0.nodes[node]["call"].input_specs[0])(inputs, training=False)
+        y = keras.Model(model.inputs, G.recorded_call(g0, node).input_specs[0])(inputs, training=False)
         return np.asarray(y)
     else:
         y = model(inputs, training=False)

@@ -32,7 +32,7 @@ unknown        :class:`Unknown`     anything else: needs a user rule or a regist
 
 An op is called with a list of input tensors and returns a list of outputs.  Ops
 other than :class:`Linear` and :class:`Elementwise` compute through ``call``, the
-recorded Keras call (``lrpgraph.graph.Call``).  Ops are frozen: a rewrite pass
+recorded Keras call (``lrpgraph.engine.graph.Call``).  Ops are frozen: a rewrite pass
 makes a changed copy with :func:`dataclasses.replace`.
 """
 

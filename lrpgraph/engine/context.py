@@ -1,7 +1,10 @@
-"""What a rule sees of one node during the reverse pass: :class:`Context`.
+"""The contract between the engine and a rule: :class:`Context` (what a rule sees of one
+node during the reverse pass) and :class:`Rule` (what the engine calls).
 
-The reverse pass (:func:`lrpgraph.compile.reverse_pass`) builds one per node, in one
-go, and hands it with the relevance at the node's output to the node's rule.
+The reverse pass (:func:`lrpgraph.engine.compile.reverse_pass`) builds one context per
+node, in one go, and hands it with the relevance at the node's output to the node's rule.
+The rule library (``lrpgraph.rules``, the top-level ``rules/`` folder) implements
+:class:`Rule` and re-exports both names; the engine never imports it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-__all__ = ["Context"]
+__all__ = ["Context", "Rule"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,3 +92,33 @@ class Context:
             # tf.equal(b, 0) is the op safe_divide builds on the same tensor: graph
             # optimisation merges the two, so the guard only reads a boolean mask
             self.guards.append(tf.logical_not(tf.reduce_any(tf.equal(denominator, 0))))
+
+
+class Rule:
+    """Base class: ``backward(ctx, R) -> list of relevances, one per input``.
+
+    ``kinds`` names the op kinds the rule can handle (empty: any).
+    ``linear_in_relevance``: True when backward(ctx, a R1 + b R2) = a backward(ctx, R1)
+    + b backward(ctx, R2) (denominators from the forward pass only).  A head's
+    one-pass form (SGLRP/CLRP: A(target) - m A(dual) = A(target - m dual)) is used
+    only where every rule on the path says so; a rule that is not (GuidedReLU,
+    DeconvReLU: they clip R) sets it to False and the compiled function runs the
+    seeds as a batch instead.
+    """
+
+    kinds: tuple = ()
+    linear_in_relevance = True
+
+    def backward(self, ctx, R):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def conservative(self, op):
+        """True if, on ``op``, sum(R_in) == sum(R) for every R whenever each
+        denominator the rule reports with ``ctx.require_nonzero`` is nonzero.
+        Scaled SGLRP/CLRP then take their sums from the seeds and run one pass
+        (a guard falls back to two when a denominator is zero).  Default: no promise."""
+        return False
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"

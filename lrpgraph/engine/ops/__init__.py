@@ -1,5 +1,5 @@
-"""Op descriptions (:mod:`lrpgraph.ops.base`, what rules are written against) and the
-Keras adapter that makes them (:mod:`lrpgraph.ops.keras`, with :func:`register_layer`
+"""Op descriptions (:mod:`lrpgraph.engine.ops.base`, what rules are written against) and the
+Keras adapter that makes them (:mod:`lrpgraph.engine.ops.keras`, with :func:`register_layer`
 for custom layers)."""
 
 from .base import (Add, Attention, Bilinear, Chain, Concat, Constant, Elementwise, Embedding, Identity,

@@ -11,6 +11,8 @@ end at the logits.
 from __future__ import annotations
 
 import keras
+import networkx as nx
+import numpy as np
 import tensorflow as tf
 
 from . import graph as G
@@ -175,7 +177,7 @@ def _equation(linear):
     eq = getattr(linear.forward, "equation", None)
     if eq is None:
         raise ValueError("split_attention: the projections of an Attention op must be einsum Linear ops "
-                         "(lrpgraph.ops.keras.einsum_forward)")
+                         "(lrpgraph.engine.ops.keras.einsum_forward)")
     return eq
 
 
@@ -364,9 +366,6 @@ def _is_cast(g, n):
 
 
 def _fold_input_affine_once(g, n):
-    import networkx as nx
-    import numpy as np
-
     if n not in g or not _is_input_affine(g, n) or len(G.in_edges(g, n)) != 1:
         return False
     if any(g.nodes[a]["op"].kind != "input" and not _is_input_affine(g, a) and not _is_cast(g, a)
@@ -428,8 +427,6 @@ def _const(g, n, subkind, scale, offset):
     op = g.nodes[n]["op"]
     if not (isinstance(op, Linear) and op.subkind == subkind):
         return False
-    import numpy as np
-
     k = np.asarray(op.kernel())
     rtol = max(1e-6, float(np.finfo(k.dtype).eps))  # the constant as the op's dtype holds it
     off = None if op.bias is None else np.asarray(op.bias())
