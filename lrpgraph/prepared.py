@@ -154,6 +154,13 @@ class Prepared:
     """
 
     def __init__(self, model, output=None):
+        self.source = model
+        # a KerasHub causal LM: explain the next-token logits at one position per sequence
+        # (an extra integer input, by default the last non-padding token; see fill_position)
+        self.position_input = None
+        if keras_hub_ops.is_causal_lm(model):
+            model = keras_hub_ops.causal_lm_model(model)
+            self.position_input = keras_hub_ops.keras_hub_llm.POSITION
         self.model = model
         self.graph = canonicalize(G.to_graph(model))
         self.output = resolve_output(self.graph, output)
@@ -226,6 +233,8 @@ class Prepared:
         (a float array of ids is cast; 2.5 is an error).  Ids that feed an
         ``Embedding`` must lie in [0, vocabulary size): an error names the samples."""
         if isinstance(x, dict):  # by input name, e.g. KerasHub's {"token_ids": ..., "padding_mask": ...}
+            if self.position_input is not None and self.position_input not in x:
+                x = self.fill_position(x)
             if set(x) != set(self.input_nodes):
                 raise ValueError(f"the input dict has keys {sorted(x)}; model {self.model.name!r} takes "
                                  f"{self.input_nodes}. Pass one array per input name")
@@ -269,6 +278,46 @@ class Prepared:
             raise ValueError(f"all inputs must have the same batch size, got {sorted(sizes)}")
         return out, single
 
+    @property
+    def token_input(self):
+        """The index of the token-id input whose map a causal LM's analysis returns (None:
+        every input's map)."""
+        return None if self.position_input is None else self.input_nodes.index("token_ids")
+
+    def fill_position(self, x, position=None):
+        """The input dict of a causal LM with its ``position`` entry: ``position`` (an int,
+        or one per sequence) or, when None, the last non-padding token of each sequence
+        (the last index where ``padding_mask`` is nonzero; the last token without a mask).
+        The logits explained are the next-token logits at that position."""
+        if self.position_input is None:
+            raise ValueError(f"position= is for causal language models; model {self.model.name!r} is not one")
+        if not isinstance(x, dict) or "token_ids" not in x:
+            raise ValueError("a causal LM takes a dict {'token_ids': (N, T) ids, 'padding_mask': (N, T)} "
+                             f"(position= fills {self.position_input!r}); got {type(x).__name__}")
+        ids = np.asarray(x["token_ids"])
+        if ids.ndim != 2:
+            raise ValueError(f"token_ids has shape {ids.shape}; a causal LM takes (batch, T) token ids")
+        n, t = ids.shape
+        if position is None:
+            mask = np.asarray(x["padding_mask"]) if "padding_mask" in x else np.ones_like(ids)
+            if mask.shape != ids.shape:
+                raise ValueError(f"padding_mask has shape {mask.shape}; token_ids has {ids.shape}")
+            empty = ~(mask != 0).any(axis=1)
+            if empty.any():
+                raise ValueError(f"sequence(s) {np.nonzero(empty)[0][:10].tolist()} have no token (padding_mask all "
+                                 "0): there is no last token to explain; pass position=")
+            position = t - 1 - np.argmax((mask != 0)[:, ::-1], axis=1)
+        p = np.asarray(position)
+        if p.dtype.kind not in "iu":
+            raise TypeError(f"position must be integer token indices, got dtype {p.dtype}")
+        p = np.broadcast_to(p, (n,)) if p.ndim == 0 else p
+        if p.shape != (n,):
+            raise ValueError(f"position must be an int or one int per sequence (shape ({n},)); got shape {p.shape}")
+        if p.min() < -t or p.max() >= t:
+            raise ValueError(f"position {int(p.min() if p.min() < -t else p.max())} is out of range for sequences of "
+                             f"{t} tokens")
+        return dict(x, **{self.position_input: (p % t).astype(np.int32)})
+
     def require_float_inputs(self, method):
         """A clear error where ``method`` perturbs or interpolates the inputs and the model
         has integer inputs (token ids cannot be interpolated or noised)."""
@@ -287,6 +336,8 @@ class Prepared:
         if target is None:
             if required:
                 raise ValueError("neuron_selection_mode='index' needs a target: analyze(x, target=...)")
+            return np.full(n, -1, np.int32), False
+        if isinstance(target, str) and target == "predicted":
             return np.full(n, -1, np.int32), False
         t = np.asarray(target)
         if t.dtype.kind in "US":
