@@ -1,0 +1,228 @@
+"""KerasHub decoder LLMs (lrpgraph.ops.keras_hub_llm): tiny configs with random weights.
+
+- the rewritten graph reproduces the causal LM's logits at the explained position (with
+  and without padding);
+- cp_lrp conserves the explained logit on these bias-free models;
+- attn_lrp and cp_lrp equal LXT's Input x Gradient formulation of AttnLRP / CP-LRP
+  (``lxt.efficient``: RMSNorm with the variance detached, q/4, k/4, v/2 in attention or q
+  and k detached for CP-LRP, the identity rule's gradient y/x on the activation, the
+  gradient halved at gate * up or the gate detached), written out below in TensorFlow
+  from the layers' weights, independently of lrpgraph's graph;
+- hand-computed values for RMSNorm and rotary embeddings on 4-feature inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lrpgraph
+
+keras_hub = pytest.importorskip("keras_hub")
+import keras  # noqa: E402
+
+VOCAB, T = 50, 7
+
+COMMON = dict(vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, hidden_dim=16, intermediate_dim=32,
+              num_key_value_heads=2)
+
+
+def _llama():
+    return keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**COMMON), preprocessor=None)
+
+
+def _llama_tied():
+    return keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**COMMON, tie_word_embeddings=True),
+                                          preprocessor=None)
+
+
+def _mistral():  # sliding window 3 < T: the band mask matters
+    return keras_hub.models.MistralCausalLM(keras_hub.models.MistralBackbone(**COMMON, sliding_window=3),
+                                            preprocessor=None)
+
+
+def _qwen():  # biases on q, k, v
+    return keras_hub.models.QwenCausalLM(keras_hub.models.QwenBackbone(**COMMON), preprocessor=None)
+
+
+def _qwen3():  # q/k RMSNorm per head
+    return keras_hub.models.Qwen3CausalLM(keras_hub.models.Qwen3Backbone(**COMMON, head_dim=4), preprocessor=None)
+
+
+FAMILIES = {"llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3}
+BIASED = {"qwen"}
+
+_MODELS = {}
+
+
+def model(family):
+    if family not in _MODELS:
+        keras.utils.set_random_seed(7)
+        lm = FAMILIES[family]()
+        _randomize_norms(lm)
+        _MODELS[family] = lm
+    return _MODELS[family]
+
+
+def _randomize_norms(lm):
+    """Norm scales of 1 (their initial value) would hide a missing or doubled scale."""
+    rng = np.random.RandomState(3)
+    for v in lm.weights:
+        if v.path.endswith("scale"):
+            v.assign(rng.uniform(0.5, 1.5, v.shape).astype(v.dtype))
+
+
+def inputs(padded):
+    rng = np.random.RandomState(11)
+    ids = rng.randint(1, VOCAB, (3, T)).astype("int32")
+    mask = np.ones_like(ids)
+    if padded:
+        mask[1, 4:] = 0
+        mask[2, 6:] = 0
+        ids[mask == 0] = 0
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def last_token(mask):
+    return mask.shape[1] - 1 - np.argmax(mask[:, ::-1] != 0, axis=1)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_logits_match_model(family, padded):
+    lm = model(family)
+    x = inputs(padded)
+    full = lm(x).numpy()
+    pos = last_token(x["padding_mask"])
+    got = lrpgraph.prepare(lm).logits(x)
+    # float32 forward of the same ops in the same order; 1e-5 absolute on logits of order 0.1-1
+    np.testing.assert_allclose(got, full[np.arange(3), pos], atol=1e-5)
+    # an explicit position, the same for every sequence
+    got = lrpgraph.prepare(lm).logits(lrpgraph.prepare(lm).fill_position(x, 2))
+    np.testing.assert_allclose(got, full[:, 2], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - BIASED))
+def test_cp_lrp_conserves(family):
+    lm = model(family)
+    x = inputs(True)
+    exp = lrpgraph.create_analyzer("cp_lrp", lm, epsilon=1e-12).explain(x, "predicted")
+    assert exp.maps.shape == (3, T)
+    logit = exp.logits[np.arange(3), exp.targets]
+    # bias-free: CP-LRP is conservative; float32 sums over ~10^3 terms, 1e-4 relative
+    np.testing.assert_allclose(exp.maps.sum(1), logit, rtol=1e-4)
+    assert np.all(exp.maps[x["padding_mask"] == 0] == 0)  # padding gets nothing
+
+
+# ---- LXT's Input x Gradient formulation, in TensorFlow ------------------------------------------
+
+@tf.custom_gradient
+def _divide_gradient(x, factor):
+    def grad(g):
+        return g / factor, None
+    return tf.identity(x), grad
+
+
+def _identity_rule(fn, x):
+    """LXT's identity_rule_implicit: forward fn(x), gradient fn(x) / (x + 1e-10) * g."""
+    @tf.custom_gradient
+    def inner(x):
+        y = fn(x)
+
+        def grad(g):
+            return g * y / (x + 1e-10)
+        return y, grad
+    return inner(x)
+
+
+def _rms(x, layer, one_plus=False):
+    w = tf.convert_to_tensor(layer.scale)
+    if one_plus:
+        w = 1.0 + w
+    var = tf.reduce_mean(tf.square(x), axis=-1, keepdims=True)
+    return x * tf.stop_gradient(tf.math.rsqrt(var + layer.epsilon)) * w
+
+
+def _rope(x, max_wavelength):
+    """Llama's rotary embedding, (B, T, H, D): x cos + rotate_half(x) sin, positions 0..T-1."""
+    d = x.shape[-1]
+    inv = max_wavelength ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    freq = np.outer(np.arange(x.shape[1]), inv)
+    emb = np.concatenate([freq, freq], axis=-1)[None, :, None, :]
+    x1, x2 = x[..., :d // 2], x[..., d // 2:]
+    return x * np.cos(emb).astype("float32") + tf.concat([-x2, x1], -1) * np.sin(emb).astype("float32")
+
+
+def _dense(x, layer, eq):
+    y = tf.einsum(eq, x, tf.convert_to_tensor(layer.kernel))
+    return y if layer.bias is None else y + layer.bias
+
+
+def _mask(pad, t, window):
+    i, j = np.arange(t)[:, None], np.arange(t)[None, :]
+    band = j <= i
+    if window is not None:
+        band &= i - j < window
+    return tf.logical_and(band[None], tf.cast(pad, bool)[:, None, :])
+
+
+def lxt_llama(lm, x, position, target, mode):
+    """relevance per token of the logit ``target`` at ``position``: LXT's Input x Gradient
+    (``mode`` "attn": AttnLRP, "cp": CP-LRP) on a Llama-style model, from its weights."""
+    bb = lm.backbone
+    ids, pad = tf.constant(x["token_ids"]), tf.constant(x["padding_mask"])
+    emb = tf.gather(tf.convert_to_tensor(bb.token_embedding.embeddings), ids)
+    with tf.GradientTape() as tape:
+        tape.watch(emb)
+        h = emb
+        for block in bb.transformer_layers:
+            attn = block._self_attention_layer
+            a = _rms(h, block._self_attention_layernorm)
+            q = _dense(a, attn._query_dense, "btm,muh->btuh")
+            k = _dense(a, attn._key_dense, "btm,muh->btuh")
+            v = _dense(a, attn._value_dense, "btm,muh->btuh")
+            if hasattr(attn, "_query_dense_layer_norm"):
+                q, k = _rms(q, attn._query_dense_layer_norm), _rms(k, attn._key_dense_layer_norm)
+            wave = attn.rotary_embedding_layer.max_wavelength
+            q, k = _rope(q, wave), _rope(k, wave)
+            groups = q.shape[2] // k.shape[2]
+            k, v = tf.repeat(k, groups, axis=2), tf.repeat(v, groups, axis=2)
+            if mode == "attn":
+                q, k, v = _divide_gradient(q, 4.0), _divide_gradient(k, 4.0), _divide_gradient(v, 2.0)
+            else:
+                q, k = tf.stop_gradient(q), tf.stop_gradient(k)
+            s = tf.einsum("bquh,bkuh->buqk", q, k) / np.sqrt(q.shape[-1]).astype("float32")
+            window = getattr(block, "sliding_window", None)
+            s = tf.where(_mask(pad, s.shape[-1], window)[:, None], s, -1e9)
+            w = tf.nn.softmax(s, axis=-1)
+            c = tf.einsum("buqk,bkuh->bquh", w, v)
+            h = h + _dense(c, attn._output_dense, "bquh,uhm->bqm")
+            f = _rms(h, block._feedforward_layernorm)
+            g = _dense(f, block._feedforward_gate_dense, "btm,mi->bti")
+            g = _identity_rule(tf.nn.silu, g) if mode == "attn" else tf.nn.silu(tf.stop_gradient(g))
+            m = _dense(f, block._feedforward_intermediate_dense, "btm,mi->bti") * g
+            if mode == "attn":
+                m = _divide_gradient(m, 2.0)
+            h = h + _dense(m, block._feedforward_output_dense, "bti,im->btm")
+        h = _rms(h, bb.layer_norm)
+        h = tf.gather(h, position, axis=1, batch_dims=1)
+        te = bb.token_embedding
+        kernel = tf.transpose(te.embeddings) if te.tie_weights else tf.convert_to_tensor(te.reverse_embeddings)
+        logits = h @ kernel
+        out = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+    return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
+
+
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_equals_lxt(family, method):
+    lm = model(family)
+    x = inputs(True)
+    pos = last_token(x["padding_mask"])
+    exp = lrpgraph.create_analyzer(method, lm, epsilon=1e-12).explain(x, "predicted")
+    ref, logits = lxt_llama(lm, x, pos, exp.targets, "attn" if method == "attn_lrp" else "cp")
+    np.testing.assert_allclose(logits, exp.logits, atol=1e-5)  # the reference computes the same model
+    scale = np.abs(ref).max()
+    # float32 reverse passes in different orders: 1e-4 of the map's maximum
+    np.testing.assert_allclose(exp.maps, ref, atol=1e-4 * scale)
