@@ -50,7 +50,30 @@ def _qwen3():  # q/k RMSNorm per head
     return keras_hub.models.Qwen3CausalLM(keras_hub.models.Qwen3Backbone(**COMMON, head_dim=4), preprocessor=None)
 
 
-FAMILIES = {"llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3}
+GEMMA = dict(vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=16,
+             intermediate_dim=32, head_dim=4)
+
+
+def _gemma():
+    return keras_hub.models.GemmaCausalLM(keras_hub.models.GemmaBackbone(**GEMMA), preprocessor=None)
+
+
+def _gemma2():  # post-norms, attention and final logit soft-caps, a sliding window of 3
+    return keras_hub.models.GemmaCausalLM(keras_hub.models.GemmaBackbone(
+        **GEMMA, use_post_ffw_norm=True, use_post_attention_norm=True, attention_logit_soft_cap=2.0,
+        final_logit_soft_cap=3.0, use_sliding_window_attention=True, sliding_window_size=3,
+        query_head_dim_normalize=False), preprocessor=None)
+
+
+def _gemma3():  # q/k norms, post-norms, sliding window (text only)
+    return keras_hub.models.Gemma3CausalLM(backbone=keras_hub.models.Gemma3Backbone(
+        image_size=16, **GEMMA, use_post_ffw_norm=True, use_post_attention_norm=True,
+        use_sliding_window_attention=True, sliding_window_size=3), preprocessor=None)
+
+
+FAMILIES = {"llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
+            "gemma": _gemma, "gemma2": _gemma2, "gemma3": _gemma3}
+GEMMAS = {"gemma", "gemma2", "gemma3"}
 BIASED = {"qwen"}
 
 _MODELS = {}
@@ -214,6 +237,78 @@ def lxt_llama(lm, x, position, target, mode):
     return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
 
 
+def _apply(layer, x):
+    """A Dense or EinsumDense layer's y = x W + b, from its variables."""
+    k = tf.convert_to_tensor(layer.kernel)
+    eq = getattr(layer, "equation", None)
+    y = tf.einsum(eq, x, k) if eq else tf.tensordot(x, k, axes=[[len(x.shape) - 1], [0]])
+    return y if layer.bias is None else y + layer.bias
+
+
+def _soft_cap(cap):
+    return lambda t: cap * tf.tanh(t / cap)
+
+
+def lxt_gemma(lm, x, position, target, mode):
+    """As :func:`lxt_llama` for Gemma / Gemma2 / Gemma3: RMSNorm with (1 + scale), the
+    embedding times sqrt(hidden), GeGLU, q scaled before q.k^T, grouped heads by reshape,
+    soft-caps by the identity rule (y / x times the gradient, as on any activation)."""
+    bb = lm.backbone
+    ids, pad = tf.constant(x["token_ids"]), tf.constant(x["padding_mask"])
+    emb = tf.gather(tf.convert_to_tensor(bb.token_embedding.embeddings), ids)
+    with tf.GradientTape() as tape:
+        tape.watch(emb)
+        h = emb * tf.cast(tf.sqrt(float(bb.hidden_dim)), emb.dtype)
+        for block in bb.transformer_layers:
+            attn = block.attention
+            a = _rms(h, block.pre_attention_norm, one_plus=True)
+            q, k, v = _apply(attn.query_dense, a), _apply(attn.key_dense, a), _apply(attn.value_dense, a)
+            if getattr(attn, "use_query_key_norm", False):
+                q, k = _rms(q, attn.query_norm, one_plus=True), _rms(k, attn.key_norm, one_plus=True)
+            q, k = attn._apply_rope(q, 0), attn._apply_rope(k, 0)  # a fixed linear map of q, k
+            if mode == "attn":
+                q, k, v = _divide_gradient(q, 4.0), _divide_gradient(k, 4.0), _divide_gradient(v, 2.0)
+            else:
+                q, k = tf.stop_gradient(q), tf.stop_gradient(k)
+            dim = attn.head_dim if attn.query_head_dim_normalize else attn.hidden_dim // attn.num_query_heads
+            q = q * np.float32(1 / np.sqrt(dim))
+            b, t, nq, hd = q.shape
+            kv = attn.num_key_value_heads
+            q = tf.reshape(q, (b, t, kv, nq // kv, hd))
+            s = tf.einsum("btkgh,bskh->bkgts", q, k)
+            if attn.logit_soft_cap is not None:
+                s = _identity_rule(_soft_cap(attn.logit_soft_cap), s)
+            # KerasHub's band |i - j| < window, within the causal mask
+            window = attn.sliding_window_size if attn.use_sliding_window_attention else None
+            s = tf.where(_mask(pad, t, window)[:, None, None], s, -1e9)
+            w = tf.nn.softmax(s, axis=-1)
+            c = tf.reshape(tf.einsum("bkgts,bskh->btkgh", w, v), (b, t, nq, hd))
+            o = _apply(attn.output_dense, c)
+            if block.use_post_attention_norm:
+                o = _rms(o, block.post_attention_norm, one_plus=True)
+            h = h + o
+            f = _rms(h, block.pre_ffw_norm, one_plus=True)
+            g = _apply(block.gating_ffw, f)
+            gelu = lambda z: tf.nn.gelu(z, approximate=True)  # noqa: E731
+            g = _identity_rule(gelu, g) if mode == "attn" else gelu(tf.stop_gradient(g))
+            m = _apply(block.gating_ffw_2, f) * g
+            if mode == "attn":
+                m = _divide_gradient(m, 2.0)
+            o = _apply(block.ffw_linear, m)
+            if block.use_post_ffw_norm:
+                o = _rms(o, block.post_ffw_norm, one_plus=True)
+            h = h + o
+        h = _rms(h, bb.layer_norm, one_plus=True)
+        h = tf.gather(h, position, axis=1, batch_dims=1)
+        te = bb.token_embedding
+        kernel = tf.transpose(te.embeddings) if te.tie_weights else tf.convert_to_tensor(te.reverse_embeddings)
+        logits = h @ kernel
+        if te.logit_soft_cap is not None:
+            logits = _identity_rule(_soft_cap(te.logit_soft_cap), logits)
+        out = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+    return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
+
+
 @pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_equals_lxt(family, method):
@@ -221,7 +316,8 @@ def test_equals_lxt(family, method):
     x = inputs(True)
     pos = last_token(x["padding_mask"])
     exp = lrpgraph.create_analyzer(method, lm, epsilon=1e-12).explain(x, "predicted")
-    ref, logits = lxt_llama(lm, x, pos, exp.targets, "attn" if method == "attn_lrp" else "cp")
+    reference = lxt_gemma if family in GEMMAS else lxt_llama
+    ref, logits = reference(lm, x, pos, exp.targets, "attn" if method == "attn_lrp" else "cp")
     np.testing.assert_allclose(logits, exp.logits, atol=1e-5)  # the reference computes the same model
     scale = np.abs(ref).max()
     # float32 reverse passes in different orders: 1e-4 of the map's maximum

@@ -53,8 +53,6 @@ non-padding token of each sequence).
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -72,8 +70,9 @@ POSITION = "position"  # the name of the position input of :func:`causal_lm_mode
 # ---- small layers with op descriptions ------------------------------------------------
 
 class RotaryOf(keras.layers.Layer):
-    """``rotary(x)``: a KerasHub rotary embedding layer applied to q or k (positions
-    0..T-1), linear in x for fixed positions."""
+    """``rotary(x)``: a KerasHub rotary embedding (a layer, or a function such as Gemma's
+    rotation and re-layout) applied to q or k (positions 0..T-1), linear in x for fixed
+    positions."""
 
     def __init__(self, rotary, **kwargs):
         super().__init__(**kwargs)
@@ -93,14 +92,18 @@ def _rotary_op(layer):
 
 
 class ScoresOf(keras.layers.Layer):
-    """``einsum(equation, q, k) * scale``: attention logits, as KerasHub computes them."""
+    """``einsum(equation, q, k) * scale``: attention logits, as KerasHub computes them
+    (``scale_slot=0``: q scaled first, Gemma's query pre-attention scaling)."""
 
-    def __init__(self, equation, scale, **kwargs):
+    def __init__(self, equation, scale, scale_slot=None, **kwargs):
         super().__init__(**kwargs)
-        self.equation, self.scale = equation, float(scale)
+        self.equation, self.scale, self.scale_slot = equation, float(scale), scale_slot
+
+    def op(self):
+        return Bilinear(self.equation, self.scale, name="scores", scale_slot=self.scale_slot)
 
     def call(self, q, k):
-        return Bilinear(self.equation, self.scale, name="scores")([q, k])[0]
+        return self.op()([q, k])[0]
 
 
 class CombineOf(keras.layers.Layer):
@@ -303,6 +306,80 @@ def llama_decoder_model(layer, specs):
     return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
 
 
+def _gemma_softmax_mask(block, attention, scores, padding_mask):
+    """Gemma / Gemma3: the block's causal and padding mask, the attention's sliding window."""
+    dummy = tf.zeros(tf.stack([tf.shape(scores)[0], tf.shape(scores)[-1], 1]), scores.dtype)
+    mask = block._compute_attention_mask(dummy, padding_mask, **_gemma_mask_kwargs(block))
+    full = mask
+    if attention.use_sliding_window_attention:
+        mask = attention._mask_sliding_window(mask, cache_update_index=0)
+    return mask, full
+
+
+def _gemma_mask_kwargs(block):
+    import inspect
+
+    names = inspect.signature(block._compute_attention_mask).parameters
+    kw = {"cache": None, "cache_update_index": 0}
+    if "vision_mask" in names:
+        kw["vision_mask"] = None
+    return kw
+
+
+class GemmaSoftmaxOf(MaskedSoftmaxOf):
+    """Gemma's attention softmax over (b, kv, groups, t, s) logits: the masked softmax,
+    and zero weights for a query that attends to no token (KerasHub zeroes its output)."""
+
+    def call(self, scores, padding_mask=None):
+        mask, full = _gemma_softmax_mask(self.block, self.attention, scores, padding_mask)
+        w = self.attention.softmax(scores, mask=mask[:, None, None, :, :])
+        w = keras.ops.cast(w, scores.dtype)
+        none = keras.ops.all(keras.ops.equal(full, 0), axis=-1, keepdims=True)  # (b, t, 1)
+        return keras.ops.where(none[:, None, None], keras.ops.zeros_like(w), w)
+
+
+def _gemma_attention(block, attn, h, padding):
+    q = attn.query_dense(h)
+    k = attn.key_dense(h)
+    if getattr(attn, "use_query_key_norm", False):  # Gemma3
+        q, k = attn.query_norm(q), attn.key_norm(k)
+    rope = lambda t: attn._apply_rope(t, 0)  # noqa: E731
+    q = RotaryOf(rope, name="rotary_q")(q)
+    k = RotaryOf(rope, name="rotary_k")(k)
+    v = attn.value_dense(h)
+    if attn.query_head_dim_normalize:
+        scale = 1 / np.sqrt(attn.head_dim)
+    else:
+        scale = 1 / np.sqrt(attn.hidden_dim // attn.num_query_heads)
+    kv, groups = attn.num_key_value_heads, attn.num_query_heads // attn.num_key_value_heads
+    q = keras.layers.Reshape((-1, kv, groups, attn.head_dim), name="query_groups")(q)
+    scores = ScoresOf("btkgh,bskh->bkgts", float(np.float32(scale)), scale_slot=0, name="scores")(q, k)
+    if attn.logit_soft_cap is not None:
+        scores = SoftCap(attn.logit_soft_cap, name="logit_soft_cap")(scores)
+    sm = GemmaSoftmaxOf(block, attn, None, name="softmax")
+    w = sm(scores) if padding is None else sm(scores, padding)
+    c = CombineOf("bkgts,bskh->btkgh", name="combine")(w, v)
+    c = keras.layers.Reshape((-1, attn.num_query_heads, attn.head_dim), name="heads")(c)
+    return attn.output_dense(c)
+
+
+def gemma_decoder_model(layer, specs):
+    """A functional model computing a Gemma / Gemma2 / Gemma3 decoder block (text only) at
+    inference: ``y = x + post_norm(attn(pre_norm(x)))``, ``y + post_norm(ffw_linear(gelu(g1(h)) * g2(h)))``
+    with ``h = pre_ffw_norm(y)``."""
+    x, inputs, padding = _block_inputs(layer, specs)
+    a = _gemma_attention(layer, layer.attention, layer.pre_attention_norm(x), padding)
+    if layer.use_post_attention_norm:
+        a = layer.post_attention_norm(a)
+    y = keras.ops.add(x, a)
+    h = layer.pre_ffw_norm(y)
+    g = keras.activations.gelu(layer.gating_ffw(h), approximate=True)
+    f = layer.ffw_linear(GatedProduct(name="gated")(layer.gating_ffw_2(h), g))
+    if layer.use_post_ffw_norm:
+        f = layer.post_ffw_norm(f)
+    return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
+
+
 # ---- the causal LM's explained output ------------------------------------------------------
 
 def is_causal_lm(model):
@@ -364,7 +441,7 @@ def register():
     """Register the descriptions of KerasHub's decoder-LLM layers (imports keras_hub)."""
 
     register_layer(RotaryOf, _rotary_op)
-    register_layer(ScoresOf, lambda layer: Bilinear(layer.equation, layer.scale, name="scores"))
+    register_layer(ScoresOf, lambda layer: layer.op())
     register_layer(CombineOf, lambda layer: Bilinear(layer.equation, 1.0, const_slot=0, name="combine"))
     register_layer(MaskedSoftmaxOf, lambda layer: Softmax(None, (-1,)))
     register_layer(GatedProduct, lambda layer: Bilinear("...,...->...", 1.0, const_slot=1, name="gated"))
@@ -386,6 +463,23 @@ def register():
     qk_norm = _class("qwen3.qwen3_layernorm", "Qwen3LayerNorm")
     if qk_norm is not None:
         register_layer(qk_norm, _rms, replace=False)
+    for module, norm, block in _GEMMA:
+        cls_norm, cls_block = _class(module, norm), _class(module, block)
+        if cls_norm is not None:  # x * rsqrt(mean(x^2) + eps) * (1 + scale)
+            register_layer(cls_norm, lambda layer: _rms(layer, lambda: 1.0 + tf.convert_to_tensor(layer.scale)),
+                           replace=False)
+        if cls_block is not None:
+            register_layer(cls_block, lambda layer: Nested(expand=lambda specs: gemma_decoder_model(layer, specs)),
+                           replace=False)
+    register_layer(GemmaSoftmaxOf, lambda layer: Softmax(None, (-1,)))
+
+
+_GEMMA = (
+    ("gemma.rms_normalization", "RMSNormalization", None),
+    ("gemma.gemma_decoder_block", None, "GemmaDecoderBlock"),
+    ("gemma3.gemma3_layers", "RMSNormalization", None),
+    ("gemma3.gemma3_decoder_block", None, "Gemma3DecoderBlock"),
+)
 
 
 def _take_op():
@@ -413,5 +507,3 @@ def _class(module, name):
         return None
     return getattr(mod, name, None)
 
-
-_ = (math, np)  # noqa: keep imports used by the families added below
