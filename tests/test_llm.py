@@ -71,7 +71,18 @@ def _gemma3():  # q/k norms, post-norms, sliding window (text only)
         use_sliding_window_attention=True, sliding_window_size=3), preprocessor=None)
 
 
-FAMILIES = {"llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
+def _mixtral():  # 4 experts, top 2 (renormalised), sliding window 3
+    return keras_hub.models.MixtralCausalLM(keras_hub.models.MixtralBackbone(
+        **COMMON, num_experts=4, top_k=2, sliding_window=3), preprocessor=None)
+
+
+def _qwen3_moe():  # top 2 of 4 not renormalised, q/k norms; layer 1 a dense MLP
+    return keras_hub.models.Qwen3MoeCausalLM(keras_hub.models.Qwen3MoeBackbone(
+        **COMMON, moe_intermediate_dim=8, num_experts=4, top_k=2, head_dim=4, mlp_only_layers=[1]),
+        preprocessor=None)
+
+
+FAMILIES = {"mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
             "gemma": _gemma, "gemma2": _gemma2, "gemma3": _gemma3}
 GEMMAS = {"gemma", "gemma2", "gemma3"}
 BIASED = {"qwen"}
@@ -177,17 +188,46 @@ def _rope(x, max_wavelength):
     return x * np.cos(emb).astype("float32") + tf.concat([-x2, x1], -1) * np.sin(emb).astype("float32")
 
 
-def _dense(x, layer, eq):
-    y = tf.einsum(eq, x, tf.convert_to_tensor(layer.kernel))
-    return y if layer.bias is None else y + layer.bias
-
-
 def _mask(pad, t, window):
     i, j = np.arange(t)[:, None], np.arange(t)[None, :]
     band = j <= i
     if window is not None:
         band &= i - j < window
     return tf.logical_and(band[None], tf.cast(pad, bool)[:, None, :])
+
+
+def _sub(layer, name):
+    return getattr(layer, f"_{name}", None) or getattr(layer, name)
+
+
+def _lxt_moe(moe, f, mode):
+    """LXT's experts_forward (qwen3_moe.py): the top-k indices constant, the identity rule and
+    /2 inside each expert, /2 at expert_out * routing weight; CP-LRP: the routing weights
+    and the gates constant."""
+    logits = _apply(moe._sparse_feedforward_gate_dense, f)
+    if mode == "cp":
+        logits = tf.stop_gradient(logits)
+    p = tf.nn.softmax(logits, axis=-1)
+    top_p, top_i = tf.math.top_k(p, k=moe.top_k)
+    if getattr(moe, "norm_top_k_prob", True):
+        top_p = top_p / tf.reduce_sum(top_p, axis=-1, keepdims=True)
+    routing = tf.reduce_sum(tf.one_hot(top_i, p.shape[-1]) * top_p[..., None], axis=-2)  # (b, t, e)
+    bank = moe.expert_bank
+    wg = tf.convert_to_tensor(bank._expert_feedforward_gate_dense)
+    if hasattr(bank, "_expert_feedforward_intermediate_dense"):
+        wu = tf.convert_to_tensor(bank._expert_feedforward_intermediate_dense)
+    else:
+        wg, wu = tf.split(wg, 2, axis=-1)
+    gate = tf.einsum("bth,ehm->ebtm", f, wg)
+    gate = _identity_rule(tf.nn.silu, gate) if mode == "attn" else tf.nn.silu(tf.stop_gradient(gate))
+    hidden = tf.einsum("bth,ehm->ebtm", f, wu) * gate
+    if mode == "attn":
+        hidden = _divide_gradient(hidden, 2.0)
+    out = tf.einsum("ebti,eih->ebth", hidden, tf.convert_to_tensor(bank._expert_feedforward_output_dense))
+    weighted = out * tf.transpose(routing, (2, 0, 1))[..., None]
+    if mode == "attn":
+        weighted = _divide_gradient(weighted, 2.0)
+    return tf.reduce_sum(weighted, axis=0)
 
 
 def lxt_llama(lm, x, position, target, mode):
@@ -202,9 +242,9 @@ def lxt_llama(lm, x, position, target, mode):
         for block in bb.transformer_layers:
             attn = block._self_attention_layer
             a = _rms(h, block._self_attention_layernorm)
-            q = _dense(a, attn._query_dense, "btm,muh->btuh")
-            k = _dense(a, attn._key_dense, "btm,muh->btuh")
-            v = _dense(a, attn._value_dense, "btm,muh->btuh")
+            q = _apply(_sub(attn, "query_dense"), a)
+            k = _apply(_sub(attn, "key_dense"), a)
+            v = _apply(_sub(attn, "value_dense"), a)
             if hasattr(attn, "_query_dense_layer_norm"):
                 q, k = _rms(q, attn._query_dense_layer_norm), _rms(k, attn._key_dense_layer_norm)
             wave = attn.rotary_embedding_layer.max_wavelength
@@ -220,14 +260,18 @@ def lxt_llama(lm, x, position, target, mode):
             s = tf.where(_mask(pad, s.shape[-1], window)[:, None], s, -1e9)
             w = tf.nn.softmax(s, axis=-1)
             c = tf.einsum("buqk,bkuh->bquh", w, v)
-            h = h + _dense(c, attn._output_dense, "bquh,uhm->bqm")
+            h = h + _apply(_sub(attn, "output_dense"), c)
             f = _rms(h, block._feedforward_layernorm)
-            g = _dense(f, block._feedforward_gate_dense, "btm,mi->bti")
+            mlp = getattr(block, "_sparse_moe_block", None) or getattr(block, "mlp", block)
+            if hasattr(mlp, "expert_bank"):
+                h = h + _lxt_moe(mlp, f, mode)
+                continue
+            g = _apply(mlp._feedforward_gate_dense, f)
             g = _identity_rule(tf.nn.silu, g) if mode == "attn" else tf.nn.silu(tf.stop_gradient(g))
-            m = _dense(f, block._feedforward_intermediate_dense, "btm,mi->bti") * g
+            m = _apply(mlp._feedforward_intermediate_dense, f) * g
             if mode == "attn":
                 m = _divide_gradient(m, 2.0)
-            h = h + _dense(m, block._feedforward_output_dense, "bti,im->btm")
+            h = h + _apply(mlp._feedforward_output_dense, m)
         h = _rms(h, bb.layer_norm)
         h = tf.gather(h, position, axis=1, batch_dims=1)
         te = bb.token_embedding

@@ -57,12 +57,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .base import Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Softmax
-from .keras import register_layer
+from .base import Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
+from .keras import einsum_forward, register_layer
 
 __all__ = ["register", "RotaryOf", "ScoresOf", "CombineOf", "MaskedSoftmaxOf", "GatedProduct", "TokenLookup",
            "ReverseEmbedding", "SoftCap", "TakePosition", "causal_lm_model", "is_causal_lm",
-           "llama_decoder_model", "POSITION"]
+           "llama_decoder_model", "gemma_decoder_model", "moe_decoder_model", "sparse_moe", "KernelEinsum",
+           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "POSITION"]
 
 POSITION = "position"  # the name of the position input of :func:`causal_lm_model`
 
@@ -251,14 +252,14 @@ def _llama_mask(block, attention, scores, padding_mask):
 def _llama_attention(block, attn, h, padding):
     """The attention of a Llama-style block on normalised ``h`` (KerasTensors)."""
     groups = getattr(attn, "num_key_value_groups", None) or attn._num_key_value_groups
-    q = attn._query_dense(h)
-    k = attn._key_dense(h)
+    q = _sub(attn, "query_dense")(h)
+    k = _sub(attn, "key_dense")(h)
     if hasattr(attn, "_query_dense_layer_norm"):  # Qwen3: per-head RMSNorm of q and k
         q = attn._query_dense_layer_norm(q)
         k = attn._key_dense_layer_norm(k)
     q = RotaryOf(attn.rotary_embedding_layer, name="rotary_q")(q)
     k = RotaryOf(attn.rotary_embedding_layer, name="rotary_k")(k)
-    v = attn._value_dense(h)
+    v = _sub(attn, "value_dense")(h)
     if groups > 1:
         k = keras.ops.repeat(k, repeats=groups, axis=2)
         v = keras.ops.repeat(v, repeats=groups, axis=2)
@@ -268,7 +269,12 @@ def _llama_attention(block, attn, h, padding):
     if w.dtype != attn.compute_dtype:
         w = keras.ops.cast(w, attn.compute_dtype)
     c = CombineOf(attn._combine_equation, name="combine")(w, v)
-    return attn._output_dense(c)
+    return _sub(attn, "output_dense")(c)
+
+
+def _sub(layer, name):
+    """The sublayer ``_name`` (Llama, Mistral, Qwen) or ``name`` (Mixtral)."""
+    return getattr(layer, f"_{name}", None) or getattr(layer, name)
 
 
 def _gated_ffw(h, gate_dense, up_dense, down_dense, activation, compute_dtype, cast_gate=True):
@@ -380,6 +386,106 @@ def gemma_decoder_model(layer, specs):
     return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
 
 
+class KernelEinsum(keras.layers.Layer):
+    """``einsum(equation, x, kernel())``: an expert bank's projection (all experts at once;
+    ``kernel`` reads the variable, or a slice of it, where it is called)."""
+
+    def __init__(self, equation, kernel, **kwargs):
+        super().__init__(**kwargs)
+        self.equation, self.kernel_fn = equation, kernel
+
+    def call(self, x):
+        return tf.einsum(self.equation, x, tf.cast(self.kernel_fn(), x.dtype))
+
+
+class RouterOf(keras.layers.Layer):
+    """The routing weights of a KerasHub sparse MoE block, (batch, T, experts): softmax of
+    the router logits, the top-k kept (indices: constants), renormalised over them where
+    the block does (``norm_top_k_prob``, always in Mixtral), zero elsewhere.  Renormalised,
+    it is the softmax over the selected experts' logits (a masked softmax, its rule the
+    softmax rule); without, ``softmax(l) * selected`` (:class:`TopKOf` after a softmax)."""
+
+    def __init__(self, moe, **kwargs):
+        super().__init__(**kwargs)
+        self.moe = moe
+
+    def call(self, logits):
+        return _routing(keras.ops.softmax(logits, axis=-1), self.moe.top_k, True)
+
+
+class TopKOf(keras.layers.Layer):
+    """``p * selected(top_k(p))``: the top-k routing probabilities kept, not renormalised."""
+
+    def __init__(self, moe, **kwargs):
+        super().__init__(**kwargs)
+        self.moe = moe
+
+    def call(self, p):
+        return _routing(p, self.moe.top_k, False)
+
+
+def _routing(probs, k, normalize):
+    """KerasHub's routing_full, laid out (batch, T, experts)."""
+    top_p, top_i = keras.ops.top_k(probs, k=k)
+    if normalize:
+        top_p = top_p / keras.ops.sum(top_p, axis=-1, keepdims=True)
+    one_hot = keras.ops.cast(keras.ops.one_hot(top_i, probs.shape[-1]), top_p.dtype)
+    return keras.ops.sum(one_hot * top_p[..., None], axis=-2)
+
+
+class RoutedSum(keras.layers.Layer):
+    """``sum_e expert_out[e] * routing[..., e]``: the experts' outputs weighted by the routing."""
+
+    def call(self, expert_out, routing):
+        return tf.einsum("ebth,bte->bth", expert_out, routing)
+
+
+def sparse_moe(moe, h):
+    """A KerasHub sparse MoE block (Mixtral, Qwen3-MoE) on (B, T, H) ``h``: every expert on
+    every token (as KerasHub computes it), weighted by the routing and summed."""
+    logits = moe._sparse_feedforward_gate_dense(h)
+    if getattr(moe, "norm_top_k_prob", True):
+        routing = RouterOf(moe, name="router")(logits)
+    else:
+        routing = TopKOf(moe, name="top_k")(keras.layers.Softmax(axis=-1, name="router_softmax")(logits))
+    bank = moe.expert_bank
+    gate_kernel = bank._expert_feedforward_gate_dense
+    if hasattr(bank, "_expert_feedforward_intermediate_dense"):  # Mixtral: separate gate and up kernels
+        gate = KernelEinsum("bth,ehm->ebtm", _reader(gate_kernel), name="expert_gate")(h)
+        up = KernelEinsum("bth,ehm->ebtm", _reader(bank._expert_feedforward_intermediate_dense),
+                          name="expert_up")(h)
+    else:  # Qwen3-MoE: one gate_up kernel, split in halves
+        half = gate_kernel.shape[-1] // 2
+        gate = KernelEinsum("bth,ehm->ebtm", _reader(gate_kernel, slice(0, half)), name="expert_gate")(h)
+        up = KernelEinsum("bth,ehm->ebtm", _reader(gate_kernel, slice(half, None)), name="expert_up")(h)
+    hidden = GatedProduct(name="expert_gated")(up, bank.activation(gate))
+    out = KernelEinsum("ebti,eih->ebth", _reader(bank._expert_feedforward_output_dense), name="expert_out")(hidden)
+    return RoutedSum(name="routed")(out, routing)
+
+
+def _reader(variable, last=None):
+    if last is None:
+        return lambda: tf.convert_to_tensor(variable)
+    return lambda: tf.convert_to_tensor(variable)[..., last]
+
+
+def moe_decoder_model(layer, specs):
+    """A functional model computing a Mixtral or Qwen3-MoE decoder block at inference:
+    ``y = x + attn(norm1(x))``, ``y + moe(norm2(y))`` (or a dense gated MLP in Qwen3-MoE's
+    ``mlp_only_layers``)."""
+    x, inputs, padding = _block_inputs(layer, specs)
+    h = layer._self_attention_layernorm(x)
+    y = keras.ops.add(_llama_attention(layer, layer._self_attention_layer, h, padding), x)
+    h = layer._feedforward_layernorm(y)
+    moe = getattr(layer, "_sparse_moe_block", None) or layer.mlp
+    if hasattr(moe, "expert_bank"):
+        f = sparse_moe(moe, h)
+    else:  # Qwen3MoeMLP
+        f = _gated_ffw(h, moe._feedforward_gate_dense, moe._feedforward_intermediate_dense,
+                       moe._feedforward_output_dense, moe.activation, moe.compute_dtype)
+    return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
+
+
 # ---- the causal LM's explained output ------------------------------------------------------
 
 def is_causal_lm(model):
@@ -472,6 +578,26 @@ def register():
             register_layer(cls_block, lambda layer: Nested(expand=lambda specs: gemma_decoder_model(layer, specs)),
                            replace=False)
     register_layer(GemmaSoftmaxOf, lambda layer: Softmax(None, (-1,)))
+    register_layer(KernelEinsum, lambda layer: Linear(einsum_forward(layer.equation), layer.kernel_fn,
+                                                      channel_axis=None, subkind="einsum"))
+    register_layer(RouterOf, lambda layer: Softmax(None, (-1,)))
+    register_layer(TopKOf, lambda layer: Reshape("top_k", None))
+    register_layer(RoutedSum, lambda layer: Bilinear("ebth,bte->bth", 1.0, const_slot=1, name="routed"))
+    for module, norm, block in _MOE:
+        cls_norm, cls_block = _class(module, norm), _class(module, block)
+        if cls_norm is not None:
+            register_layer(cls_norm, _rms, replace=False)
+        if cls_block is not None:
+            register_layer(cls_block, lambda layer: Nested(expand=lambda specs: moe_decoder_model(layer, specs)),
+                           replace=False)
+
+
+_MOE = (
+    ("mixtral.mixtral_layer_norm", "MixtralLayerNormalization", None),
+    ("mixtral.mixtral_decoder", None, "MixtralTransformerDecoder"),
+    ("qwen3_moe.qwen3_moe_layernorm", "Qwen3MoeLayerNorm", None),
+    ("qwen3_moe.qwen3_moe_decoder", None, "Qwen3MoeTransformerDecoder"),
+)
 
 
 _GEMMA = (
@@ -483,7 +609,6 @@ _GEMMA = (
 
 
 def _take_op():
-    from .base import Reshape
     return Reshape("take_position", None)
 
 
