@@ -366,3 +366,87 @@ def test_equals_lxt(family, method):
     scale = np.abs(ref).max()
     # float32 reverse passes in different orders: 1e-4 of the map's maximum
     np.testing.assert_allclose(exp.maps, ref, atol=1e-4 * scale)
+
+
+# ---- hand-computed values on 4-feature inputs -----------------------------------------------------
+
+def test_rmsnorm_by_hand():
+    """y = x * w / sqrt(mean(x^2) + eps); the identity rule hands feature t its output,
+    R_in = y_t at t, 0 elsewhere (cp_lrp and attn_lrp alike)."""
+    from keras_hub.src.models.llama.llama_layernorm import LlamaLayerNorm
+
+    inp = keras.Input((4,))
+    norm = LlamaLayerNorm(epsilon=1e-6)
+    m = keras.Model(inp, norm(inp))
+    norm.scale.assign([1.0, 0.5, 2.0, 1.0])
+    x = np.array([[1.0, 2.0, 3.0, 4.0]], "float32")
+    y = np.array([1.0, 1.0, 6.0, 4.0]) / np.sqrt(7.5 + 1e-6)  # mean(x^2) = 30 / 4
+    for method in ("attn_lrp", "cp_lrp"):
+        exp = lrpgraph.create_analyzer(method, m, epsilon=1e-12).explain(x, 2)
+        np.testing.assert_allclose(exp.logits[0], y, rtol=1e-6)  # float32 of a 4-term mean
+        np.testing.assert_allclose(exp.maps[0], [0.0, 0.0, y[2], 0.0], rtol=1e-6, atol=1e-7)
+
+
+def test_rotary_by_hand():
+    """RoPE on (T=2, 1 head, D=4), max wavelength 10^4: frequencies (1, 0.01); at position 1,
+    x = (1, 0, 1, 0) rotates to out_0 = cos 1 - sin 1.  Explaining out_0 there: the epsilon
+    rule through the rotation (linear in x) gives x * d out_0 / dx = (cos 1, 0, -sin 1, 0),
+    nothing at position 0."""
+    from keras_hub.src.layers.modeling.rotary_embedding import RotaryEmbedding
+    from lrpgraph.ops.keras_hub_llm import RotaryOf
+
+    inp = keras.Input((2, 1, 4))
+    out = keras.layers.Reshape((8,))(RotaryOf(RotaryEmbedding(max_wavelength=10000))(inp))
+    m = keras.Model(inp, out)
+    x = np.array([[[[0.5, -1.0, 2.0, 1.0]], [[1.0, 0.0, 1.0, 0.0]]]], "float32")
+    c, s = np.cos(1.0), np.sin(1.0)
+    for method in ("attn_lrp", "cp_lrp"):
+        exp = lrpgraph.create_analyzer(method, m, epsilon=1e-12).explain(x, 4)
+        assert exp.logits[0, 4] == pytest.approx(c - s, abs=1e-6)  # float32 cos/sin
+        want = np.zeros((2, 1, 4))
+        want[1, 0] = [c, 0.0, -s, 0.0]
+        np.testing.assert_allclose(exp.maps[0], want, atol=1e-6)
+
+
+def test_two_expert_moe_by_hand():
+    """A Mixtral MoE with 2 experts (both selected, weights r = softmax(l)), one intermediate
+    unit each: y = sum_e r_e c_e silu(a_e . x)(b_e . x).  Explaining y_j, in closed form:
+    cp_lrp: routing and gates constant, R_x_i = sum_e x_i b_ei / u_e * r_e o_ej;
+    attn_lrp: half to the routing weight (the softmax rule on to the router logits, then
+    epsilon through the router), half to the expert, split again by the uniform rule between
+    gate (identity rule through silu) and up."""
+    from keras_hub.src.models.mixtral.mixtral_decoder import MixtralSparseMoeBlock
+    from lrpgraph.ops.keras_hub_llm import sparse_moe
+
+    moe = MixtralSparseMoeBlock(hidden_dim=4, intermediate_dim=1, num_experts=2, top_k=2)
+    moe.build((None, None, 4))
+    wr = np.array([[0.5, -0.3], [0.2, 0.4], [-0.1, 0.3], [0.3, 0.1]], "float32")
+    a = np.array([[0.6, -0.2, 0.4, 0.1], [-0.3, 0.5, 0.2, 0.7]], "float32")   # gate rows, per expert
+    b = np.array([[0.3, 0.8, -0.5, 0.2], [0.9, -0.4, 0.1, 0.6]], "float32")   # up rows
+    c = np.array([[1.0, -0.5, 0.3, 0.2], [0.4, 0.7, -0.6, 1.1]], "float32")   # out rows
+    moe._sparse_feedforward_gate_dense.kernel.assign(wr)
+    moe.expert_bank._expert_feedforward_gate_dense.assign(a[:, :, None])
+    moe.expert_bank._expert_feedforward_intermediate_dense.assign(b[:, :, None])
+    moe.expert_bank._expert_feedforward_output_dense.assign(c[:, None, :])
+    inp = keras.Input((1, 4))
+    m = keras.Model(inp, keras.layers.Reshape((4,))(sparse_moe(moe, inp)))
+    x = np.array([1.0, 2.0, -0.5, 0.8])
+    j = 1
+    logits = x @ wr
+    r = np.exp(logits) / np.exp(logits).sum()
+    g, u = a @ x, b @ x
+    silu = g / (1 + np.exp(-g))
+    o = (silu * u)[:, None] * c                       # (expert, feature)
+    y = (r[:, None] * o).sum(0)
+    ro = r * o[:, j]                                  # each expert's share of y_j
+    cp = sum(x * b[e] / u[e] * ro[e] for e in range(2))
+    attn = sum(x * a[e] / g[e] * 0.25 * ro[e] + x * b[e] / u[e] * 0.25 * ro[e] for e in range(2))
+    r_route = 0.5 * ro
+    r_logit = logits * (r_route - r * r_route.sum())  # the softmax rule
+    attn = attn + sum(x * wr[:, e] / logits[e] * r_logit[e] for e in range(2))
+    # float32 graph vs float64 closed form on values of order 1
+    for method, want in (("cp_lrp", cp), ("attn_lrp", attn)):
+        exp = lrpgraph.create_analyzer(method, m, epsilon=1e-12).explain(x[None, None].astype("float32"), j)
+        np.testing.assert_allclose(exp.logits[0], y, rtol=1e-5)
+        np.testing.assert_allclose(exp.maps[0, 0], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cp.sum(), y[j], rtol=1e-12)  # the closed form conserves (no bias)
