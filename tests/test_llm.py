@@ -82,10 +82,20 @@ def _qwen3_moe():  # top 2 of 4 not renormalised, q/k norms; layer 1 a dense MLP
         preprocessor=None)
 
 
-FAMILIES = {"mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
+def _phi3():
+    return keras_hub.models.Phi3CausalLM(keras_hub.models.Phi3Backbone(**COMMON), preprocessor=None)
+
+
+def _gpt2():  # biases everywhere, LayerNorm, learned positions, GELU MLP, tied head
+    return keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32, max_sequence_length=16),
+        preprocessor=None)
+
+
+FAMILIES = {"gpt2": _gpt2, "phi3": _phi3, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
             "gemma": _gemma, "gemma2": _gemma2, "gemma3": _gemma3}
 GEMMAS = {"gemma", "gemma2", "gemma3"}
-BIASED = {"qwen"}
+BIASED = {"qwen", "gpt2"}
 
 _MODELS = {}
 
@@ -240,8 +250,10 @@ def lxt_llama(lm, x, position, target, mode):
         tape.watch(emb)
         h = emb
         for block in bb.transformer_layers:
-            attn = block._self_attention_layer
-            a = _rms(h, block._self_attention_layernorm)
+            attn = getattr(block, "_self_attention_layer", None) or block.attention
+            norm1 = getattr(block, "_self_attention_layernorm", None) or block.pre_attention_layernorm
+            norm2 = getattr(block, "_feedforward_layernorm", None) or block.post_attention_layernorm
+            a = _rms(h, norm1)
             q = _apply(_sub(attn, "query_dense"), a)
             k = _apply(_sub(attn, "key_dense"), a)
             v = _apply(_sub(attn, "value_dense"), a)
@@ -261,17 +273,17 @@ def lxt_llama(lm, x, position, target, mode):
             w = tf.nn.softmax(s, axis=-1)
             c = tf.einsum("buqk,bkuh->bquh", w, v)
             h = h + _apply(_sub(attn, "output_dense"), c)
-            f = _rms(h, block._feedforward_layernorm)
+            f = _rms(h, norm2)
             mlp = getattr(block, "_sparse_moe_block", None) or getattr(block, "mlp", block)
             if hasattr(mlp, "expert_bank"):
                 h = h + _lxt_moe(mlp, f, mode)
                 continue
-            g = _apply(mlp._feedforward_gate_dense, f)
+            g = _apply(_sub(mlp, "feedforward_gate_dense"), f)
             g = _identity_rule(tf.nn.silu, g) if mode == "attn" else tf.nn.silu(tf.stop_gradient(g))
-            m = _apply(mlp._feedforward_intermediate_dense, f) * g
+            m = _apply(_sub(mlp, "feedforward_intermediate_dense"), f) * g
             if mode == "attn":
                 m = _divide_gradient(m, 2.0)
-            h = h + _apply(mlp._feedforward_output_dense, m)
+            h = h + _apply(_sub(mlp, "feedforward_output_dense"), m)
         h = _rms(h, bb.layer_norm)
         h = tf.gather(h, position, axis=1, batch_dims=1)
         te = bb.token_embedding
@@ -353,6 +365,48 @@ def lxt_gemma(lm, x, position, target, mode):
     return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
 
 
+def _ln(x, layer):
+    """LXT's layer_norm_forward: (x - mean) / stop_gradient(std) * gamma + beta."""
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    var = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) / tf.stop_gradient(tf.sqrt(var + layer.epsilon)) * layer.gamma + layer.beta
+
+
+def lxt_gpt2(lm, x, position, target, mode):
+    """As :func:`lxt_llama` for GPT-2 (LXT's gpt2.py): LayerNorm with the std detached,
+    learned positions added to the token embeddings (not an input: they absorb their share,
+    as a bias), the identity rule on GELU (AttnLRP and CP-LRP), q/4, k/4, v/2 or q, k detached."""
+    bb = lm.backbone
+    ids, pad = tf.constant(x["token_ids"]), tf.constant(x["padding_mask"])
+    emb = tf.gather(tf.convert_to_tensor(bb.token_embedding.embeddings), ids)
+    t = emb.shape[1]
+    with tf.GradientTape() as tape:
+        tape.watch(emb)
+        h = emb + tf.convert_to_tensor(bb.position_embedding.position_embeddings)[:t]
+        for block in bb.transformer_layers:
+            attn = block._self_attention_layer
+            a = _ln(h, block._self_attention_layer_norm)
+            q, k, v = _apply(attn._query_dense, a), _apply(attn._key_dense, a), _apply(attn._value_dense, a)
+            if mode == "attn":
+                q, k, v = _divide_gradient(q, 4.0), _divide_gradient(k, 4.0), _divide_gradient(v, 2.0)
+            else:
+                q, k = tf.stop_gradient(q), tf.stop_gradient(k)
+            s = tf.einsum("bkuh,bquh->buqk", k, q / np.sqrt(q.shape[-1]).astype("float32"))
+            s = tf.where(_mask(pad, t, None)[:, None], s, -1e9)
+            c = tf.einsum("buqk,bkuh->bquh", tf.nn.softmax(s, axis=-1), v)
+            h = h + _apply(attn._output_dense, c)
+            f = _ln(h, block._feedforward_layer_norm)
+            inter = block._feedforward_intermediate_dense
+            g = _apply(inter, f)
+            g = _identity_rule(inter.activation, g)  # LXT's mlp_forward, in both variants
+            h = h + _apply(block._feedforward_output_dense, g)
+        h = _ln(h, bb.layer_norm)
+        h = tf.gather(h, position, axis=1, batch_dims=1)
+        logits = h @ tf.transpose(bb.token_embedding.embeddings)
+        out = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+    return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
+
+
 @pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_equals_lxt(family, method):
@@ -360,7 +414,7 @@ def test_equals_lxt(family, method):
     x = inputs(True)
     pos = last_token(x["padding_mask"])
     exp = lrpgraph.create_analyzer(method, lm, epsilon=1e-12).explain(x, "predicted")
-    reference = lxt_gemma if family in GEMMAS else lxt_llama
+    reference = lxt_gemma if family in GEMMAS else lxt_gpt2 if family == "gpt2" else lxt_llama
     ref, logits = reference(lm, x, pos, exp.targets, "attn" if method == "attn_lrp" else "cp")
     np.testing.assert_allclose(logits, exp.logits, atol=1e-5)  # the reference computes the same model
     scale = np.abs(ref).max()

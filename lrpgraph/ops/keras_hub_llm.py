@@ -63,7 +63,7 @@ from .keras import einsum_forward, register_layer
 __all__ = ["register", "RotaryOf", "ScoresOf", "CombineOf", "MaskedSoftmaxOf", "GatedProduct", "TokenLookup",
            "ReverseEmbedding", "SoftCap", "TakePosition", "causal_lm_model", "is_causal_lm",
            "llama_decoder_model", "gemma_decoder_model", "moe_decoder_model", "sparse_moe", "KernelEinsum",
-           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "POSITION"]
+           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "transformer_decoder_model", "POSITION"]
 
 POSITION = "position"  # the name of the position input of :func:`causal_lm_model`
 
@@ -238,9 +238,8 @@ def _llama_mask(block, attention, scores, padding_mask):
     attention's sliding window where it has one), by the block's own code."""
     t = tf.shape(scores)[-1]
     dummy = tf.zeros(tf.stack([tf.shape(scores)[0], t, 1]), scores.dtype)
-    mask = block._compute_self_attention_mask(decoder_sequence=dummy, decoder_padding_mask=padding_mask,
-                                              decoder_attention_mask=None, self_attention_cache=None,
-                                              self_attention_cache_update_index=None)
+    # (sequence, padding mask, attention mask, cache, cache index): Phi3 names the last two otherwise
+    mask = block._compute_self_attention_mask(dummy, padding_mask, None, None, None)
     # Qwen and Qwen3 apply their sliding window in _compute_attention (Mistral's is in the mask above)
     window = attention.use_sliding_window_attention if hasattr(attention, "use_sliding_window_attention") \
         else getattr(attention, "sliding_window_size", None)
@@ -263,12 +262,13 @@ def _llama_attention(block, attn, h, padding):
     if groups > 1:
         k = keras.ops.repeat(k, repeats=groups, axis=2)
         v = keras.ops.repeat(v, repeats=groups, axis=2)
-    scores = ScoresOf(attn._dot_product_equation, attn._inv_norm_factor, name="scores")(q, k)
+    scores = ScoresOf(getattr(attn, "_dot_product_equation", "bquh,bkuh->buqk"), attn._inv_norm_factor,
+                      name="scores")(q, k)
     sm = MaskedSoftmaxOf(block, attn, _llama_mask, name="softmax")
     w = sm(scores) if padding is None else sm(scores, padding)
     if w.dtype != attn.compute_dtype:
         w = keras.ops.cast(w, attn.compute_dtype)
-    c = CombineOf(attn._combine_equation, name="combine")(w, v)
+    c = CombineOf(getattr(attn, "_combine_equation", "buqk,bkuh->bquh"), name="combine")(w, v)
     return _sub(attn, "output_dense")(c)
 
 
@@ -300,15 +300,23 @@ def _block_inputs(layer, specs):
     return x, inputs, padding
 
 
+def _norms(layer):
+    """The (attention, feed-forward) norms of a Llama-style block (Phi3 names them otherwise)."""
+    if hasattr(layer, "_self_attention_layernorm"):
+        return layer._self_attention_layernorm, layer._feedforward_layernorm
+    return layer.pre_attention_layernorm, layer.post_attention_layernorm
+
+
 def llama_decoder_model(layer, specs):
-    """A functional model computing a Llama / Mistral / Qwen / Qwen3 decoder block at
+    """A functional model computing a Llama / Mistral / Qwen / Qwen3 / Phi3 decoder block at
     inference: ``y = x + attn(norm1(x))``, ``y + down(up(norm2(y)) * act(gate(norm2(y))))``."""
     x, inputs, padding = _block_inputs(layer, specs)
-    h = layer._self_attention_layernorm(x)
-    y = keras.ops.add(_llama_attention(layer, layer._self_attention_layer, h, padding), x)
-    h = layer._feedforward_layernorm(y)
-    f = _gated_ffw(h, layer._feedforward_gate_dense, layer._feedforward_intermediate_dense,
-                   layer._feedforward_output_dense, layer.activation, layer.compute_dtype)
+    norm1, norm2 = _norms(layer)
+    attn = getattr(layer, "_self_attention_layer", None) or layer.attention
+    y = keras.ops.add(_llama_attention(layer, attn, norm1(x), padding), x)
+    h = norm2(y)
+    f = _gated_ffw(h, _sub(layer, "feedforward_gate_dense"), _sub(layer, "feedforward_intermediate_dense"),
+                   _sub(layer, "feedforward_output_dense"), layer.activation, layer.compute_dtype)
     return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
 
 
@@ -486,6 +494,43 @@ def moe_decoder_model(layer, specs):
     return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
 
 
+def _decoder_mask(block, attention, scores, padding_mask):
+    """KerasHub's ``TransformerDecoder`` (GPT-2): its causal and padding mask."""
+    t = tf.shape(scores)[-1]
+    dummy = tf.zeros(tf.stack([tf.shape(scores)[0], t, 1]), scores.dtype)
+    return block._compute_self_attention_mask(
+        decoder_sequence=dummy, decoder_padding_mask=padding_mask, decoder_attention_mask=None,
+        use_causal_mask=True, self_attention_cache=None, self_attention_cache_update_index=None)
+
+
+def transformer_decoder_model(layer, specs):
+    """A functional model computing KerasHub's ``TransformerDecoder`` without cross-attention
+    (GPT-2's block) at inference: the cached multi-head attention written out (query, key,
+    value projections, the query scaled in q.k^T, the causal and padding masked softmax,
+    attention.v, the output projection), residuals, the two LayerNorms (pre- or
+    post-norm) and the Dense/activation MLP."""
+    if layer._cross_attention_layer is not None:
+        raise NotImplementedError(f"TransformerDecoder {layer.name!r} has cross-attention; lrpgraph describes "
+                                  "decoder-only blocks (GPT-2)")
+    x, inputs, padding = _block_inputs(layer, specs)
+    attn = layer._self_attention_layer
+    first = layer.normalize_first
+    h = layer._self_attention_layer_norm(x) if first else x
+    q, k, v = attn._query_dense(h), attn._key_dense(h), attn._value_dense(h)
+    scores = ScoresOf(attn._dot_product_equation, float(attn._inverse_sqrt_key_dim), scale_slot=1,
+                      name="scores")(k, q)  # Keras scales the query, then einsum(key, query)
+    sm = MaskedSoftmaxOf(layer, attn, _decoder_mask, name="softmax")
+    w = sm(scores) if padding is None else sm(scores, padding)
+    y = keras.ops.add(attn._output_dense(CombineOf(attn._combine_equation, name="combine")(w, v)), x)
+    if not first:
+        y = layer._self_attention_layer_norm(y)
+    h = layer._feedforward_layer_norm(y) if first else y
+    out = keras.ops.add(layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h)), y)
+    if not first:
+        out = layer._feedforward_layer_norm(out)
+    return keras.Model(inputs, out, name=layer.name)
+
+
 # ---- the causal LM's explained output ------------------------------------------------------
 
 def is_causal_lm(model):
@@ -583,6 +628,10 @@ def register():
     register_layer(RouterOf, lambda layer: Softmax(None, (-1,)))
     register_layer(TopKOf, lambda layer: Reshape("top_k", None))
     register_layer(RoutedSum, lambda layer: Bilinear("ebth,bte->bth", 1.0, const_slot=1, name="routed"))
+    from keras_hub.layers import TransformerDecoder
+
+    register_layer(TransformerDecoder,
+                   lambda layer: Nested(expand=lambda specs: transformer_decoder_model(layer, specs)), replace=False)
     for module, norm, block in _MOE:
         cls_norm, cls_block = _class(module, norm), _class(module, block)
         if cls_norm is not None:
@@ -620,6 +669,8 @@ _LLAMA_LIKE = (
     ("qwen.qwen_layernorm", "QwenLayerNorm", None),
     ("qwen.qwen_decoder", None, "QwenTransformerDecoder"),
     ("qwen3.qwen3_decoder", None, "Qwen3TransformerDecoder"),
+    ("phi3.phi3_layernorm", "Phi3LayerNorm", None),
+    ("phi3.phi3_decoder", None, "Phi3Decoder"),
 )
 
 
