@@ -32,6 +32,10 @@ def _llama():
     return keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**COMMON), preprocessor=None)
 
 
+def _llama3():
+    return keras_hub.models.Llama3CausalLM(keras_hub.models.Llama3Backbone(**COMMON), preprocessor=None)
+
+
 def _llama_tied():
     return keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**COMMON, tie_word_embeddings=True),
                                           preprocessor=None)
@@ -92,7 +96,7 @@ def _gpt2():  # biases everywhere, LayerNorm, learned positions, GELU MLP, tied 
         preprocessor=None)
 
 
-FAMILIES = {"gpt2": _gpt2, "phi3": _phi3, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "llama": _llama, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
+FAMILIES = {"gpt2": _gpt2, "phi3": _phi3, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "llama": _llama, "llama3": _llama3, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
             "gemma": _gemma, "gemma2": _gemma2, "gemma3": _gemma3}
 GEMMAS = {"gemma", "gemma2", "gemma3"}
 BIASED = {"qwen", "gpt2"}
