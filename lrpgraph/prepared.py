@@ -30,12 +30,14 @@ __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 _CACHE = weakref.WeakKeyDictionary()
 
 
-def prepare(model, output=None, *, class_names=None):
+def prepare(model, output=None, *, class_names=None, tokenizer=None):
     """The :class:`Prepared` form of ``model`` (built once per model and output).
 
     ``model`` may already be a :class:`Prepared` (returned as is; then ``output``
     must be None or the same).  ``class_names`` (a list, one per class) lets
-    targets be given by name; it is attached to the cached object."""
+    targets be given by name; it is attached to the cached object.  ``tokenizer`` (a
+    KerasHub tokenizer, for a causal LM; default its preprocessor's) lets targets be
+    given as token strings."""
     keras_hub_ops.register_if_loaded()  # KerasHub's ViT and text layers, once keras_hub is imported
     if isinstance(model, Prepared):
         if output is not None and resolve_output(model.graph, output) != model.output:
@@ -56,6 +58,8 @@ def prepare(model, output=None, *, class_names=None):
             prepared = per_model[key] = Prepared(model, output)
     if class_names is not None:
         prepared.set_class_names(class_names)
+    if tokenizer is not None:
+        prepared.tokenizer = tokenizer
     return prepared
 
 
@@ -178,6 +182,9 @@ class Prepared:
         self.vocab_sizes = {n: _vocab_size(self.graph, n, self.needed) for n, spec in
                             zip(self.input_nodes, self.input_specs) if not spec.dtype.is_floating}
         self.class_names = None
+        # a causal LM's tokenizer (targets as token strings): its preprocessor's, or prepare(tokenizer=)
+        self.tokenizer = getattr(getattr(self.source, "preprocessor", None), "tokenizer", None) \
+            if self.position_input is not None else None
         self.logits_fn = tf.function(self.forward, input_signature=[list(self.input_specs)],
                                      reduce_retracing=True, autograph=False)
 
@@ -358,11 +365,26 @@ class Prepared:
         return t.astype(np.int32), t.ndim == 2
 
     def _names_to_indices(self, t):
+        if self.tokenizer is not None and self.class_names is None:
+            return np.asarray([self._token_id(s) for s in t.reshape(-1).tolist()], np.int64).reshape(t.shape)
         if self.class_names is None:
             raise TypeError(f"target {t.tolist()!r} is a class name, but the model has no class names; pass "
-                            "integer indices or prepare(model, class_names=[...])")
+                            "integer indices or prepare(model, class_names=[...]) (a causal LM: "
+                            "prepare(model, tokenizer=...))")
         flat = [class_index(s, self.class_names) for s in t.reshape(-1).tolist()]
         return np.asarray(flat, np.int64).reshape(t.shape)
+
+    def _token_id(self, token):
+        """The vocabulary id of ``token`` (exact spelling, as the tokenizer's vocabulary has it)."""
+        try:
+            i = self.tokenizer.token_to_id(token)
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"target {token!r} is not a token of the tokenizer's vocabulary ({e}); pass a "
+                             "vocabulary id, or the token as the vocabulary spells it (e.g. with its leading "
+                             "space marker)") from None
+        if i is None or int(i) < 0:
+            raise ValueError(f"target {token!r} is not a token of the tokenizer's vocabulary")
+        return int(i)
 
     def __repr__(self):
         return (f"<Prepared {self.model.name!r}: {self.graph.number_of_nodes()} nodes, output "

@@ -508,3 +508,42 @@ def test_two_expert_moe_by_hand():
         np.testing.assert_allclose(exp.logits[0], y, rtol=1e-5)
         np.testing.assert_allclose(exp.maps[0, 0], want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(cp.sum(), y[j], rtol=1e-12)  # the closed form conserves (no bias)
+
+
+def test_explain_generation():
+    """Greedy generation explained token by token: each row is the cp_lrp map of the
+    generated token's logit at the position before it, which is the largest logit there;
+    it conserves that logit and gives nothing to the token itself or later ones."""
+    import lrpgraph.text
+
+    lm = model("llama")
+    lm.compile(sampler="greedy")
+    e = lrpgraph.text.explain_generation(lm, np.array([5, 7, 9]), 6, "cp_lrp", epsilon=1e-12)
+    g = len(e.ids) - 3
+    assert e.prompt_length == 3 and e.relevance.shape == (g, len(e.ids)) and g == 3
+    x = {"token_ids": np.repeat(e.ids[None], g, 0), "padding_mask": np.ones((g, len(e.ids)), "int32")}
+    prepared = lrpgraph.prepare(lm)
+    logits = prepared.logits(prepared.fill_position(x, np.arange(2, 2 + g)))
+    np.testing.assert_array_equal(logits.argmax(1), e.ids[3:])  # greedy: the argmax was generated
+    np.testing.assert_allclose(e.logits, logits.max(1), rtol=1e-6)
+    np.testing.assert_allclose(e.relevance.sum(1), e.logits, rtol=1e-4)  # bias-free cp_lrp conserves
+    for row in range(g):
+        assert np.all(e.relevance[row, 3 + row:] == 0)  # causal: not the token itself, nor later ones
+    np.testing.assert_allclose(e.span(), e.relevance.sum(0))
+
+
+def test_position_and_target_errors():
+    lm = model("llama")
+    a = lrpgraph.create_analyzer("cp_lrp", lm)
+    x = inputs(False)
+    with pytest.raises(ValueError, match="out of range"):
+        a.analyze(x, 3, position=T)
+    with pytest.raises(ValueError, match="one int per sequence"):
+        a.analyze(x, 3, position=[1, 2])
+    with pytest.raises(ValueError, match="no token"):
+        a.analyze(dict(x, padding_mask=np.zeros_like(x["padding_mask"])), 3)
+    with pytest.raises(TypeError, match="tokenizer"):
+        a.analyze(x, "hello")
+    # several targets per sequence: (N, 2) targets give (N, 2, T) maps, each the single-target map
+    two = a.analyze(x, np.array([[3, 4]] * 3))
+    np.testing.assert_allclose(two[:, 1], a.analyze(x, 4), rtol=1e-5, atol=1e-7)
