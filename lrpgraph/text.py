@@ -24,7 +24,7 @@ from .io import InputError
 from .prepared import prepare
 
 __all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
-           "import_keras_hub", "GenerationExplanation", "explain_generation"]
+           "import_keras_hub", "GenerationExplanation", "explain_generation", "block_outputs", "relevance_trace"]
 
 _UNKNOWN = ("[UNK]", "<unk>", "<UNK>", "[unk]")
 _PADDING = ("[PAD]", "<pad>", "<PAD>", "[pad]")
@@ -277,3 +277,37 @@ def _token_string(tokenizer, i):
         return str(tokenizer.id_to_token(i))
     except (KeyError, ValueError, IndexError):
         return str(i)
+
+
+def block_outputs(causal_lm):
+    """The node ids of the residual stream after each decoder block of a KerasHub causal LM
+    (in the prepared graph, in order): for each block, the node of its expansion that feeds
+    a node outside it."""
+    prepared = prepare(causal_lm)
+    g = prepared.graph
+    backbone = causal_lm.backbone
+    out = []
+    for block in backbone.transformer_layers:
+        prefix = f"{backbone.name}/{block.name}/"
+        inside = [n for n in g if n.startswith(prefix) and n in prepared.needed]
+        leaving = [n for n in inside if any(not v.startswith(prefix) for v in g.successors(n))]
+        if len(leaving) != 1:
+            raise ValueError(f"block {block.name!r}: cannot find its one output node in the prepared graph")
+        out.append(leaving[0])
+    return out
+
+
+def relevance_trace(causal_lm, x, target=None, method="attn_lrp", *, position=None, **params):
+    """The relevance of each token in the residual stream after every decoder block (LXT's
+    "latent relevance"): (N, L + 1, T), row 0 the relevance per token at the embeddings (the
+    usual map), row l the relevance at block l's output summed over the hidden axis.  One
+    analysis per row (``stop_at`` each block's output); with cp_lrp on a bias-free model
+    every row sums to the explained logit.  Where relevance concentrates by layer and token
+    (e.g. on the first token, an attention sink) shows here."""
+    from .registry import create_analyzer
+
+    rows = [create_analyzer(method, causal_lm, **params).analyze(x, target, position=position)]
+    for node in block_outputs(causal_lm):
+        a = create_analyzer(method, causal_lm, stop_at=node, **params)
+        rows.append(np.asarray(a.analyze(x, target, position=position)).sum(-1))
+    return np.stack(rows, axis=1)

@@ -547,3 +547,22 @@ def test_position_and_target_errors():
     # several targets per sequence: (N, 2) targets give (N, 2, T) maps, each the single-target map
     two = a.analyze(x, np.array([[3, 4]] * 3))
     np.testing.assert_allclose(two[:, 1], a.analyze(x, 4), rtol=1e-5, atol=1e-7)
+
+
+def test_relevance_trace_conserves_through_blocks():
+    """cp_lrp on a bias-free Llama: the relevance at the residual stream after every block
+    sums to the explained logit (each block conserves), and row 0 is the usual map."""
+    import lrpgraph.text
+
+    lm = model("llama")
+    x = inputs(True)
+    tr = lrpgraph.text.relevance_trace(lm, x, "predicted", "cp_lrp", epsilon=1e-12)
+    exp = lrpgraph.create_analyzer("cp_lrp", lm, epsilon=1e-12).explain(x, "predicted")
+    assert tr.shape == (3, 3, T)
+    np.testing.assert_allclose(tr[:, 0], exp.maps, rtol=1e-5, atol=1e-8)
+    logit = exp.logits[np.arange(3), exp.targets]
+    np.testing.assert_allclose(tr.sum(-1), np.repeat(logit[:, None], 3, 1), rtol=1e-4)  # float32 sums
+    # after the last block all of it sits at the explained position: the final norm and the
+    # LM head read only that position
+    pos = last_token(x["padding_mask"])
+    np.testing.assert_allclose(tr[np.arange(3), 2, pos], logit, rtol=1e-4)
