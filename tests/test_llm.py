@@ -114,11 +114,14 @@ def model(family):
 
 
 def _randomize_norms(lm):
-    """Norm scales of 1 (their initial value) would hide a missing or doubled scale."""
+    """Norm scales of 1 and biases of 0 (their initial values) would hide a missing or
+    doubled scale or bias."""
     rng = np.random.RandomState(3)
     for v in lm.weights:
-        if v.path.endswith("scale"):
+        if v.path.endswith(("scale", "gamma")):
             v.assign(rng.uniform(0.5, 1.5, v.shape).astype(v.dtype))
+        elif v.path.endswith(("bias", "beta")):
+            v.assign(rng.uniform(-0.1, 0.1, v.shape).astype(v.dtype))
 
 
 def inputs(padded):
