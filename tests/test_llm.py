@@ -569,3 +569,19 @@ def test_relevance_trace_conserves_through_blocks():
     # LM head read only that position
     pos = last_token(x["padding_mask"])
     np.testing.assert_allclose(tr[np.arange(3), 2, pos], logit, rtol=1e-4)
+
+
+def test_bfloat16_llama():
+    """A bfloat16 Llama: the pieces of the expansion take their inputs as they come (no
+    autocast to float32), so the graph computes what the model computes, in bfloat16."""
+    keras.utils.set_random_seed(7)
+    lm = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**COMMON, dtype="bfloat16"),
+                                        preprocessor=None)
+    x = inputs(True)
+    full = np.asarray(lm(x), "float32")[np.arange(3), last_token(x["padding_mask"])]
+    exp = lrpgraph.create_analyzer("cp_lrp", lm).explain(x, "predicted")
+    # bfloat16 keeps 8 bits of mantissa: a few ulps of the largest logit
+    np.testing.assert_allclose(exp.logits.astype("float32"), full, atol=4 * 2.0 ** -8 * np.abs(full).max())
+    assert exp.maps.dtype == np.dtype("bfloat16") or str(exp.maps.dtype) == "bfloat16"
+    logit = exp.logits[np.arange(3), exp.targets].astype("float32")
+    np.testing.assert_allclose(exp.maps.astype("float32").sum(1), logit, rtol=0.05)  # bf16 sums of 7 tokens

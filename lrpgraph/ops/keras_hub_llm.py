@@ -70,7 +70,16 @@ POSITION = "position"  # the name of the position input of :func:`causal_lm_mode
 
 # ---- small layers with op descriptions ------------------------------------------------
 
-class RotaryOf(keras.layers.Layer):
+class _Part(keras.layers.Layer):
+    """A piece of a KerasHub layer's computation: takes its inputs in the dtype they come
+    in (no autocast, as the KerasHub code it stands for), so mixed-precision models are
+    reproduced as they compute."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
+class RotaryOf(_Part):
     """``rotary(x)``: a KerasHub rotary embedding (a layer, or a function such as Gemma's
     rotation and re-layout) applied to q or k (positions 0..T-1), linear in x for fixed
     positions."""
@@ -87,12 +96,12 @@ def _rotary_op(layer):
     rotary = layer.rotary
 
     def forward(x, k):
-        return rotary(x) * k
+        return rotary(x) * tf.cast(k, x.dtype)
 
     return Linear(forward, lambda: tf.ones([], layer.compute_dtype), channel_axis=None, subkind="rotary")
 
 
-class ScoresOf(keras.layers.Layer):
+class ScoresOf(_Part):
     """``einsum(equation, q, k) * scale``: attention logits, as KerasHub computes them
     (``scale_slot=0``: q scaled first, Gemma's query pre-attention scaling)."""
 
@@ -107,7 +116,7 @@ class ScoresOf(keras.layers.Layer):
         return self.op()([q, k])[0]
 
 
-class CombineOf(keras.layers.Layer):
+class CombineOf(_Part):
     """``einsum(equation, weights, v)``: attention weights times values."""
 
     def __init__(self, equation, **kwargs):
@@ -118,7 +127,7 @@ class CombineOf(keras.layers.Layer):
         return tf.einsum(self.equation, w, v)
 
 
-class MaskedSoftmaxOf(keras.layers.Layer):
+class MaskedSoftmaxOf(_Part):
     """The attention softmax of a KerasHub decoder block: the block's own mask (causal,
     padding, sliding window) and the attention layer's own masked softmax, on the scores
     and, when the block is called with one, the (batch, T) padding mask."""
@@ -132,14 +141,14 @@ class MaskedSoftmaxOf(keras.layers.Layer):
         return self.attention._masked_softmax(scores, mask)
 
 
-class GatedProduct(keras.layers.Layer):
+class GatedProduct(_Part):
     """``up * gate`` of a gated feed-forward (SwiGLU, GeGLU); the gate is the second input."""
 
     def call(self, up, gate):
         return up * gate
 
 
-class TokenLookup(keras.layers.Layer):
+class TokenLookup(_Part):
     """The lookup of a ``ReversibleEmbedding`` (ids -> vectors)."""
 
     def __init__(self, embedding, **kwargs):
@@ -150,7 +159,7 @@ class TokenLookup(keras.layers.Layer):
         return self.embedding(ids)
 
 
-class ReverseEmbedding(keras.layers.Layer):
+class ReverseEmbedding(_Part):
     """``ReversibleEmbedding(x, reverse=True)`` without its soft-cap: x @ E^T (tied) or
     x @ W (untied)."""
 
@@ -162,7 +171,7 @@ class ReverseEmbedding(keras.layers.Layer):
         return _reverse_forward(self.embedding)(x, _reverse_kernel(self.embedding)())
 
 
-class SoftCap(keras.layers.Layer):
+class SoftCap(_Part):
     """``c * tanh(x / c)`` (Gemma's final and attention logit soft-caps)."""
 
     def __init__(self, cap, **kwargs):
@@ -173,7 +182,7 @@ class SoftCap(keras.layers.Layer):
         return soft_cap(x, self.cap)
 
 
-class TakePosition(keras.layers.Layer):
+class TakePosition(_Part):
     """``x[b, position[b]]``: the (batch, hidden) state at one position per sequence."""
 
     def call(self, x, position):
@@ -394,7 +403,7 @@ def gemma_decoder_model(layer, specs):
     return keras.Model(inputs, keras.ops.add(f, y), name=layer.name)
 
 
-class KernelEinsum(keras.layers.Layer):
+class KernelEinsum(_Part):
     """``einsum(equation, x, kernel())``: an expert bank's projection (all experts at once;
     ``kernel`` reads the variable, or a slice of it, where it is called)."""
 
@@ -406,7 +415,7 @@ class KernelEinsum(keras.layers.Layer):
         return tf.einsum(self.equation, x, tf.cast(self.kernel_fn(), x.dtype))
 
 
-class RouterOf(keras.layers.Layer):
+class RouterOf(_Part):
     """The routing weights of a KerasHub sparse MoE block, (batch, T, experts): softmax of
     the router logits, the top-k kept (indices: constants), renormalised over them where
     the block does (``norm_top_k_prob``, always in Mixtral), zero elsewhere.  Renormalised,
@@ -421,7 +430,7 @@ class RouterOf(keras.layers.Layer):
         return _routing(keras.ops.softmax(logits, axis=-1), self.moe.top_k, True)
 
 
-class TopKOf(keras.layers.Layer):
+class TopKOf(_Part):
     """``p * selected(top_k(p))``: the top-k routing probabilities kept, not renormalised."""
 
     def __init__(self, moe, **kwargs):
@@ -441,7 +450,7 @@ def _routing(probs, k, normalize):
     return keras.ops.sum(one_hot * top_p[..., None], axis=-2)
 
 
-class RoutedSum(keras.layers.Layer):
+class RoutedSum(_Part):
     """``sum_e expert_out[e] * routing[..., e]``: the experts' outputs weighted by the routing."""
 
     def call(self, expert_out, routing):
