@@ -585,3 +585,14 @@ def test_bfloat16_llama():
     assert exp.maps.dtype == np.dtype("bfloat16") or str(exp.maps.dtype) == "bfloat16"
     logit = exp.logits[np.arange(3), exp.targets].astype("float32")
     np.testing.assert_allclose(exp.maps.astype("float32").sum(1), logit, rtol=0.05)  # bf16 sums of 7 tokens
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_check_reports_every_node_supported(family):
+    """lrpgraph.check on the causal LM itself ((N, T, vocabulary) logits, every position): every
+    node has a rule in both presets and the rewritten graph reproduces the logits."""
+    report = lrpgraph.check(model(family), presets=("attn_lrp", "cp_lrp"))
+    assert not report.unsupported and report.logits_error is None
+    assert report.logits_rel_diff < 1e-5  # float32, same ops (max |diff| / max |logit|)
+    kinds = {n.kind for n in report.nodes}
+    assert {"layernorm", "bilinear/scores", "bilinear/combine", "softmax", "embedding"} <= kinds
