@@ -96,8 +96,9 @@ def _gpt2():  # biases everywhere, LayerNorm, learned positions, GELU MLP, tied 
         preprocessor=None)
 
 
-FAMILIES = {"gpt2": _gpt2, "phi3": _phi3, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "llama": _llama, "llama3": _llama3, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen, "qwen3": _qwen3,
-            "gemma": _gemma, "gemma2": _gemma2, "gemma3": _gemma3}
+FAMILIES = {"llama": _llama, "llama3": _llama3, "llama_tied": _llama_tied, "mistral": _mistral, "qwen": _qwen,
+            "qwen3": _qwen3, "phi3": _phi3, "gemma": _gemma, "gemma2": _gemma2, "gemma3": _gemma3, "gpt2": _gpt2,
+            "mixtral": _mixtral, "qwen3_moe": _qwen3_moe}
 GEMMAS = {"gemma", "gemma2", "gemma3"}
 BIASED = {"qwen", "gpt2"}
 
