@@ -514,6 +514,7 @@ def test_two_expert_moe_by_hand():
     np.testing.assert_allclose(cp.sum(), y[j], rtol=1e-12)  # the closed form conserves (no bias)
 
 
+@pytest.mark.slow  # generate() compiles KerasHub's sampler: ~25 s
 def test_explain_generation():
     """Greedy generation explained token by token: each row is the cp_lrp map of the
     generated token's logit at the position before it, which is the largest logit there;
@@ -553,6 +554,7 @@ def test_position_and_target_errors():
     np.testing.assert_allclose(two[:, 1], a.analyze(x, 4), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # one compiled analysis per block: ~50 s
 def test_relevance_trace_conserves_through_blocks():
     """cp_lrp on a bias-free Llama: the relevance at the residual stream after every block
     sums to the explained logit (each block conserves), and row 0 is the usual map."""
