@@ -599,3 +599,15 @@ def test_check_reports_every_node_supported(family):
     assert report.logits_rel_diff < 1e-5  # float32, same ops (max |diff| / max |logit|)
     kinds = {n.kind for n in report.nodes}
     assert {"layernorm", "bilinear/scores", "bilinear/combine", "softmax", "embedding"} <= kinds
+
+
+def test_relevance_per_hidden_unit():
+    """stop_at the embedding lookup: relevance per (token, hidden unit), which sums over the
+    hidden axis to the per-token map."""
+    lm = model("qwen3")
+    x = inputs(True)
+    node = next(n for n in lrpgraph.prepare(lm).graph if n.endswith("token_embedding/lookup"))
+    per_unit = lrpgraph.create_analyzer("attn_lrp", lm, stop_at=node).analyze(x, 3)
+    per_token = lrpgraph.create_analyzer("attn_lrp", lm).analyze(x, 3)
+    assert per_unit.shape == (3, T, 16)
+    np.testing.assert_allclose(per_unit.sum(-1), per_token, rtol=1e-5, atol=1e-7)  # same pass, float32 sum
