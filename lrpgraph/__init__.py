@@ -85,6 +85,7 @@ from .evaluation.check import check  # noqa: E402  (lrpgraph.check(model): per-n
 from .engine.graph import to_graph  # noqa: E402
 from .engine.rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
+from . import text  # noqa: E402,F401  (text models and causal LMs: explain_text, explain_generation, relevance_trace)
 from . import evaluation  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .data import Attributions, explain_dataset, open_store  # noqa: E402  (datasets into zarr stores: lrpgraph.data)

@@ -190,21 +190,29 @@ def describe(target):
     return f"array {a.shape} sha256 {hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]}"
 
 
-def to_indices(target, n, num_classes, class_names=None, *, required=False):
+def to_indices(target, n, num_classes, class_names=None, *, required=False, token_id=None):
     """(int32 targets, multi) for ``n`` samples: ``target`` an int, a class name, one per
-    sample ((n,)), several per sample ((n, T), multi=True), or None (:data:`PREDICTED`
-    everywhere; an error when ``required``).  Indices are checked against
-    ``num_classes``; names need ``class_names``."""
+    sample ((n,)), several per sample ((n, T), multi=True), ``"predicted"`` or None
+    (:data:`PREDICTED` everywhere; None is an error when ``required``).  Indices are
+    checked against ``num_classes``; names need ``class_names``, or ``token_id`` (a
+    function token string -> vocabulary id: a causal LM's tokenizer) where there are none."""
     if target is None:
         if required:
             raise ValueError("neuron_selection_mode='index' needs a target: analyze(x, target=...)")
         return np.full(n, PREDICTED, np.int32), False
+    if isinstance(target, str) and target == "predicted":
+        return np.full(n, PREDICTED, np.int32), False
     t = np.asarray(target)
     if t.dtype.kind in "US":
-        if class_names is None:
+        if class_names is None and token_id is not None:
+            t = np.asarray([token_id(s) for s in t.reshape(-1).tolist()], np.int64).reshape(t.shape)
+        elif class_names is None:
             raise TypeError(f"target {t.tolist()!r} is a class name, but the model has no class names; pass "
-                            "integer indices or prepare(model, class_names=[...])")
-        t = np.asarray([class_index(s, class_names) for s in t.reshape(-1).tolist()], np.int64).reshape(t.shape)
+                            "integer indices or prepare(model, class_names=[...]) (a causal LM: "
+                            "prepare(model, tokenizer=...))")
+        else:
+            t = np.asarray([class_index(s, class_names) for s in t.reshape(-1).tolist()],
+                           np.int64).reshape(t.shape)
     if t.dtype.kind not in "iu":
         if t.dtype.kind == "f" and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
             t = t.astype(np.int64)

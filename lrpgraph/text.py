@@ -25,7 +25,7 @@ from .engine.prepared import prepare
 from .methods.registry import create_analyzer
 
 __all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
-           "import_keras_hub"]
+           "import_keras_hub", "GenerationExplanation", "explain_generation", "block_outputs", "relevance_trace"]
 
 _UNKNOWN = ("[UNK]", "<unk>", "<UNK>", "[unk]")
 _PADDING = ("[PAD]", "<pad>", "<PAD>", "[pad]")
@@ -175,3 +175,140 @@ def explain_text(model, text, method="attn_lrp", vocab=None, target=None, **para
     rel = np.asarray(maps[slot])[0, :len(ids)]
     logits = exp.logits[0]
     return TextExplanation(tokens, ids, rel, logits, int(exp.targets[0]), int(np.argmax(logits)))
+
+
+# ---- causal LMs: explaining generated tokens ---------------------------------------------------
+
+@dataclass(frozen=True)
+class GenerationExplanation:
+    """What :func:`explain_generation` returns.
+
+    ``ids``: the L token ids of prompt + generation; ``tokens``: their strings (ids as
+    strings without a tokenizer); ``prompt_length``: how many of them are the prompt;
+    ``relevance``: (G, L), row g the relevance of every token for generated token
+    ``prompt_length + g`` (the logit of that token at the position before it; zero on
+    and after it, by causality); ``logits``: (G,) the explained logits."""
+
+    ids: np.ndarray
+    tokens: list
+    prompt_length: int
+    relevance: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def generated(self):
+        """The generated tokens' strings."""
+        return self.tokens[self.prompt_length:]
+
+    def span(self, start=0, stop=None):
+        """Relevance (L,) of the sum of the logits of generated tokens ``start:stop``
+        (indices into the generation): the sum of their rows, what one backward pass from
+        the summed logits gives (the rules are linear in the relevance, the forward pass
+        is the same for every row)."""
+        return self.relevance[start:stop].sum(axis=0)
+
+    def html(self, row=None):
+        """The prompt and generation as HTML, coloured by the relevance of generated token
+        ``row`` (None: of the whole generation, :meth:`span`)."""
+        from .viz import token_html
+
+        r = self.span() if row is None else self.relevance[row]
+        return token_html(self.tokens, r)
+
+    def figure(self, row=None, **kwargs):
+        """A matplotlib token heatmap (:func:`lrpgraph.viz.token_heatmap`) of ``row``."""
+        from .viz import token_heatmap
+
+        r = self.span() if row is None else self.relevance[row]
+        return token_heatmap(self.tokens, r, **kwargs)
+
+
+def explain_generation(causal_lm, prompt, max_length, method="attn_lrp", *, tokenizer=None, analyzer=None,
+                       **params):
+    """Generate with KerasHub's ``causal_lm.generate`` (its compiled sampler; compile the
+    model with ``sampler="greedy"`` for a deterministic generation) from ``prompt`` (a
+    string, tokenized by ``tokenizer`` or the model's preprocessor's, or 1-D token ids)
+    up to ``max_length`` tokens, then explain each generated token: the logit of token
+    ``p`` at position ``p - 1`` by ``method`` (``attn_lrp``, ``cp_lrp``, any LRP or
+    gradient preset; ``params`` its parameters, or a ready ``analyzer``).  All generated
+    tokens are explained in one batched call of the compiled analysis (one row per
+    token, the same forward pass for each).  Returns a :class:`GenerationExplanation`."""
+    from .methods.base import Method
+    from .methods.registry import create_analyzer
+
+    tokenizer = tokenizer or getattr(getattr(causal_lm, "preprocessor", None), "tokenizer", None)
+    if isinstance(prompt, str):
+        if tokenizer is None:
+            raise ValueError("a string prompt needs a tokenizer: pass tokenizer=, attach a preprocessor to the "
+                             "model, or pass the prompt as token ids")
+        ids = np.asarray(tokenizer(prompt)).reshape(-1)
+    else:
+        ids = np.asarray(prompt).reshape(-1)
+    ids = ids.astype(np.int32)
+    n0 = len(ids)
+    if not 0 < n0 < max_length:
+        raise ValueError(f"the prompt has {n0} tokens; max_length ({max_length}) must exceed it (and it must "
+                         "not be empty)")
+    x = {"token_ids": np.zeros((1, max_length), np.int32), "padding_mask": np.zeros((1, max_length), np.int32)}
+    x["token_ids"][0, :n0] = ids
+    x["padding_mask"][0, :n0] = 1
+    preprocessor = getattr(causal_lm, "preprocessor", None)
+    causal_lm.preprocessor = None  # generate from ids, not strings
+    try:
+        out = causal_lm.generate(x, stop_token_ids=None)
+    finally:
+        causal_lm.preprocessor = preprocessor
+    mask = np.asarray(out["padding_mask"])[0].astype(bool)
+    length = int(mask.sum())
+    full = np.asarray(out["token_ids"])[0, :length].astype(np.int32)
+    g = length - n0
+    if g < 1:
+        raise ValueError("the model generated no token")
+    a = analyzer if isinstance(analyzer, Method) else create_analyzer(method, causal_lm, **params)
+    batch = {"token_ids": np.repeat(full[None], g, 0), "padding_mask": np.ones((g, length), np.int32)}
+    exp = a.explain(batch, full[n0:], position=np.arange(n0 - 1, length - 1))
+    tokens = [_token_string(tokenizer, int(i)) for i in full]
+    return GenerationExplanation(full, tokens, n0, np.asarray(exp.maps), exp.logits[np.arange(g), full[n0:]])
+
+
+def _token_string(tokenizer, i):
+    if tokenizer is None:
+        return str(i)
+    try:
+        return str(tokenizer.id_to_token(i))
+    except (KeyError, ValueError, IndexError):
+        return str(i)
+
+
+def block_outputs(causal_lm):
+    """The node ids of the residual stream after each decoder block of a KerasHub causal LM
+    (in the prepared graph, in order): for each block, the node of its expansion that feeds
+    a node outside it."""
+    prepared = prepare(causal_lm)
+    g = prepared.graph
+    backbone = causal_lm.backbone
+    out = []
+    for block in backbone.transformer_layers:
+        prefix = f"{backbone.name}/{block.name}/"
+        inside = [n for n in g if n.startswith(prefix) and n in prepared.needed]
+        leaving = [n for n in inside if any(not v.startswith(prefix) for v in g.successors(n))]
+        if len(leaving) != 1:
+            raise ValueError(f"block {block.name!r}: cannot find its one output node in the prepared graph")
+        out.append(leaving[0])
+    return out
+
+
+def relevance_trace(causal_lm, x, target=None, method="attn_lrp", *, position=None, **params):
+    """The relevance of each token in the residual stream after every decoder block (LXT's
+    "latent relevance"): (N, L + 1, T), row 0 the relevance per token at the embeddings (the
+    usual map), row l the relevance at block l's output summed over the hidden axis.  One
+    analysis per row (``stop_at`` each block's output); with cp_lrp on a bias-free model
+    every row sums to the explained logit.  Where relevance concentrates by layer and token
+    (e.g. on the first token, an attention sink) shows here."""
+    from .methods.registry import create_analyzer
+
+    rows = [create_analyzer(method, causal_lm, **params).analyze(x, target, position=position)]
+    for node in block_outputs(causal_lm):
+        a = create_analyzer(method, causal_lm, stop_at=node, **params)
+        rows.append(np.asarray(a.analyze(x, target, position=position)).sum(-1))
+    return np.stack(rows, axis=1)

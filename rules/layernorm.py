@@ -32,8 +32,10 @@ assigns R_j in proportion to y_j = z_j + beta_j, and dividing that by z_j alone 
 by y_j / z_j, unbounded where |z_j| << |beta_j| (the stabiliser eps does not help once
 |z_j| > eps).  On the shipped shapes ViT that made ``attn_lrp``'s maps differ from LXT's
 by up to 4x their maximum (tests/test_attention.py checks the reference).
-With ``rms_scaling=True`` Keras does not centre: z_j = gamma_j x_j / sigma, and the
-rule hands each position its own relevance.
+With ``rms_scaling=True`` (RMSNorm: Keras's ``rms_scaling``, the norms of KerasHub's LLMs,
+sigma = sqrt(mean(x^2) + eps)) nothing is centred: z_j = gamma_j x_j / sigma, and the rule
+hands each feature its own relevance, R_i = R_i z_i / (z_i + eps sign z_i): AttnLRP's
+identity rule on the normalisation, LXT's ``rms_norm_forward`` (variance detached).
 """
 
 from __future__ import annotations
@@ -78,7 +80,10 @@ class LayerNorm(Rule):
         gamma = None if op.gamma is None else tf.reshape(tf.cast(op.gamma(), x.dtype), shape)
         beta = None if op.beta is None else tf.reshape(tf.cast(op.beta(), x.dtype), shape)
         rms = op.rms_scaling
-        _, var = tf.nn.moments(x, axes=axes, keepdims=True)
+        if rms:  # RMSNorm: the mean square (Keras's rms_scaling, KerasHub's LLM norms)
+            var = tf.reduce_mean(tf.square(x), axis=axes, keepdims=True)
+        else:
+            _, var = tf.nn.moments(x, axes=axes, keepdims=True)
         inv = tf.stop_gradient(tf.math.rsqrt(var + op.epsilon))
 
         def linear(t):

@@ -31,12 +31,14 @@ __all__ = ["Prepared", "prepare", "resolve_output", "class_index"]
 _CACHE = weakref.WeakKeyDictionary()
 
 
-def prepare(model, output=None, *, class_names=None):
+def prepare(model, output=None, *, class_names=None, tokenizer=None):
     """The :class:`Prepared` form of ``model`` (built once per model and output).
 
     ``model`` may already be a :class:`Prepared` (returned as is; then ``output``
     must be None or the same).  ``class_names`` (a list, one per class) lets
-    targets be given by name; it is attached to the cached object."""
+    targets be given by name; it is attached to the cached object.  ``tokenizer`` (a
+    KerasHub tokenizer, for a causal LM; default its preprocessor's) lets targets be
+    given as token strings."""
     keras_hub_ops.register_if_loaded()  # KerasHub's ViT and text layers, once keras_hub is imported
     if isinstance(model, Prepared):
         if output is not None and resolve_output(model.graph, output) != model.output:
@@ -58,6 +60,8 @@ def prepare(model, output=None, *, class_names=None):
             prepared = per_model[key] = Prepared(model, output)
     if class_names is not None:
         prepared.set_class_names(class_names)
+    if tokenizer is not None:
+        prepared.tokenizer = tokenizer
     return prepared
 
 
@@ -138,6 +142,13 @@ class Prepared:
     """
 
     def __init__(self, model, output=None):
+        self.source = model
+        # a KerasHub causal LM: explain the next-token logits at one position per sequence
+        # (an extra integer input, by default the last non-padding token; see fill_position)
+        self.position_input = None
+        if keras_hub_ops.is_causal_lm(model):
+            model = keras_hub_ops.causal_lm_model(model)
+            self.position_input = keras_hub_ops.keras_hub_llm.POSITION
         self.model = model
         self.graph = canonicalize(G.to_graph(model))
         self.output = resolve_output(self.graph, output)
@@ -155,6 +166,9 @@ class Prepared:
         self.vocab_sizes = {n: _vocab_size(self.graph, n, self.needed) for n, spec in
                             zip(self.input_nodes, self.input_specs) if not spec.dtype.is_floating}
         self.class_names = None
+        # a causal LM's tokenizer (targets as token strings): its preprocessor's, or prepare(tokenizer=)
+        self.tokenizer = getattr(getattr(self.source, "preprocessor", None), "tokenizer", None) \
+            if self.position_input is not None else None
         self.logits_fn = tf.function(self.forward, input_signature=[list(self.input_specs)],
                                      reduce_retracing=True, autograph=False)
 
@@ -208,6 +222,8 @@ class Prepared:
         (a float array of ids is cast; 2.5 is an error).  Ids that feed an
         ``Embedding`` must lie in [0, vocabulary size): an error names the samples."""
         if isinstance(x, dict):  # by input name, e.g. KerasHub's {"token_ids": ..., "padding_mask": ...}
+            if self.position_input is not None and self.position_input not in x:
+                x = self.fill_position(x)
             if set(x) != set(self.input_nodes):
                 raise ValueError(f"the input dict has keys {sorted(x)}; model {self.model.name!r} takes "
                                  f"{self.input_nodes}. Pass one array per input name")
@@ -251,6 +267,46 @@ class Prepared:
             raise ValueError(f"all inputs must have the same batch size, got {sorted(sizes)}")
         return out, single
 
+    @property
+    def token_input(self):
+        """The index of the token-id input whose map a causal LM's analysis returns (None:
+        every input's map)."""
+        return None if self.position_input is None else self.input_nodes.index("token_ids")
+
+    def fill_position(self, x, position=None):
+        """The input dict of a causal LM with its ``position`` entry: ``position`` (an int,
+        or one per sequence) or, when None, the last non-padding token of each sequence
+        (the last index where ``padding_mask`` is nonzero; the last token without a mask).
+        The logits explained are the next-token logits at that position."""
+        if self.position_input is None:
+            raise ValueError(f"position= is for causal language models; model {self.model.name!r} is not one")
+        if not isinstance(x, dict) or "token_ids" not in x:
+            raise ValueError("a causal LM takes a dict {'token_ids': (N, T) ids, 'padding_mask': (N, T)} "
+                             f"(position= fills {self.position_input!r}); got {type(x).__name__}")
+        ids = np.asarray(x["token_ids"])
+        if ids.ndim != 2:
+            raise ValueError(f"token_ids has shape {ids.shape}; a causal LM takes (batch, T) token ids")
+        n, t = ids.shape
+        if position is None:
+            mask = np.asarray(x["padding_mask"]) if "padding_mask" in x else np.ones_like(ids)
+            if mask.shape != ids.shape:
+                raise ValueError(f"padding_mask has shape {mask.shape}; token_ids has {ids.shape}")
+            empty = ~(mask != 0).any(axis=1)
+            if empty.any():
+                raise ValueError(f"sequence(s) {np.nonzero(empty)[0][:10].tolist()} have no token (padding_mask all "
+                                 "0): there is no last token to explain; pass position=")
+            position = t - 1 - np.argmax((mask != 0)[:, ::-1], axis=1)
+        p = np.asarray(position)
+        if p.dtype.kind not in "iu":
+            raise TypeError(f"position must be integer token indices, got dtype {p.dtype}")
+        p = np.broadcast_to(p, (n,)) if p.ndim == 0 else p
+        if p.shape != (n,):
+            raise ValueError(f"position must be an int or one int per sequence (shape ({n},)); got shape {p.shape}")
+        if p.min() < -t or p.max() >= t:
+            raise ValueError(f"position {int(p.min() if p.min() < -t else p.max())} is out of range for sequences of "
+                             f"{t} tokens")
+        return dict(x, **{self.position_input: (p % t).astype(np.int32)})
+
     def require_float_inputs(self, method):
         """A clear error where ``method`` perturbs or interpolates the inputs and the model
         has integer inputs (token ids cannot be interpolated or noised)."""
@@ -265,8 +321,23 @@ class Prepared:
     def check_targets(self, target, n, *, required=False):
         """(int32 targets, multi): ``target`` an int, a class name, one per sample
         ((n,)), several per sample ((n, T), multi=True), or None (-1: the predicted
-        class; an error when ``required``); :func:`lrpgraph.targets.to_indices`."""
-        return targets.to_indices(target, n, self.num_classes, self.class_names, required=required)
+        class; an error when ``required``); :func:`lrpgraph.targets.to_indices`.  A causal LM
+        prepared with a tokenizer also takes tokens as its vocabulary spells them."""
+        token_id = self._token_id if getattr(self, "tokenizer", None) is not None else None
+        return targets.to_indices(target, n, self.num_classes, self.class_names, required=required,
+                                  token_id=token_id)
+
+    def _token_id(self, token):
+        """The vocabulary id of ``token`` (exact spelling, as the tokenizer's vocabulary has it)."""
+        try:
+            i = self.tokenizer.token_to_id(token)
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"target {token!r} is not a token of the tokenizer's vocabulary ({e}); pass a "
+                             "vocabulary id, or the token as the vocabulary spells it (e.g. with its leading "
+                             "space marker)") from None
+        if i is None or int(i) < 0:
+            raise ValueError(f"target {token!r} is not a token of the tokenizer's vocabulary")
+        return int(i)
 
     def __repr__(self):
         return (f"<Prepared {self.model.name!r}: {self.graph.number_of_nodes()} nodes, output "

@@ -106,7 +106,7 @@ class Method:
         return maps
 
     # -- public ---------------------------------------------------------------------
-    def analyze(self, x, target=None, *, neuron_selection=None, batch_size=None, max_memory=None):
+    def analyze(self, x, target=None, *, neuron_selection=None, batch_size=None, max_memory=None, position=None):
         """Relevance maps for ``x`` (numpy), shaped like ``x``.
 
         ``target``: an int, a class name, one per sample, an (N, T) array for T
@@ -116,9 +116,14 @@ class Method:
         several inputs take and return lists.  ``batch_size`` splits the batch
         into chunks of at most that many samples; ``"auto"`` picks the largest
         chunk whose measured peak memory fits ``max_memory`` (bytes or "8GB";
-        default: the device's free memory), see :mod:`lrpgraph.memory`."""
+        default: the device's free memory), see :mod:`lrpgraph.memory`.
+
+        A KerasHub causal LM takes ``x = {"token_ids", "padding_mask"}`` and explains the
+        next-token logits at ``position`` (an int or one per sequence; default the last
+        non-padding token); ``target`` is a vocabulary id (or "predicted") and the map is
+        the relevance per token, (N, T)."""
         return self.explain(x, target, neuron_selection=neuron_selection, batch_size=batch_size,
-                            max_memory=max_memory).maps
+                            max_memory=max_memory, position=position).maps
 
     def memory_cost(self, x, target=None):
         """The :class:`lrpgraph.memory.Cost` of this method on inputs shaped like ``x``
@@ -137,10 +142,12 @@ class Method:
             self.costs[key] = memory.analysis_cost(run, one)
         return self.costs[key]
 
-    def explain(self, x, target=None, *, neuron_selection=None, batch_size=None, max_memory=None):
+    def explain(self, x, target=None, *, neuron_selection=None, batch_size=None, max_memory=None, position=None):
         """:class:`Explanation` for ``x``: the maps (as :meth:`analyze` returns them),
         the logits and the resolved targets (-1 where neuron_selection_mode="all"
         explains every logit)."""
+        if position is not None:  # a causal LM (without: check_inputs fills the default)
+            x = self.prepared.fill_position(x, position)
         if neuron_selection is not None:
             if target is not None:
                 raise TypeError("pass either target or neuron_selection, not both")
@@ -173,6 +180,8 @@ class Method:
             resolved = np.full_like(resolved, -1)
         maps = self.finalize(maps, logits, resolved)
         maps = [None if m is None else _post.apply(m, self.postprocess, 2 if multi else 1) for m in maps]
+        if self.prepared.token_input is not None and not self.single_output:  # a causal LM: the tokens' map
+            maps, single = [maps[self.prepared.token_input]], True
         if single or self.single_output:
             maps = maps[0] if len(maps) == 1 else maps
         return Explanation(maps, logits, resolved.astype(np.int32))

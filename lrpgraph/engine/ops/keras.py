@@ -483,7 +483,7 @@ _SHAPE_LAYERS = (
 )
 _SHAPE_OPS = tuple(getattr(m, n) for m, n in [
     (knp, "Reshape"), (knp, "Transpose"), (knp, "ExpandDims"), (knp, "Squeeze"), (knp, "GetItem"),
-    (knp, "Ravel"), (knp, "Pad"), (kcore, "Slice"), (kcore, "Cast")] if hasattr(m, n))
+    (knp, "Ravel"), (knp, "Pad"), (knp, "Repeat"), (kcore, "Slice"), (kcore, "Cast")] if hasattr(m, n))
 _NOISE_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                  L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization)
 _MAXPOOL = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D,

@@ -48,11 +48,11 @@ import sys
 import keras
 from keras import layers as L
 
-from . import keras_hub_text
+from . import keras_hub_llm, keras_hub_text
 from .base import Nested, Unknown, variable_add, variable_concat
 from .keras import register_layer
 
-__all__ = ["register", "register_if_loaded", "expand_vit", "vit_embedding_model", "vit_encoder_model",
+__all__ = ["register", "register_if_loaded", "is_causal_lm", "causal_lm_model", "expand_vit", "vit_embedding_model", "vit_encoder_model",
            "vit_encoder_block_model", "ClassTokenOf", "PositionTableOf"]
 
 
@@ -87,6 +87,17 @@ register_layer(PositionTableOf, lambda layer: variable_add(layer.table))
 _DONE = [False]
 
 
+def is_causal_lm(model):
+    """True for a KerasHub causal LM (only once ``keras_hub`` was imported)."""
+    return "keras_hub" in sys.modules and keras_hub_llm.is_causal_lm(model)
+
+
+def causal_lm_model(model):
+    """:func:`lrpgraph.ops.keras_hub_llm.causal_lm_model`: the causal LM with a ``position``
+    input and the (batch, vocabulary) logits at that position as its output."""
+    return keras_hub_llm.causal_lm_model(model)
+
+
 def register_if_loaded():
     """Register the descriptions of KerasHub's layers (ViT and text) once, if
     ``keras_hub`` has been imported."""
@@ -95,8 +106,9 @@ def register_if_loaded():
 
 
 def register():
-    """Register the descriptions of KerasHub's ViT and text layers (imports keras_hub)."""
+    """Register the descriptions of KerasHub's ViT, text and decoder-LLM layers (imports keras_hub)."""
     keras_hub_text.register()
+    keras_hub_llm.register()
     _DONE[0] = True
     try:
         # keras_hub: optional and heavy, imported only once a KerasHub model is seen
