@@ -87,8 +87,8 @@ from .engine.rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
 from . import text  # noqa: E402,F401  (text models and causal LMs: explain_text, explain_generation, relevance_trace)
 from . import evaluation  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
 from .data import Attributions, explain_dataset, open_store  # noqa: E402  (datasets into zarr stores: lrpgraph.data)
+from .data.evaluate import evaluate  # noqa: E402  (maps in memory: evaluation.evaluate; a store: data.evaluate)
 
 __all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules", "ops",
            "register_layer", "to_graph", "canonicalize", "check", "UnsupportedLayerError", "evaluate", "evaluation",

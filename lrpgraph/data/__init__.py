@@ -20,6 +20,10 @@ Four small ideas, one module each (docs/datasets.md, docs/architecture.md):
   MirroredStrategy, Ray actors), each through the same
   :meth:`~lrpgraph.data.job.BlockJob.run_block` (:mod:`~lrpgraph.data.job`).
 
+The evaluation of a store (:mod:`~lrpgraph.data.evaluate`, ``lrpgraph.evaluate(store,
+model, data, metrics=...)``) is one more per-block computation on the same loop
+(:func:`run_blocks`), written as per-sample columns of the store.
+
 Around them: :mod:`~lrpgraph.data.store` (the zarr store, written block by block,
 marker last), :mod:`~lrpgraph.data.reader` (:func:`open_store`,
 :class:`Attributions`), :mod:`~lrpgraph.data.statistics` (the per-sample map
@@ -31,7 +35,8 @@ thing computed over the whole dataset a Reduction; a new place to compute an
 executor.  None of them is a new driver.
 """
 
-from .driver import drive, explain_dataset
+from .driver import drive, explain_dataset, run_blocks
+from .evaluate import StoreEvaluation, evaluate_store
 from .executors import InProcess, Mirrored, MirroredMethod, RayExecutor
 from .job import BlockJob, BlockResult
 from .reader import Attributions, LogitsTopK, open_store
@@ -42,7 +47,7 @@ from .statistics import MAP_STATISTICS, register_map_statistic
 from .store import (ArraySpec, IncompleteStoreError, Store, StoreError, StoreExistsError, StoreMismatchError,
                     decode_ids, encode_ids)
 
-__all__ = ["explain_dataset", "open_store", "Attributions", "drive", "JobSpec", "BlockJob", "BlockResult",
+__all__ = ["explain_dataset", "open_store", "evaluate_store", "StoreEvaluation", "run_blocks", "Attributions", "drive", "JobSpec", "BlockJob", "BlockResult",
            "make_source", "Source", "ArraySource", "FolderSource", "TFDataSource", "SOURCES", "InProcess", "Mirrored",
            "MirroredMethod", "RayExecutor", "Reduction", "Block", "ClassSum", "TopK", "MAP_STATISTICS",
            "register_map_statistic", "Store", "ArraySpec", "StoreError", "StoreMismatchError", "IncompleteStoreError",

@@ -48,7 +48,7 @@ from .sources import make_source
 from .spec import JobSpec, software_versions
 from .store import Store, StoreError, StoreExistsError, decode_ids
 
-__all__ = ["explain_dataset", "drive", "SAVE_EVERY"]
+__all__ = ["explain_dataset", "drive", "run_blocks", "SAVE_EVERY"]
 
 SAVE_EVERY = 30.0  # seconds between two saves of the reductions' running state
 
@@ -184,46 +184,69 @@ def drive(job, source, store, executor, *, resume=True, overwrite=False, progres
                              f"{list(ids)[:3]}... now): the dataset's order changed (shuffled?). Resuming needs the "
                              "same order; pass overwrite=True to start again")
 
-    count = 0
     runs = executor.run(job, source, todo, store=st, write={b for b in todo if b not in done}, check_done=check_done)
+
+    def write(r):
+        nonlocal st, att
+        b = r.block
+        if r.arrays is not None:
+            if st is None:
+                job.set_map_shape(r.arrays["relevance"].shape[1:])
+                st = Store.create(store, n=source.n, block_size=bs, arrays=job.arrays(source.id_width),
+                                  job=job.identity, versions=software_versions(), overwrite=overwrite)
+                att = Attributions(st)
+            if b not in done:
+                st.write_block(b, r.arrays)
+        elif not st.is_done(b):
+            raise StoreError(f"block {b} was reported computed but is not marked written in {st.path}")
+        done.add(b)
+        reductions.merge(b, r.partials)
+        reductions.save(st)
+        return att
+
+    def stopped(interrupted):
+        _save_quietly(reductions, st)
+        if interrupted or (st is not None and executor.writes_blocks):
+            print(_stop_message(st), file=sys.stderr, flush=True)
+
+    run_blocks(runs, write, stopped, bar=bar, on_block=on_block)
+    reductions.save(st, force=True)
+    return att
+
+
+def run_blocks(runs, write, stopped, *, bar=None, on_block=None):
+    """The loop every dataset job runs (the explanations of :func:`drive`, the
+    metrics of :func:`lrpgraph.data.evaluate.evaluate_store`): take each finished
+    block from ``runs`` (an executor's iterator of
+    :class:`lrpgraph.data.executors.Done`), ``write(done) -> Attributions`` it
+    into the store, record it in the handle's ``.computed`` / ``.timings``,
+    advance ``bar``, call ``on_block(block, attributions)``; Ctrl-C finishes the
+    block in flight (:class:`_Interrupt`).  When the loop stops early,
+    ``stopped(interrupted)`` runs (save state, say how to resume) and the error
+    propagates.  Returns ``(computed, timings)``."""
+    computed, timings = [], {}
+    count = 0
     with _Interrupt() as intr, contextlib.closing(runs):  # closing: the executor's workers stop with the loop
         try:
             for r in runs:
-                b = r.block
-                if r.arrays is not None:
-                    if st is None:
-                        job.set_map_shape(r.arrays["relevance"].shape[1:])
-                        st = Store.create(store, n=source.n, block_size=bs, arrays=job.arrays(source.id_width),
-                                          job=job.identity, versions=software_versions(), overwrite=overwrite)
-                        att = Attributions(st)
-                    if b not in done:
-                        st.write_block(b, r.arrays)
-                elif not st.is_done(b):
-                    raise StoreError(f"block {b} was reported computed but is not marked written in {st.path}")
-                done.add(b)
-                reductions.merge(b, r.partials)
-                reductions.save(st)
-                bisect.insort(computed, b)  # Ray finishes blocks in any order
-                timings[b] = r.seconds
+                att = write(r)
+                bisect.insort(computed, r.block)  # Ray finishes blocks in any order
+                timings[r.block] = r.seconds
                 att.computed, att.timings = computed, timings
                 count += r.samples
                 if bar is not None:
                     bar.update(count)
                 if on_block is not None:
-                    on_block(b, att)
+                    on_block(r.block, att)
                 if intr.requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
-            _save_quietly(reductions, st)
-            print(_stop_message(st), file=sys.stderr, flush=True)
+            stopped(True)
             raise
         except Exception:
-            _save_quietly(reductions, st)
-            if st is not None and executor.writes_blocks:
-                print(_stop_message(st), file=sys.stderr, flush=True)
+            stopped(False)
             raise
-    reductions.save(st, force=True)
-    return att
+    return computed, timings
 
 
 def _save_quietly(reductions, st):

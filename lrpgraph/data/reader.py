@@ -109,7 +109,23 @@ class Attributions:
 
     @property
     def metrics(self):
-        return {k[len("metric_"):]: _ArrayView(self.store[k]) for k in self.store.arrays if k.startswith("metric_")}
+        """dict name -> (N[, T]) view: the per-sample map statistics of the job
+        (``relevance_sum``...) and the evaluation columns added since
+        (``eval_aopc_morf``..., :func:`lrpgraph.evaluate` of the store; NaN where
+        a block is not scored yet)."""
+        out = {k[len("metric_"):]: _ArrayView(self.store[k]) for k in self.store.arrays if k.startswith("metric_")}
+        out.update({k: _ArrayView(self.store[k]) for k in self.store.columns})
+        return out
+
+    @property
+    def columns(self):
+        """dict column -> what computed it (``{"metric", "params"}``) and
+        ``"blocks"``, the blocks scored so far, for the columns added after the job."""
+        return {k: dict(meta, blocks=self.store.column_done_blocks(k)) for k, (_, meta) in self.store.columns.items()}
+
+    def __getitem__(self, name):
+        """Any array or column of the store by name (``att["eval_aopc_morf"]``)."""
+        return _ArrayView(self.store[name])
 
     @property
     def reductions(self):

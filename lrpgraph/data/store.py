@@ -12,6 +12,9 @@ Layout (``path`` a local folder or any fsspec URL zarr accepts)::
       <array>                     one zarr array per field, first axis = sample,
                                   chunks = (block_size, whole sample): one chunk per block
       _done/<block index>         empty marker file, written LAST for each block
+      <column>                    a per-sample column added after the job (eval_<metric>,
+                                  lrpgraph.data.evaluate): one (n,) array, one chunk per block
+      _columns/<column>/<block>   the column's marker of one block, written LAST
       _reductions/<name>          the running state of one per-job reduction
                                   (lrpgraph.data.reductions): one .npz file holding the
                                   state's arrays and the blocks merged into it, replaced
@@ -23,6 +26,9 @@ Layout (``path`` a local folder or any fsspec URL zarr accepts)::
       job             what made the store (method, parameters, model, weights
                       fingerprint, target, reduce, dtype...): a rerun must match it
       versions        lrpgraph / TensorFlow / zarr versions (informative only)
+      lrpgraph_columns  {column: {"spec": ArraySpec json, "meta": what computed it}}: the
+                      columns added after the job (:meth:`Store.add_columns`); the job's
+                      own arrays and markers never change when a column is added
 
 Samples ``[i * block_size, min((i + 1) * block_size, n))`` form block ``i``.
 
@@ -79,6 +85,8 @@ FORMAT = 1
 _DONE = "_done"
 _REDUCTIONS = "_reductions"
 _LAYOUT_KEY = "lrpgraph_store"
+_COLUMNS = "_columns"
+_COLUMNS_KEY = "lrpgraph_columns"
 
 
 class StoreError(ValueError):
@@ -211,10 +219,11 @@ class _Folder:
 
 
 class _Markers(_Folder):
-    """The ``_done/<i>`` marker files of a store."""
+    """The ``_done/<i>`` marker files of a store (or those of one added column,
+    ``_columns/<name>/<i>``)."""
 
-    def __init__(self, path):
-        super().__init__(path, _DONE)
+    def __init__(self, path, name=_DONE):
+        super().__init__(path, name)
 
     def list(self):
         if self.url:
@@ -293,7 +302,10 @@ class Store:
         self.arrays = {k: ArraySpec.from_json(v) for k, v in layout["arrays"].items()}
         self.job = attrs.get("job", {})
         self.versions = attrs.get("versions", {})
+        self.columns = {k: (ArraySpec.from_json(v["spec"]), v.get("meta", {}))
+                        for k, v in attrs.get(_COLUMNS_KEY, {}).items()}
         self._markers = _Markers(path)
+        self._column_markers = {k: _Markers(path, f"{_COLUMNS}/{k}") for k in self.columns}
         self._reductions = _Folder(path, _REDUCTIONS)
 
     # -- construction ------------------------------------------------------------
@@ -509,6 +521,81 @@ class Store:
         """Mark block ``i`` as missing (its data is rewritten by the next run)."""
         self._markers.clear(i)
 
+    # -- columns added after the job ---------------------------------------------------
+    def add_columns(self, columns):
+        """Add per-sample columns: ``columns`` maps a new name to ``(ArraySpec, meta)``
+        (``meta``: a JSON dict saying what computes it, e.g. the metric and its
+        parameters).  A name that exists already with the same spec and meta is
+        kept (its written blocks stay); one with another spec or meta is an error
+        (:meth:`drop_column` it first).  Each column has its own block markers
+        (:meth:`column_done_blocks`), so columns are filled, resumed and redone
+        independently of the job's blocks and of each other."""
+        if self.mode == "r":
+            raise StoreError(f"the store at {self.path} is open read-only")
+        new = {}
+        for name, (spec, meta) in columns.items():
+            _column_name(name)
+            if name in self.arrays:
+                raise ValueError(f"{name!r} is an array of the job's own; pick another column name")
+            meta = _jsonable(meta or {})
+            if name in self.columns:
+                have_spec, have_meta = self.columns[name]
+                if _differ(have_spec.to_json(), spec.to_json()) or _differ(have_meta, meta):
+                    raise StoreMismatchError(f"the store at {self.path} has a column {name!r} computed with "
+                                             f"{have_meta}; now {meta}. Pass overwrite=True (CLI: --overwrite) to "
+                                             "compute it again")
+                continue
+            new[name] = (spec, meta)
+        for name, (spec, meta) in new.items():
+            _create_array(self.group, name, (self.n,) + tuple(spec.shape),
+                          (self.block_size,) + tuple(max(1, s) for s in spec.shape), np.dtype(spec.dtype), spec.fill)
+            self._column_markers[name] = _Markers(self.path, f"{_COLUMNS}/{name}")
+            for b in self._column_markers[name].list():  # left by a column of that name dropped half way
+                self._column_markers[name].clear(b)
+            self.columns[name] = (spec, meta)
+        if new:  # the attribute last: a column is known once its array exists
+            self.group.attrs[_COLUMNS_KEY] = {k: {"spec": s.to_json(), "meta": m} for k, (s, m) in
+                                              self.columns.items()}
+
+    def drop_column(self, name):
+        """Forget the column ``name``: its markers first, then its entry (the array
+        is replaced when the column is added again)."""
+        if name not in self.columns:
+            return
+        for b in self._column_markers[name].list():
+            self._column_markers[name].clear(b)
+        del self.columns[name], self._column_markers[name]
+        self.group.attrs[_COLUMNS_KEY] = {k: {"spec": s.to_json(), "meta": m} for k, (s, m) in self.columns.items()}
+
+    def column_done_blocks(self, name):
+        """Sorted blocks of the column ``name`` written in full (their marker exists)."""
+        if name not in self.columns:
+            raise KeyError(f"the store has no column {name!r}; it has {sorted(self.columns)}")
+        return sorted(b for b in self._column_markers[name].list() if 0 <= b < self.n_blocks)
+
+    def discard_column_block(self, name, i):
+        """Mark block ``i`` of the column ``name`` as missing (computed again next time)."""
+        self._column_markers[name].clear(i)
+
+    def write_columns(self, i, arrays):
+        """Write block ``i`` of the columns in ``arrays`` (name -> the block's
+        values): each column's chunk, then its marker (a column's block is whole or
+        absent after a kill, as :meth:`write_block`'s)."""
+        if self.mode == "r":
+            raise StoreError(f"the store at {self.path} is open read-only")
+        start, stop = self.block_range(i)
+        for name, a in arrays.items():
+            if name not in self.columns:
+                raise KeyError(f"the store has no column {name!r}; add it first (add_columns)")
+            spec = self.columns[name][0]
+            a = np.asarray(a)
+            want = (stop - start,) + tuple(spec.shape)
+            if a.shape != want:
+                raise ValueError(f"write_columns({i}): column {name!r} has shape {a.shape}, the block needs {want}")
+            self._column_markers[name].clear(i)
+            self.group[name][start:stop] = a.astype(spec.dtype, copy=False)
+            self._column_markers[name].set(i)
+
     # -- reductions ----------------------------------------------------------------
     def read_reduction(self, name):
         """``(state, blocks)`` of the reduction ``name``: its state (dict name ->
@@ -540,9 +627,10 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------
     def __getitem__(self, name):
-        """The zarr array ``name`` (sliceable like numpy)."""
-        if name not in self.arrays:
-            raise KeyError(f"the store has no array {name!r}; it has {sorted(self.arrays)}")
+        """The zarr array ``name`` (sliceable like numpy): one of the job's arrays or
+        an added column."""
+        if name not in self.arrays and name not in self.columns:
+            raise KeyError(f"the store has no array {name!r}; it has {sorted(self.arrays) + sorted(self.columns)}")
         return self.group[name]
 
     def __len__(self):
@@ -565,6 +653,12 @@ def _exists(path):
         _check_local_target(path)
         return True
     return False
+
+
+def _column_name(name):
+    if not name or not all(c.isalnum() or c == "_" for c in name) or name.startswith("_"):
+        raise ValueError(f"a column name is letters, digits and '_' (not first), got {name!r}")
+    return name
 
 
 def _reduction_file(name):

@@ -81,7 +81,7 @@ from . import axiomatic as _ax, complexity as _cx, faithfulness_more as _fm, loc
 from . import mprt as _mprt, robustness as _rb
 
 __all__ = ["METRICS", "PER_SAMPLE_METRICS", "BETTER", "NEEDS_METHOD", "NEEDS_MASKS", "GROUPS", "evaluate",
-           "EvaluationTable", "expand_metrics"]
+           "EvaluationTable", "expand_metrics", "metric_params", "check_metric_params", "summary_columns"]
 
 # metric name -> (function, default parameters, what the per-sample number is)
 METRICS = {
@@ -187,6 +187,44 @@ def expand_metrics(metrics):
     if not out:
         raise ValueError("no metric given")
     return out
+
+
+def metric_params(name, params=None):
+    """The keyword arguments of metric ``name``: its defaults (:data:`METRICS`), then
+    ``params``' entries for the aliases naming it (``"aopc"``, ``"@group"``), then
+    its own entry (``params``: metric or alias -> overrides)."""
+    params = params or {}
+    kw = dict(METRICS[name][1])
+    for alias, members in ALIASES.items():
+        if name in members:
+            kw.update(params.get(alias, {}))
+    kw.update(params.get(name, {}))
+    return kw
+
+
+def check_metric_params(params):
+    """``params`` as a dict, its keys checked against the metric names and aliases."""
+    params = dict(params or {})
+    unknown = [k for k in params if k not in METRICS and k not in ALIASES]
+    if unknown:
+        raise ValueError(f"params for unknown metric(s) {unknown}; known: {list(METRICS) + list(ALIASES)}")
+    return params
+
+
+def summary_columns(labels, per_sample):
+    """The :class:`EvaluationTable` columns of ``per_sample`` (label -> column -> (N,)):
+    ``"method"`` and, per column, the NaN-aware mean and standard deviation over the samples."""
+    import warnings
+
+    cols = list(per_sample[labels[0]])
+    columns = {"method": np.asarray(labels)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        for c in cols:
+            vals = np.stack([per_sample[lab][c] for lab in labels])
+            columns[c] = np.nanmean(vals, axis=1)
+            columns[c + "_std"] = np.nanstd(vals, axis=1)
+    return columns
 
 
 def _methods(methods):
@@ -311,10 +349,7 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
 
     names = expand_metrics(metrics)
     specs = _methods(methods)
-    params = dict(params or {})
-    unknown = [k for k in params if k not in METRICS and k not in ALIASES]
-    if unknown:
-        raise ValueError(f"params for unknown metric(s) {unknown}; known: {list(METRICS) + list(ALIASES)}")
+    params = check_metric_params(params)
     batch = check_images(model, x, target, batch_size=analyze_batch_size)
     need_masks = [m for m in names if m in NEEDS_MASKS]
     if need_masks and masks is None:
@@ -332,12 +367,8 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
         labels.append(label)
         row, crow = {}, {}
         for m in names:
-            fn, defaults, attr = METRICS[m]
-            kw = dict(defaults)
-            for alias, members in ALIASES.items():
-                if m in members:
-                    kw.update(params.get(alias, {}))
-            kw.update(params.get(m, {}))
+            fn, _, attr = METRICS[m]
+            kw = metric_params(m, params)
             say(f"{label}: {m}")
             if m == "randomisation":
                 res = fn(prepared.model, batch.x, maps, batch.targets, method=name, params=mparams,
@@ -359,15 +390,6 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
             if hasattr(res, "curve"):
                 crow[m] = res
         per_sample[label], curves[label] = row, crow
-    cols = list(per_sample[labels[0]])
-    columns = {"method": np.asarray(labels)}
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        for c in cols:
-            vals = np.stack([per_sample[lab][c] for lab in labels])
-            columns[c] = np.nanmean(vals, axis=1)
-            columns[c + "_std"] = np.nanstd(vals, axis=1)
+    columns = summary_columns(labels, per_sample)
     return EvaluationTable(columns, per_sample, curves, rands, batch.targets,
                            dict(metrics=names, params=params, n=batch.n))
