@@ -14,6 +14,15 @@ shapes data, seed ``--seed``; targets = the true classes) or ``--data SOURCE``
 or a folder of image files read like ``lrpgraph explain`` reads them).  Metric
 parameters: ``--metric-param aopc.patch=4`` (``aopc`` applies to both orders);
 method parameters: ``--method-param gradcam:layer=block3_conv2``.
+
+The maps of a dataset store (``lrpgraph explain-dataset``)::
+
+    lrpgraph evaluate --store maps.zarr --data SOURCE --model shapes --metrics aopc,deletion,sparseness
+
+scores the stored maps block by block (:func:`lrpgraph.data.evaluate.evaluate_store`)
+and adds the per-sample columns ``eval_<metric>`` to the store; ``--data`` is the
+source the store was made from (checked against it).  Rerunning after Ctrl-C
+scores only the missing blocks; ``--overwrite`` computes the columns again.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import evaluation
+from ..data.evaluate import evaluate_store
+from ..data.store import StoreError
 from ..evaluation import synthetic
 from ..errors import InputError
 from ..evaluation import plots
@@ -50,6 +61,11 @@ def add_parsers(sub):
     src.add_argument("--data", default=None, help="a .npz (x, optional y), a .npy of images or a folder of images")
     src.add_argument("--benchmark", default=None, choices=["shapes"],
                      help="single-object images of the shipped shapes data (the default without --data)")
+    sp.add_argument("--store", default=None,
+                    help="score the maps of this dataset store (lrpgraph explain-dataset) instead of explaining: "
+                         "--data is the source it was made from; the numbers are added to the store as columns "
+                         "eval_<metric> (--methods, --n, --target are the store's)")
+    sp.add_argument("--overwrite", action="store_true", help="--store: compute the requested columns again")
     sp.add_argument("--n", type=int, default=32, help="number of images (default 32; --data: the first N)")
     sp.add_argument("--seed", type=int, default=12345, help="seed of the --benchmark images (default 12345)")
     sp.add_argument("--target", default=None, help="class index or name for every image, 'label' or 'predicted' "
@@ -107,7 +123,61 @@ def load_data(args, lm, out):
     raise InputError(f"--data {path}: expected a .npz, a .npy or a folder of images")
 
 
+def _store_source(data):
+    """The data of ``--data`` for a store: a folder path, ``(x, y)`` or ``x`` of a .npz / .npy."""
+    path = Path(data)
+    if path.is_dir():
+        return str(path)
+    if not path.is_file():
+        raise InputError(f"--data {path}: not found")
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.suffix == ".npz":
+        with np.load(path) as d:
+            if "x" not in d:
+                raise InputError(f"--data {path}: the .npz has no array 'x' (keys: {list(d.keys())})")
+            y = next((d[k] for k in ("y", "labels") if k in d), None)
+            return d["x"] if y is None else (d["x"], y)
+    raise InputError(f"--data {path}: expected a .npz, a .npy or a folder of images")
+
+
+def cmd_evaluate_store(args, out):
+    """``lrpgraph evaluate --store``: the metrics of a store's maps, into the store."""
+    if args.data is None:
+        raise InputError("--store needs --data: the source the store was made from (its inputs are not stored)")
+    t0 = time.perf_counter()
+    lm = load_model(args, out)
+    try:
+        metrics = evaluation.expand_metrics(args.metrics)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    mparams = parse_metric_params(args.metric_param)
+    print(f"lrpgraph evaluate: the maps of {args.store}, model {lm.name}, data {args.data}; metrics "
+          f"{', '.join(metrics)}", file=out, flush=True)
+    try:
+        table = evaluate_store(args.store, lm.model, _store_source(args.data), metrics, params=mparams,
+                               batch_size=args.batch_size, overwrite=args.overwrite, preprocess=lm.preprocess)
+    except (TypeError, ValueError, StoreError) as e:
+        raise InputError(str(e)) from None
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = table.to_markdown()
+    header = (f"The maps of {args.store} ({table.params['n']} samples), model {lm.name}; metrics "
+              f"{', '.join(metrics)}" + (f", parameters {mparams}" if mparams else "") + "; mean ± std over the "
+              f"samples; per sample: the store's columns {', '.join('eval_' + m for m in table.metric_columns)}.")
+    (out_dir / "evaluation.md").write_text(f"# lrpgraph evaluate\n\n{header}\n\n{md}\n")
+    table.to_csv(out_dir / "evaluation.csv")
+    table.per_sample_csv(out_dir / "evaluation_per_sample.csv")
+    print("\n" + header + "\n\n" + md + "\n", file=out)
+    for p in ["evaluation.md", "evaluation.csv", "evaluation_per_sample.csv"]:
+        print(f"wrote {(out_dir / p).resolve()}", file=out)
+    print(f"done in {time.perf_counter() - t0:.1f} s ({len(table.params['computed'])} blocks scored)", file=out)
+    return 0
+
+
 def cmd_evaluate(args, out):
+    if args.store is not None:
+        return cmd_evaluate_store(args, out)
     if args.n < 1:
         raise InputError("--n must be >= 1")
     t0 = time.perf_counter()

@@ -302,7 +302,7 @@ def _is_store(obj):
         return True
     if isinstance(obj, (str, os.PathLike)):
         p = str(obj)
-        return not p.endswith((".keras", ".h5")) and ("://" in p or os.path.isdir(p))
+        return not p.endswith((".keras", ".h5"))  # a model is a Keras model; a path names a store
     return False
 
 
