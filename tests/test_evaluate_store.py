@@ -145,3 +145,19 @@ def test_cli_evaluate_store(shapes, store, tmp_path):
     out2 = io.StringIO()
     assert cli_main(args, out=out2) == 0
     assert "(0 blocks scored)" in out2.getvalue()
+
+
+def test_docs_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "evaluation.md").read_text()
+    block = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "# store evaluation" in b]
+    assert block, "docs/evaluation.md lost its store evaluation example"
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(compile(block[0], "docs/evaluation.md", "exec"), ns)  # noqa: S102 - our own docs
+    assert capsys.readouterr().out.strip() == "['aopc_morf', 'aopc_lerf', 'sparseness']"
+    np.testing.assert_array_equal(ns["per_sample"],
+                                  ns["table"].per_sample["lrp.epsilon"]["aopc_morf"].astype(np.float32))
+    assert ns["table"].params["computed"] == [0, 1, 2]
