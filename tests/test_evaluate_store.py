@@ -51,9 +51,10 @@ def test_store_evaluation_equals_the_metrics_on_the_same_maps(shapes, store):
         fn, _, attr = evaluation.METRICS[m]
         want = getattr(fn(model, x, maps, targets, **evaluation.table.metric_params(m, PARAMS)), attr)
         got = table.per_sample["lrp.epsilon"][m]
-        # the same float32 maps scored block by block (4, 4, 2 images) vs in one batch: the model's float32
-        # logits of a perturbed image move by ~1e-6 relative with the batch composition (oneDNN kernels)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+        # the same float32 maps scored block by block (4, 4, 2 images) vs in one batch, read back from a float32
+        # column (rounding 6e-8 relative); the model's float32 logits of a perturbed image move in the last bits
+        # with the batch composition (measured: 7e-8 of a scale of 3.4); 1e-6 of the scale bounds both
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(want).max()))
         np.testing.assert_array_equal(np.asarray(att[f"eval_{m}"][:]), got.astype(np.float32))
         assert f"eval_{m}" in att.metrics
         assert att.columns[f"eval_{m}"]["blocks"] == [0, 1, 2]
@@ -63,8 +64,8 @@ def test_store_evaluation_equals_the_metrics_on_the_same_maps(shapes, store):
     mem = lrpgraph.evaluate(model, x, ["lrp.epsilon"], y, METRICS, params=PARAMS)
     for m in NAMES:
         a, b = mem.per_sample["lrp.epsilon"][m], table.per_sample["lrp.epsilon"][m]
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(a).max()))  # float32 noise, above
-    assert "eval_aopc_morf" in table.to_markdown() or "aopc_morf" in table.to_markdown()
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(a).max()))  # as above
+    assert "aopc_morf (higher)" in table.to_markdown()
 
 
 def test_interrupted_evaluation_resumes_only_the_missing_blocks(shapes, store):

@@ -280,8 +280,7 @@ def evaluate_store(store, model, data, metrics=("aopc",), *, params=None, batch_
             return att
 
         def stopped(interrupted):
-            left = sum(1 for b in range(st.n_blocks) for m in names
-                       if b not in st.column_done_blocks(COLUMN_PREFIX + m))
+            left = sum(st.n_blocks - len(st.column_done_blocks(COLUMN_PREFIX + m)) for m in names)
             print(f"\nlrpgraph: evaluation stopped; {left} (block, metric) scores are missing in {st.path}. Run the "
                   "same call (or command) again to compute only those.", file=sys.stderr, flush=True)
 
