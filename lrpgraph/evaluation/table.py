@@ -69,6 +69,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,8 +215,6 @@ def check_metric_params(params):
 def summary_columns(labels, per_sample):
     """The :class:`EvaluationTable` columns of ``per_sample`` (label -> column -> (N,)):
     ``"method"`` and, per column, the NaN-aware mean and standard deviation over the samples."""
-    import warnings
-
     cols = list(per_sample[labels[0]])
     columns = {"method": np.asarray(labels)}
     with warnings.catch_warnings():
