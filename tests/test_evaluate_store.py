@@ -91,6 +91,11 @@ def test_interrupted_evaluation_resumes_only_the_missing_blocks(shapes, store):
     more = ev(store, shapes, metrics=["complexity"])
     assert more.params["computed"] == [0, 1, 2] and more.metric_columns == ["complexity"]
     assert set(lrpgraph.open_store(store).columns) == {f"eval_{m}" for m in NAMES + ["complexity"]}
+    # the explain job still matches and resumes its store: the columns leave its arrays and markers alone
+    model, x, y = shapes
+    eps = lrpgraph.create_analyzer("lrp.epsilon", model)
+    assert lrpgraph.explain_dataset(eps, (x, y), store, batch_size=4, progress=False).computed == []
+    assert ev(store, shapes).params["computed"] == []
 
 
 def test_other_parameters_need_overwrite(shapes, store):
