@@ -101,7 +101,12 @@ def cmd_xai_tris(args, out=None):
     md = [f"# XAI-TRIS-style benchmark\n", f"Command: `{command}` ({seconds:.0f} s)\n",
           f"Settings: {table.meta}\n",
           "Cells: mean over the test images [percentile-bootstrap 95% interval]; localisation on |R|.\n",
-          table.to_markdown()]
+          "## Ranking by relevance mass (mean rank over the columns, 1 = best)\n",
+          table.ranking_markdown("mass"), "",
+          "## Ranking by localisation AUC\n", table.ranking_markdown("auc"), ""]
+    if not args.no_faithfulness:
+        md += ["## Ranking by AOPC MoRF (faithfulness)\n", table.ranking_markdown("aopc"), ""]
+    md += ["## Every metric per (scenario, background, model)\n", table.to_markdown()]
     (dest / "xai_tris.md").write_text("\n".join(md))
     table.to_csv(dest / "xai_tris.csv")
     figs = []

@@ -313,6 +313,52 @@ class BenchmarkTable:
             out.append("")
         return "\n".join(out)
 
+    def ranking_markdown(self, metric="mass", digits=2):
+        """The ranking table of one metric: a row per method, a column per (scenario,
+        background, model) with ``mean [low, high]``, and the method's mean rank over the
+        columns (1 = best; ties share the mean rank); rows sorted by mean rank."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+        keys = list(dict.fromkeys((r["scenario"], r["background"], r["model"]) for r in self.rows))
+        labels = list(dict.fromkeys(r["method"] for r in self.rows))
+        cell = {(r["scenario"], r["background"], r["model"], r["method"]): r[metric] for r in self.rows if metric in r}
+        if not cell:
+            raise ValueError(f"the table has no {metric!r} column (run with faithfulness=True for 'aopc')")
+        from scipy.stats import rankdata
+
+        ranks = {m: [] for m in labels}
+        for k in keys:
+            present = [m for m in labels if k + (m,) in cell and np.isfinite(cell[k + (m,)][0])]
+            sign = -1 if METRICS[metric][1] == "higher" else 1
+            for m, rk in zip(present, rankdata([sign * cell[k + (m,)][0] for m in present])):
+                ranks[m].append(rk)
+        order = sorted(labels, key=lambda m: np.mean(ranks[m]) if ranks[m] else np.inf)
+        head = "| method | mean rank | " + " | ".join(f"{s.upper()}/{b}/{m.upper()}" for s, b, m in keys) + " |"
+        lines = [head, "|---|---:|" + "---:|" * len(keys)]
+        for m in order:
+            cells = []
+            for k in keys:
+                v = cell.get(k + (m,))
+                cells.append("–" if v is None else f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]")
+            mr = f"{np.mean(ranks[m]):.1f}" if ranks[m] else "–"
+            lines.append(f"| {m} | {mr} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_csv(cls, path):
+        """Read a table written by :meth:`to_csv` back (rows and the accuracies; no examples)."""
+        with open(path) as f:
+            head, *body = [line.rstrip("\n").split(",") for line in f if line.strip()]
+        cols = [c for c in head[5::3]]
+        rows = []
+        for vals in body:
+            r = {"scenario": vals[0], "background": vals[1], "model": vals[2], "accuracy": float(vals[3]),
+                 "method": vals[4]}
+            for i, c in enumerate(cols):
+                r[c] = tuple(float(v) for v in vals[5 + 3 * i:8 + 3 * i])
+            rows.append(r)
+        return cls(rows)
+
     def to_csv(self, path=None):
         """The rows as CSV (mean, low, high per metric); written to ``path`` when given."""
         cols = [c for c in METRICS if any(c in r for r in self.rows)]
