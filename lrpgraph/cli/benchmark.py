@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..evaluation import xai_tris as X
 
 __all__ = ["add_parsers", "cmd_xai_tris"]
 
@@ -35,8 +36,6 @@ def add_parsers(sub):
                         description=__doc__.split("::")[0].strip())
     bsub = sp.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     bsub.required = True
-    from ..evaluation import xai_tris as X
-
     xp = bsub.add_parser("xai-tris", help="XAI-TRIS-style tetromino benchmark: methods ranked by ground-truth "
                                           "localisation and faithfulness, with bootstrap intervals",
                          description=__doc__.split("::")[0].strip() + " See docs/evaluation.md.")
@@ -61,8 +60,6 @@ def add_parsers(sub):
 
 def cmd_xai_tris(args, out=None):
     """Run :func:`lrpgraph.evaluation.xai_tris.run` and write the table, CSV and figure."""
-    from ..evaluation import xai_tris as X
-
     out = sys.stdout if out is None else out
     for name in ("n_train", "n_test", "n_boot"):
         if getattr(args, name) < 1:

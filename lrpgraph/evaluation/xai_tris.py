@@ -47,8 +47,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import keras
+from matplotlib.figure import Figure
+from scipy.ndimage import gaussian_filter
+from scipy.stats import rankdata
+from skimage.filters import sobel
+
+from ..methods.registry import create_analyzer, fill_bounds
+from ..viz import save_figure
 from . import localisation as L
 from . import localisation_metrics as LM
+from .perturbation import region_perturbation
 
 __all__ = ["SCENARIOS", "BACKGROUNDS", "ALPHA", "EPOCHS", "SHAPES", "METHODS", "METRICS", "tetromino", "make_dataset",
            "build_model", "train", "explain", "score", "bootstrap_ci", "run", "BenchmarkTable", "figure"]
@@ -135,8 +144,6 @@ def _fixed(size):
 def _background(rng, n, size, background):
     eta = rng.standard_normal((n, size, size))
     if background == "corr":
-        from scipy.ndimage import gaussian_filter
-
         eta = gaussian_filter(eta, sigma=(0, size / 8, size / 8), mode="wrap")
         eta /= eta.reshape(n, -1).std(axis=1)[:, None, None]
     return eta
@@ -185,8 +192,6 @@ def build_model(kind, size=32, seed=0):
     Dense 32 -> Dense 2).  The Flatten head (not global pooling) lets the CNN read
     where a pattern is and combine the two signs of ``xor``; the plain CAM method,
     which needs GlobalAveragePooling -> Dense, is therefore not in the table."""
-    import keras
-
     _check_choice("model", kind, ("cnn", "mlp"))
     keras.utils.set_random_seed(seed)
     inp = keras.Input((size, size, 1))
@@ -210,8 +215,6 @@ def train(kind, data, *, epochs=8, seed=0, batch_size=64, learning_rate=3e-3):
     """Fit :func:`build_model` ``(kind)`` on ``data`` (from :func:`make_dataset`) with Adam
     and softmax cross-entropy; returns the model (weights fixed by ``seed``, up to
     thread-order float noise)."""
-    import keras
-
     model = build_model(kind, data["x"].shape[1], seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -220,15 +223,11 @@ def train(kind, data, *, epochs=8, seed=0, batch_size=64, learning_rate=3e-3):
 
 
 def _sobel(x):
-    from skimage.filters import sobel
-
     return np.stack([sobel(img[..., 0].astype(np.float64)) for img in x])[..., None]
 
 
 def explain(label, model, x, target, *, low, high, seed=0, batch_size=64):
     """The maps ``(N, S, S, 1)`` of method ``label`` (a key of :data:`METHODS`) for ``x``."""
-    from ..methods.registry import create_analyzer, fill_bounds
-
     _check_choice("method", label, tuple(METHODS))
     name, params, _ = METHODS[label]
     if label == "random":
@@ -258,8 +257,6 @@ def score(maps, masks, *, model=None, x=None, target=None, faithfulness=True):
     out = {"mass": L.relevance_mass(a, masks), "rank": LM.relevance_rank_accuracy(a, masks),
            "pointing": L.pointing_game(a, masks).astype(np.float64), "auc": LM.roc_auc(a, masks)}
     if faithfulness and model is not None:
-        from .perturbation import region_perturbation
-
         out["aopc"] = region_perturbation(model, x, maps.astype(np.float32), target,
                                           patch=max(1, x.shape[1] // 8), order="morf").aopc
     return out
@@ -324,8 +321,6 @@ class BenchmarkTable:
         cell = {(r["scenario"], r["background"], r["model"], r["method"]): r[metric] for r in self.rows if metric in r}
         if not cell:
             raise ValueError(f"the table has no {metric!r} column (run with faithfulness=True for 'aopc')")
-        from scipy.stats import rankdata
-
         ranks = {m: [] for m in labels}
         for k in keys:
             present = [m for m in labels if k + (m,) in cell and np.isfinite(cell[k + (m,)][0])]
@@ -429,17 +424,12 @@ def run(*, scenarios=SCENARIOS, backgrounds=("white",), models=("cnn", "mlp"), m
 def figure(table, path, *, methods=("LRP-eps", "Gradient", "Grad-CAM", "sobel"), model="cnn", background=None):
     """A PNG: per scenario one example input, its ground truth and ``methods``' |maps|
     (the first test image of class 1) on ``model``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = [k for k in table.examples if k[2] == model and (background is None or k[1] == background)]
     if not keys:
         raise ValueError(f"no examples for model {model!r} in the table")
     methods = [m for m in methods if any(m in table.examples[k]["maps"] for k in keys)]
-    fig, axes = plt.subplots(len(keys), 2 + len(methods), figsize=(1.9 * (2 + len(methods)), 1.9 * len(keys)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.9 * (2 + len(methods)), 1.9 * len(keys)))
+    axes = fig.subplots(len(keys), 2 + len(methods), squeeze=False)
     for i, k in enumerate(keys):
         ex = table.examples[k]
         j = int(np.argmax(ex["y"] == 1)) if (ex["y"] == 1).any() else 0
@@ -458,6 +448,4 @@ def figure(table, path, *, methods=("LRP-eps", "Gradient", "Grad-CAM", "sobel"),
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
