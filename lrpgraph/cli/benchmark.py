@@ -98,6 +98,8 @@ def cmd_xai_tris(args, out=None):
     md = [f"# XAI-TRIS-style benchmark\n", f"Command: `{command}` ({seconds:.0f} s)\n",
           f"Settings: {table.meta}\n",
           "Cells: mean over the test images [percentile-bootstrap 95% interval]; localisation on |R|.\n",
+          "## Mean rank per metric over the (scenario, background, model) columns (1 = best)\n",
+          table.summary_markdown(), "",
           "## Ranking by relevance mass (mean rank over the columns, 1 = best)\n",
           table.ranking_markdown("mass"), "",
           "## Ranking by localisation AUC\n", table.ranking_markdown("auc"), ""]

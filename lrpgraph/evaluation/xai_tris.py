@@ -339,6 +339,35 @@ class BenchmarkTable:
             lines.append(f"| {m} | {mr} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def mean_ranks(self, metric):
+        """``{method: mean rank}`` over the (scenario, background, model) columns where the
+        method has a finite value (1 = best; ties share the mean rank)."""
+        keys = list(dict.fromkeys((r["scenario"], r["background"], r["model"]) for r in self.rows))
+        cell = {(r["scenario"], r["background"], r["model"], r["method"]): r[metric][0]
+                for r in self.rows if metric in r and np.isfinite(r[metric][0])}
+        sign = -1 if METRICS[metric][1] == "higher" else 1
+        ranks = {}
+        for k in keys:
+            present = [m for (*kk, m) in cell if tuple(kk) == k]
+            for m, rk in zip(present, rankdata([sign * cell[k + (m,)] for m in present])):
+                ranks.setdefault(m, []).append(rk)
+        return {m: float(np.mean(v)) for m, v in ranks.items()}
+
+    def summary_markdown(self, sort_by="mass"):
+        """One row per method, its mean rank by every metric of the table (1 = best),
+        sorted by ``sort_by``'s; the number of columns each method was ranked in."""
+        cols = [c for c in METRICS if any(c in r for r in self.rows)]
+        mr = {c: self.mean_ranks(c) for c in cols}
+        n = {}
+        for r in self.rows:
+            n[r["method"]] = n.get(r["method"], 0) + 1
+        order = sorted(mr[sort_by], key=mr[sort_by].get)
+        lines = ["| method | columns | " + " | ".join(f"rank by {METRICS[c][0]}" for c in cols) + " |",
+                 "|---|---:|" + "---:|" * len(cols)]
+        for m in order:
+            lines.append(f"| {m} | {n[m]} | " + " | ".join(f"{mr[c].get(m, float('nan')):.1f}" for c in cols) + " |")
+        return "\n".join(lines)
+
     @classmethod
     def from_csv(cls, path):
         """Read a table written by :meth:`to_csv` back (rows and the accuracies; no examples)."""
