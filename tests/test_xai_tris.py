@@ -144,7 +144,7 @@ def test_cli_quick_run_writes_the_table(tmp_path):
     csv = (out / "xai_tris.csv").read_text().splitlines()
     assert len(csv) == 1 + 4 and csv[0].startswith("scenario,background,model,accuracy,method,mass,")
     assert (out / "xai_tris_cnn.png").stat().st_size > 1000
-    assert "## Ranking by relevance mass" in md and "## Ranking by AOPC MoRF" in md
+    assert "## Ranking by relevance mass" in md and "## Ranking by AOPC MoRF" in md and "## Mean rank per metric" in md
     # the CSV reads back to the same table, and the ranking puts the best mean first
     t = X.BenchmarkTable.from_csv(out / "xai_tris.csv")
     assert t.to_csv() == (out / "xai_tris.csv").read_text()
