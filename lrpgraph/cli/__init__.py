@@ -10,11 +10,13 @@
     lrpgraph explain-dataset SOURCE --out STORE [--target label|predicted|N|name] ...
     lrpgraph show STORE --index I --out PNG [--source SOURCE]
     lrpgraph evaluate --methods a,b --metrics aopc,deletion [--data SOURCE | --benchmark shapes] --out DIR
+    lrpgraph benchmark xai-tris [--scenarios lin,xor] [--models cnn] [--n-test N] --out DIR
 
 * :mod:`lrpgraph.cli.explain`: ``methods``, ``explain`` (images and ``--text``),
   ``demo``, ``check``;
 * :mod:`lrpgraph.cli.dataset`: ``explain-dataset``, ``show`` (docs/datasets.md);
 * :mod:`lrpgraph.cli.evaluate`: ``evaluate`` (docs/evaluation.md);
+* :mod:`lrpgraph.cli.benchmark`: ``benchmark xai-tris`` (docs/evaluation.md);
 * :mod:`lrpgraph.cli.options`: what they share, defined once (the model options
   ``--model/--weights/--unsafe/--preprocess/--labels/--size``, ``--param``, targets
   from text, and the flag advice a library error gets).
@@ -40,7 +42,7 @@ import os
 import sys
 
 from ..errors import InputError
-from . import concepts, dataset, evaluate, explain
+from . import benchmark, concepts, dataset, evaluate, explain
 from .options import advice
 
 __all__ = ["main", "build_parser"]
@@ -56,6 +58,7 @@ def build_parser():
     evaluate.add_parsers(sub)    # evaluate (docs/evaluation.md)
     dataset.add_parsers(sub)     # explain-dataset, show (docs/datasets.md)
     concepts.add_parsers(sub)    # concepts, atlas (docs/concepts.md)
+    benchmark.add_parsers(sub)   # benchmark xai-tris (docs/evaluation.md)
     return p
 
 

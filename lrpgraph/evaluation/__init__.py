@@ -32,6 +32,9 @@ Beside the faithfulness metrics, imported as modules:
 - :mod:`~lrpgraph.evaluation.two_object`: the two-object localisation benchmark
   (docs/benchmark_two_object.md) on :mod:`~lrpgraph.evaluation.synthetic`, the synthetic
   shapes (which also train the bundled shapes model);
+- :mod:`~lrpgraph.evaluation.xai_tris`: the XAI-TRIS-style ground-truth benchmark
+  (tetromino scenarios, tiny CNN/MLP trained from a seed, methods ranked with bootstrap
+  intervals; ``lrpgraph benchmark xai-tris``);
 - :mod:`~lrpgraph.evaluation.check`: ``lrpgraph.check(model)``, what the engine makes of a
   model (op kinds, each preset's rule per node, the rewritten logits against Keras's).
 """
