@@ -306,3 +306,40 @@ def test_zennit_crp_traps_are_not_copied(cnn):
     m = keras.Model(inp, out)
     maps = conditional(m, r.random((2, 6, 10, 3)).astype("float32"), 0, {"c": [0, 1, 2, 3]}, method="lrp.epsilon")
     assert maps.shape == (2, 4, 6, 10, 3)
+
+
+def test_one_pass_over_several_layers_equals_per_layer_runs(cnn, tmp_path):
+    """layer=[...] (and ALL_CONV) record every layer in one pass per block: each layer's
+    top-k, class statistics and boxes equal a run of that layer alone."""
+    from lrpgraph.concepts import ALL_CONV, ConceptStatistics, from_store
+
+    model, data, labels = _dataset(cnn)
+    both = reference_samples(model, (data, labels), ["conv1", "conv2"], k=3, method="lrp.z", target="label",
+                             store=str(tmp_path / "both"), batch_size=5)
+    assert list(both) == ["conv1", "conv2"]
+    assert both["conv2"].store.relevance[:].shape == (12, 3, 8 + 16)
+    for layer in ("conv1", "conv2"):
+        one = reference_samples(model, (data, labels), layer, k=3, method="lrp.z", target="label",
+                                store=str(tmp_path / layer), batch_size=5)
+        many = both[layer]
+        np.testing.assert_array_equal(many.channels, one.channels)
+        np.testing.assert_array_equal(many.indices, one.indices)
+        # the same reverse pass, other recorded nodes: float32 noise of another compiled function
+        np.testing.assert_allclose(many.values, one.values, rtol=1e-5)
+        np.testing.assert_allclose(many.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(many.class_count, one.class_count)
+        np.testing.assert_array_equal(many.boxes, one.boxes)
+        cols = slice(many.offset, many.offset + len(many.channels))
+        np.testing.assert_allclose(many.store.relevance[:][:, :, cols], one.store.relevance[:], rtol=1e-5,
+                                   atol=1e-6 * np.abs(one.store.relevance[:]).max())
+        np.testing.assert_array_equal(from_store(str(tmp_path / "both"), layer=layer).indices, many.indices)
+    stats = ConceptStatistics(model, layer=ALL_CONV, base="lrp.z")
+    assert stats.layers == ["conv1", "conv2"] and stats.offsets == {"conv1": 0, "conv2": 8}
+    sub = reference_samples(model, (data, labels), ALL_CONV, channels={"conv2": [4, 1]}, k=3, method="lrp.z",
+                            store=str(tmp_path / "sub"), batch_size=5, rf=False)
+    np.testing.assert_array_equal(sub["conv2"].indices, both["conv2"].indices[[4, 1]])
+    np.testing.assert_array_equal(sub["conv1"].indices, both["conv1"].indices)
+    with pytest.raises(ValueError, match="not mined"):
+        ConceptStatistics(model, layer=["conv1"], channels={"conv2": [1]})
+    with pytest.raises(ValueError, match=r"\{layer: \[channels\]\}"):
+        ConceptStatistics(model, layer=["conv1", "conv2"], channels=[1])
