@@ -415,8 +415,12 @@ def conditional(model, x, target=None, conditions=None, method="epsilon_plus_fla
     ``exclude_parallel`` (default, as zennit-crp): relevance that reaches the input
     around a conditioned layer l (a shortcut from above l into l's ancestors) is
     dropped for the seeds conditioned on l, so the map is the relevance that passes
-    through l's chosen channels.  On a chain (no branch around l) it changes nothing;
-    with it off, such relevance is kept and the partition identity holds on any graph.
+    through l's chosen channels.  On a chain (no branch around l) it changes nothing.
+    Where a shortcut bypasses l: with it on, the maps of a partition of l's channels sum
+    to the map through l, and adding the map around l (``[{l: []}]`` with it off) gives
+    the unconditioned map; with it off, every seed keeps the shortcut's relevance, so
+    all channels as one seed give the unconditioned map but S per-channel maps sum to
+    it plus (S - 1) times the map around l.
 
     ``model``: a keras.Model, Prepared, or :class:`ConceptExplainer` (reuses its compiled
     passes); ``conditions``: ``{layer: [c1, c2, ...]}`` (one map per channel; a nested
