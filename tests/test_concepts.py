@@ -284,6 +284,14 @@ def test_cli_concepts_and_atlas(tmp_path):
     assert main(["atlas", store, "--channels", "3,17", "--out", str(png)], out=Out()) == 0
     assert png.stat().st_size > 1000
     assert main(["atlas", store, "--channels", "99", "--out", str(png)], out=Out()) == 1  # not a channel
+    # two layers in one pass: the atlas asks which one
+    both = str(tmp_path / "both.zarr")
+    assert main(["concepts", str(data), "--model", "shapes", "--layer", "block3_conv1,block3_conv2", "--out", both,
+                 "--k", "2", "--batch-size", "6"], out=Out()) == 0
+    two = lrpgraph.concepts.from_store(both)
+    np.testing.assert_array_equal(two["block3_conv2"].indices, refs.indices)
+    assert main(["atlas", both, "--channels", "3", "--out", str(png)], out=Out()) == 1  # which layer?
+    assert main(["atlas", both, "--layer", "block3_conv1", "--channels", "3,17", "--out", str(png)], out=Out()) == 0
 
 
 def test_zennit_crp_traps_are_not_copied(cnn):
