@@ -41,7 +41,8 @@ from .engine.heads import Head
 from .rules.presets import PRESETS
 
 __all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph", "normalise_conditions",
-           "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box", "from_store"]
+           "reference_samples", "ReferenceSamples", "ConceptStatistics", "read_samples", "rf_box", "from_store",
+           "conv_layers", "ALL_CONV"]
 
 
 # ---- conditions --------------------------------------------------------------------------
@@ -414,8 +415,12 @@ def conditional(model, x, target=None, conditions=None, method="epsilon_plus_fla
     ``exclude_parallel`` (default, as zennit-crp): relevance that reaches the input
     around a conditioned layer l (a shortcut from above l into l's ancestors) is
     dropped for the seeds conditioned on l, so the map is the relevance that passes
-    through l's chosen channels.  On a chain (no branch around l) it changes nothing;
-    with it off, such relevance is kept and the partition identity holds on any graph.
+    through l's chosen channels.  On a chain (no branch around l) it changes nothing.
+    Where a shortcut bypasses l: with it on, the maps of a partition of l's channels sum
+    to the map through l, and adding the map around l (``[{l: []}]`` with it off) gives
+    the unconditioned map; with it off, every seed keeps the shortcut's relevance, so
+    all channels as one seed give the unconditioned map but S per-channel maps sum to
+    it plus (S - 1) times the map around l.
 
     ``model``: a keras.Model, Prepared, or :class:`ConceptExplainer` (reuses its compiled
     passes); ``conditions``: ``{layer: [c1, c2, ...]}`` (one map per channel; a nested
@@ -496,15 +501,68 @@ from .methods.registry import register  # noqa: E402
 STAT_ROWS = ("relevance", "relevance_share", "activation")
 
 
-@register("concepts", "per sample, (3, C): relevance per channel of a layer, its share, and the summed activation")
+#: ``layer=ALL_CONV``: every convolution layer of the model (see :func:`conv_layers`)
+ALL_CONV = "all conv"
+
+#: the Keras layer classes :func:`conv_layers` counts as convolutions
+CONV_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+                          "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"})
+
+
+def conv_layers(explainer):
+    """The names of the model's convolution layers (:data:`CONV_CLASSES`, nested models
+    included) whose output carries relevance in ``explainer``'s reverse pass, in the
+    order of the model's layers.  A BatchNorm folded into a conv leaves the conv's
+    name on the folded output; a fused activation, on the activation's output."""
+    out = []
+
+    def walk(layers):
+        for lay in layers:
+            if hasattr(lay, "layers") and lay.layers and not type(lay).__name__ in CONV_CLASSES:
+                walk(lay.layers)
+            elif type(lay).__name__ in CONV_CLASSES and lay.name not in out:
+                try:
+                    explainer.node(lay.name)
+                except ValueError:
+                    continue
+                out.append(lay.name)
+
+    walk(explainer.prepared.model.layers)
+    if not out:
+        raise ValueError(f"model {explainer.prepared.name!r} has no convolution layer on the reverse pass; "
+                         "name the layers: layer=['dense_1', ...]")
+    return out
+
+
+def _layer_list(explainer, layer):
+    """(layers, single) for ``layer``: one name, a list of names, or :data:`ALL_CONV`."""
+    if isinstance(layer, str):
+        if layer == ALL_CONV and layer not in {lay.name for lay in explainer.prepared.model.layers}:
+            return conv_layers(explainer), False
+        return [layer], True
+    if isinstance(layer, (list, tuple)) and layer and all(isinstance(v, str) for v in layer):
+        if len(set(layer)) != len(layer):
+            raise ValueError(f"layer lists {layer} name a layer twice")
+        return list(layer), False
+    raise TypeError(f"layer must be a layer name, a non-empty list of names or {ALL_CONV!r}; got {layer!r}")
+
+
+@register("concepts", "per sample, (3, C): relevance per channel of a layer (or of several, side by side), its share, "
+                      "and the summed activation")
 class ConceptStatistics(Method):
-    """A :class:`lrpgraph.Method` whose "map" is one layer's concept statistics.
+    """A :class:`lrpgraph.Method` whose "map" is the concept statistics of one or more layers.
 
     For each sample, (3, C): ``relevance`` R^l_c (summed over space, for the target
-    class), ``relevance_share`` R^l_c / sum_c' |R^l_c'| and ``activation``
+    class), ``relevance_share`` R^l_c / sum_c' |R^l_c'| (per layer) and ``activation``
     sum_{space} a^l_c (zennit-crp's ``max_target="sum"``), computed in one reverse
-    pass of ``base`` (a rule preset).  The dataset runner stores these and merges the
-    running top-k per channel and the class sums (:func:`reference_samples`).
+    pass of ``base`` (a rule preset).  With several layers (``layer=[...]`` or
+    :data:`ALL_CONV`) the one pass records every layer and the columns are the
+    layers' chosen channels side by side, in the order of :attr:`layers`
+    (:attr:`offsets` gives where each starts).  The dataset runner stores these and
+    merges the running top-k per channel and the class sums (:func:`reference_samples`).
+
+    ``channels``: None (all), a list (one layer) or ``{layer: [channels]}`` (the
+    layers not named keep all of theirs).
 
     Registered as ``"concepts"`` so that Ray actors build it by name:
     ``create_analyzer("concepts", model, layer="block3_conv1", base="epsilon_plus_flat")``."""
@@ -514,16 +572,33 @@ class ConceptStatistics(Method):
 
     def __init__(self, model, layer=None, base="epsilon_plus_flat", channels=None, **params):
         if layer is None:
-            raise ValueError("ConceptStatistics needs layer=, the name of the layer whose channels are concepts")
+            raise ValueError("ConceptStatistics needs layer=, the name of the layer whose channels are concepts "
+                             f"(or a list of names, or {ALL_CONV!r})")
         self.explainer = ConceptExplainer(model, base, **params)
         super().__init__(self.explainer.prepared, neuron_selection_mode="index")
-        self.layer, self.base = layer, self.explainer.method
-        n = self.explainer.n_channels(layer)
-        self.channels = list(range(n)) if channels is None else [int(c) for c in channels]
-        bad = [c for c in self.channels if not 0 <= c < n]
-        if bad:
-            raise ValueError(f"channels {bad} are out of range; layer {layer!r} has {n} channels")
-        self.params = {"layer": layer, "base": self.base, "channels": self.channels,
+        self.layers, single = _layer_list(self.explainer, layer)
+        self.layer, self.base = (self.layers[0] if single else list(self.layers)), self.explainer.method
+        if channels is not None and not isinstance(channels, dict):
+            if not single:
+                raise ValueError("with several layers pass channels as {layer: [channels]} (or None: all)")
+            channels = {self.layers[0]: channels}
+        channels = channels or {}
+        unknown = sorted(set(channels) - set(self.layers))
+        if unknown:
+            raise ValueError(f"channels name layers {unknown} that are not mined ({self.layers})")
+        self.channels_of, self.offsets, columns = {}, {}, []
+        for lay in self.layers:
+            n = self.explainer.n_channels(lay)
+            chans = list(range(n)) if channels.get(lay) is None else [int(c) for c in channels[lay]]
+            bad = [c for c in chans if not 0 <= c < n]
+            if bad:
+                raise ValueError(f"channels {bad} are out of range; layer {lay!r} has {n} channels")
+            self.offsets[lay] = len(columns)
+            self.channels_of[lay] = chans
+            columns += [(lay, c) for c in chans]
+        self.channels = self.channels_of[self.layers[0]] if single else \
+            {lay: self.channels_of[lay] for lay in self.layers}
+        self.params = {"layer": self.layer, "base": self.base, "channels": self.channels,
                        **getattr(self.explainer.analyzer, "params", {})}
 
         self._fn = tf.function(self.traced, input_signature=[list(self.prepared.input_specs),
@@ -534,12 +609,14 @@ class ConceptStatistics(Method):
         """(maps [(N, 3, C)], logits, None) as traceable TensorFlow for a list of input
         tensors and (N,) int32 targets (-1: the predicted class); what the
         MirroredStrategy executor runs on each replica."""
-        p = self.explainer._pass(1, [], [self.explainer.node(self.layer)])
+        p = self.explainer._pass(1, [], [self.explainer.node(lay) for lay in self.layers])
         _, logits, rec, acts = p.body(inputs[0], targets, [], [])
-        r = rec[0][:, 0]
-        share = tf.math.divide_no_nan(r, tf.reduce_sum(tf.abs(r), axis=-1, keepdims=True))
-        out = tf.gather(tf.stack([r, share, acts[0]], axis=1), self.channels, axis=-1)
-        return [out], logits, None
+        parts = []
+        for lay, r, a in zip(self.layers, rec, acts):
+            r = r[:, 0]
+            share = tf.math.divide_no_nan(r, tf.reduce_sum(tf.abs(r), axis=-1, keepdims=True))
+            parts.append(tf.gather(tf.stack([r, share, a], axis=1), self.channels_of[lay], axis=-1))
+        return [parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)], logits, None
 
     def compute(self, xs, targets):
         maps, logits, _ = self._fn([tf.convert_to_tensor(a) for a in xs], tf.convert_to_tensor(targets))
@@ -576,7 +653,8 @@ class ReferenceSamples:
     sample), ``class_count`` (K,); ``boxes`` (C, k, 4) int (y0, x0, y1, x1),
     half-open, the receptive-field box of each reference sample, or None;
     ``store`` the :class:`lrpgraph.data.Attributions` of the run (per-sample
-    statistics in ``store.relevance``, (N, 3, C))."""
+    statistics in ``store.relevance``, (N, 3, C_all): this layer's are the columns
+    ``offset : offset + len(channels)``; ``offset`` is 0 for a one-layer run)."""
 
     layer: str
     mode: str
@@ -587,6 +665,7 @@ class ReferenceSamples:
     class_count: np.ndarray
     boxes: np.ndarray | None
     store: object
+    offset: int = 0
 
     def top_classes(self, channel, n=3):
         """The classes in which ``channel`` is most relevant on average."""
@@ -605,6 +684,12 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
                       rf_threshold=0.1, executor=None, strategy=None, on_block=None, preprocess="auto", image_size=None,
                       **params):
     """The k reference samples of each concept over a whole dataset (CRP sect. 2.3).
+
+    ``layer``: a layer name (returns one :class:`ReferenceSamples`), or a list of
+    names, or :data:`ALL_CONV` (every convolution layer, :func:`conv_layers`): then
+    one reverse pass per block records every listed layer's statistics, and the
+    result is ``{layer: ReferenceSamples}`` (one store; ``channels`` is then None/
+    "all" or ``{layer: [channels]}``).
 
     Relevance maximisation (``mode="relevance"``): the samples x with the largest
     R^l_c(x) (the channel's relevance to the explained class, summed over space);
@@ -642,7 +727,8 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
         raise ValueError("rf=True needs the class of each reference sample: pass target as 'label', 'predicted', "
                          "a class or an array, or rf=False with a callable target")
     stats = model if isinstance(model, ConceptStatistics) else ConceptStatistics(
-        model, layer=layer, base=method, channels=None if channels == "all" else channels, **params)
+        model, layer=layer, base=method, channels=None if isinstance(channels, str) and channels == "all"
+        else channels, **params)
     spec = JobSpec(target=target, batch_size=batch_size, reductions=concept_reductions(k), preprocess=preprocess,
                    image_size=image_size)
     if strategy is not None:
@@ -656,16 +742,16 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     source = make_source(data, job.prepared, **spec.source_options())
     att = drive(job, source, store, executor, resume=resume, progress=progress, on_block=on_block)
     refs = from_store(att, mode)
-    if rf:
-        refs.boxes = _boxes(stats.explainer, source, batch_size, layer, refs.channels, refs.indices, target,
-                            rf_threshold)
+    for r in ([refs] if isinstance(refs, ReferenceSamples) else refs.values()) if rf else ():
+        r.boxes = _boxes(stats.explainer, source, batch_size, r.layer, r.channels, r.indices, target, rf_threshold)
     return refs
 
 
-def from_store(store, mode="relevance"):
+def from_store(store, mode="relevance", layer=None):
     """:class:`ReferenceSamples` read back from a concept store (a path or
     :class:`lrpgraph.data.Attributions`) written by :func:`reference_samples`
-    (boxes: None; the CLI keeps them in ``concepts.npz`` beside the store)."""
+    (boxes: None; the CLI keeps them in ``concepts.npz`` beside the store).  A store of
+    several layers gives ``{layer: ReferenceSamples}``, or the one named by ``layer``."""
     from .data.reader import open_store
 
     att = open_store(store) if isinstance(store, str) else store
@@ -682,8 +768,24 @@ def from_store(store, mode="relevance"):
     cnt = cs["count"]
     with np.errstate(invalid="ignore", divide="ignore"):
         class_rel = np.where(cnt[:, None] > 0, cs["sum"][:, 1] / np.maximum(cnt, 1)[:, None], np.nan)
-    return ReferenceSamples(params.get("layer"), mode, np.asarray(params.get("channels")), top["indices"],
-                            top["values"], class_rel, cnt, None, att)
+    stored = params.get("layer")
+    if isinstance(stored, str):
+        if layer is not None and layer != stored:
+            raise ValueError(f"{att.store.path} holds the concepts of layer {stored!r}, not {layer!r}")
+        return ReferenceSamples(stored, mode, np.asarray(params.get("channels")), top["indices"], top["values"],
+                                class_rel, cnt, None, att)
+    out, off = {}, 0
+    for lay in stored:
+        ch = np.asarray(params["channels"][lay])
+        cols = slice(off, off + len(ch))
+        out[lay] = ReferenceSamples(lay, mode, ch, top["indices"][cols], top["values"][cols], class_rel[:, cols], cnt,
+                                    None, att, off)
+        off += len(ch)
+    if layer is None:
+        return out
+    if layer not in out:
+        raise ValueError(f"{att.store.path} holds no layer {layer!r}; it holds {', '.join(stored)}")
+    return out[layer]
 
 
 def read_samples(source, block_size, indices):

@@ -284,6 +284,14 @@ def test_cli_concepts_and_atlas(tmp_path):
     assert main(["atlas", store, "--channels", "3,17", "--out", str(png)], out=Out()) == 0
     assert png.stat().st_size > 1000
     assert main(["atlas", store, "--channels", "99", "--out", str(png)], out=Out()) == 1  # not a channel
+    # two layers in one pass: the atlas asks which one
+    both = str(tmp_path / "both.zarr")
+    assert main(["concepts", str(data), "--model", "shapes", "--layer", "block3_conv1,block3_conv2", "--out", both,
+                 "--k", "2", "--batch-size", "6"], out=Out()) == 0
+    two = lrpgraph.concepts.from_store(both)
+    np.testing.assert_array_equal(two["block3_conv2"].indices, refs.indices)
+    assert main(["atlas", both, "--channels", "3", "--out", str(png)], out=Out()) == 1  # which layer?
+    assert main(["atlas", both, "--layer", "block3_conv1", "--channels", "3,17", "--out", str(png)], out=Out()) == 0
 
 
 def test_zennit_crp_traps_are_not_copied(cnn):
@@ -306,3 +314,110 @@ def test_zennit_crp_traps_are_not_copied(cnn):
     m = keras.Model(inp, out)
     maps = conditional(m, r.random((2, 6, 10, 3)).astype("float32"), 0, {"c": [0, 1, 2, 3]}, method="lrp.epsilon")
     assert maps.shape == (2, 4, 6, 10, 3)
+
+
+def test_one_pass_over_several_layers_equals_per_layer_runs(cnn, tmp_path):
+    """layer=[...] (and ALL_CONV) record every layer in one pass per block: each layer's
+    top-k, class statistics and boxes equal a run of that layer alone."""
+    from lrpgraph.concepts import ALL_CONV, ConceptStatistics, from_store
+
+    model, data, labels = _dataset(cnn)
+    both = reference_samples(model, (data, labels), ["conv1", "conv2"], k=3, method="lrp.z", target="label",
+                             store=str(tmp_path / "both"), batch_size=5)
+    assert list(both) == ["conv1", "conv2"]
+    assert both["conv2"].store.relevance[:].shape == (12, 3, 8 + 16)
+    for layer in ("conv1", "conv2"):
+        one = reference_samples(model, (data, labels), layer, k=3, method="lrp.z", target="label",
+                                store=str(tmp_path / layer), batch_size=5)
+        many = both[layer]
+        np.testing.assert_array_equal(many.channels, one.channels)
+        np.testing.assert_array_equal(many.indices, one.indices)
+        # the same reverse pass, other recorded nodes: float32 noise of another compiled function
+        np.testing.assert_allclose(many.values, one.values, rtol=1e-5)
+        np.testing.assert_allclose(many.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(many.class_count, one.class_count)
+        np.testing.assert_array_equal(many.boxes, one.boxes)
+        cols = slice(many.offset, many.offset + len(many.channels))
+        np.testing.assert_allclose(many.store.relevance[:][:, :, cols], one.store.relevance[:], rtol=1e-5,
+                                   atol=1e-6 * np.abs(one.store.relevance[:]).max())
+        np.testing.assert_array_equal(from_store(str(tmp_path / "both"), layer=layer).indices, many.indices)
+    stats = ConceptStatistics(model, layer=ALL_CONV, base="lrp.z")
+    assert stats.layers == ["conv1", "conv2"] and stats.offsets == {"conv1": 0, "conv2": 8}
+    sub = reference_samples(model, (data, labels), ALL_CONV, channels={"conv2": [4, 1]}, k=3, method="lrp.z",
+                            store=str(tmp_path / "sub"), batch_size=5, rf=False)
+    np.testing.assert_array_equal(sub["conv2"].indices, both["conv2"].indices[[4, 1]])
+    np.testing.assert_array_equal(sub["conv1"].indices, both["conv1"].indices)
+    with pytest.raises(ValueError, match="not mined"):
+        ConceptStatistics(model, layer=["conv1"], channels={"conv2": [1]})
+    with pytest.raises(ValueError, match=r"\{layer: \[channels\]\}"):
+        ConceptStatistics(model, layer=["conv1", "conv2"], channels=[1])
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    """keras.applications MobileNetV2 (alpha 0.35, 32 x 32, 10 classes): BatchNorm folded
+    into every conv, depthwise convs, ReLU6 and residual joins.  The BN statistics are
+    drawn (so folding scales the kernels) with zero shift and mean, and the classifier
+    is bias-free and linear: the network has no bias, so lrp.z conserves to the logit."""
+    import keras
+
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10,
+                                           classifier_activation=None)
+    r = np.random.default_rng(0)
+    for lay in model.layers:
+        if isinstance(lay, keras.layers.BatchNormalization):
+            g = lay.get_weights()[0]
+            lay.set_weights([r.uniform(0.5, 1.5, g.shape).astype("float32"), np.zeros_like(g), np.zeros_like(g),
+                             r.uniform(0.5, 2.0, g.shape).astype("float32")])
+    w, b = model.get_layer("predictions").get_weights()
+    model.get_layer("predictions").set_weights([w, np.zeros_like(b)])
+    return model, r.random((2, 32, 32, 3)).astype("float32")
+
+
+@pytest.mark.slow
+def test_keras_applications_mobilenet(mobilenet, tmp_path):
+    """On a keras.applications model: all channels give the unconditioned map, a
+    partition sums to it (on a chain layer; through + around a residual-bypassed one),
+    channel relevance conserves the logit through folded BN, the attribution graph
+    splits a concept exactly, and one pass mines every conv layer."""
+    from lrpgraph.concepts import ALL_CONV, conv_layers
+
+    model, x = mobilenet
+    b1, b2 = "block_1_project", "block_2_project"  # 8 channels each, BN folded
+    for method in ("lrp.z", "gradient"):
+        ex = ConceptExplainer(model, method)
+        base = ex.analyzer.analyze(x, 1)
+        assert np.abs(base).max() > 1e-12  # a map, not underflow
+        tol = PARTITION_RTOL * np.abs(base).max()
+        # one call (one trace): b1 lies on the chain, no shortcut around it; block_2_add's
+        # shortcut bypasses b2 (the exclude_parallel path)
+        seeds = [{b1: list(range(8))}] + [{b1: c} for c in range(8)] + [{b2: c} for c in range(8)]
+        m = ex.conditional(x, 1, seeds)
+        np.testing.assert_allclose(m[:, 0], base, rtol=0, atol=tol)
+        np.testing.assert_allclose(m[:, 1:9].sum(1), base, rtol=0, atol=tol)
+        through = m[:, 9:].sum(1)
+        kept, around = ex.conditional(x, 1, [{b2: list(range(8))}, {b2: []}], exclude_parallel=False).transpose(
+            1, 0, 2, 3, 4)
+        np.testing.assert_allclose(kept, base, rtol=0, atol=tol)
+        assert np.abs(around).max() > 1e-2 * np.abs(base).max()  # the shortcut carries relevance
+        np.testing.assert_allclose(through + around, base, rtol=0, atol=tol)
+
+    ex = ConceptExplainer(model, "lrp.z")
+    logit = lrpgraph.prepare(model).logits(x)[:, 1]
+    cr = ex.channel_relevance(x, 1, ["block_1_project", "block_2_add", "block_16_project", "out_relu"])
+    for layer, r in cr.items():
+        # float32 sums over <= 1280 channels and ~50 layers, relative ~1e-5; lrp.z's 1e-9 epsilon is below it
+        np.testing.assert_allclose(r.sum(1), logit, rtol=1e-3, err_msg=layer)
+    g = attribution_graph(ex, x[:1], 1, "block_16_project", 5, ["block_15_add"], top=56)
+    root = ("block_16_project", 5)
+    total = sum(g.edges[root, v]["relevance"] for v in g.successors(root))
+    np.testing.assert_allclose(total, g.nodes[root]["relevance"], rtol=1e-3)
+
+    layers = conv_layers(ex)
+    assert layers[0] == "Conv1" and layers[-1] == "Conv_1" and len(layers) == 52
+    refs = reference_samples(model, (x, np.array([1, 1])), ALL_CONV, k=1, method="lrp.z", target="label",
+                             store=str(tmp_path / "all"), batch_size=2, rf=False)
+    assert list(refs) == layers
+    for layer in ("block_1_project", "block_16_project"):  # the same pass recording 52 layers, not 4
+        np.testing.assert_allclose(refs[layer].values[:, 0], cr[layer].max(0), rtol=1e-4,
+                                   atol=1e-6 * np.abs(cr[layer]).max())

@@ -2,10 +2,10 @@
 
 ::
 
-    lrpgraph concepts DATA --model M --layer L --out concepts.zarr
+    lrpgraph concepts DATA --model M --layer L|L1,L2|all-conv --out concepts.zarr
         [--method epsilon_plus_flat] [--k 8] [--channels all|3,17] [--target label|predicted|N]
         [--batch-size 32] [--param NAME=VALUE] [--all-devices] [--ray local|ADDRESS --workers N]
-    lrpgraph atlas concepts.zarr --channels 3,17 --out atlas.png [--k 4] [--mode relevance|activation]
+    lrpgraph atlas concepts.zarr --channels 3,17 --out atlas.png [--layer L] [--k 4] [--mode relevance|activation]
 
 ``concepts`` mines the reference samples (top-k by relevance and by activation)
 and the class statistics of every channel of layer L over DATA (a folder of
@@ -42,6 +42,22 @@ def _channels(s):
         return [int(c) for c in s.split(",") if c.strip()]
     except ValueError:
         raise InputError(f"--channels takes 'all' or comma-separated channel indices (3,17), got {s!r}") from None
+
+
+def _layer(s):
+    """--layer: one name, comma-separated names, or all-conv (every conv layer)."""
+    from ..concepts import ALL_CONV
+
+    if s == "all-conv":
+        return ALL_CONV
+    names = [v.strip() for v in s.split(",") if v.strip()]
+    if not names:
+        raise InputError("--layer names no layer; pass a name, names separated by commas, or all-conv")
+    return names[0] if len(names) == 1 and "," not in s else names
+
+
+def _boxes_key(layer):
+    return f"boxes__{layer}"
 
 
 def _target(s):
@@ -89,6 +105,7 @@ def cmd_concepts(args, out):
     from ..data.store import StoreError
 
     data = _data(args.source)
+    layer = _layer(args.layer)
     channels = _channels(args.channels)
     target = _target(args.target)
     lm = load_model(args.model, weights=args.weights, unsafe=args.unsafe, preprocess=args.preprocess,
@@ -99,14 +116,14 @@ def cmd_concepts(args, out):
     if args.ray:
         if args.all_devices:
             raise InputError("--all-devices and --ray exclude each other")
-        executor = _ray_executor(args, args.layer, args.method, params, channels)
+        executor = _ray_executor(args, layer, args.method, params, channels)
     elif args.all_devices:
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
     print(f"mining concepts of {args.layer} on {lm.name} with {args.method} into {args.out}", file=out, flush=True)
     try:
-        refs = reference_samples(lm.model, data, args.layer, channels=channels, k=args.k, method=args.method,
+        refs = reference_samples(lm.model, data, layer, channels=channels, k=args.k, method=args.method,
                                  target=target, store=args.out, batch_size=args.batch_size, progress=True,
                                  executor=executor, strategy=strategy, preprocess=lm.preprocess, **params)
     except (ValueError, TypeError, StoreError) as e:
@@ -114,12 +131,17 @@ def cmd_concepts(args, out):
     meta = {"model": args.model, "weights": args.weights, "source": os.path.abspath(args.source),
             "method": args.method, "params": params, "layer": args.layer, "target": target,
             "preprocess": args.preprocess, "batch_size": args.batch_size}
-    np.savez(os.path.join(args.out, SIDECAR), boxes=refs.boxes, meta=json.dumps(meta))
-    for c in range(len(refs.class_count)):
-        if refs.class_count[c]:
-            top = ", ".join(str(int(v)) for v in refs.top_concepts(c, 3))
-            print(f"class {c} ({refs.class_count[c]} samples): most relevant channels {top}", file=out)
-    print(f"{args.out}: reference samples of {len(refs.channels)} channels (k={args.k})", file=out)
+    by_layer = refs if isinstance(refs, dict) else {refs.layer: refs}
+    boxes = {"boxes": refs.boxes} if not isinstance(refs, dict) else \
+        {_boxes_key(name): r.boxes for name, r in by_layer.items()}
+    np.savez(os.path.join(args.out, SIDECAR), meta=json.dumps(meta), **boxes)
+    for name, r in by_layer.items():
+        for c in range(len(r.class_count)):
+            if r.class_count[c]:
+                top = ", ".join(str(int(v)) for v in r.top_concepts(c, 3))
+                print(f"{name}: class {c} ({r.class_count[c]} samples): most relevant channels {top}", file=out)
+    n = sum(len(r.channels) for r in by_layer.values())
+    print(f"{args.out}: reference samples of {n} channels of {len(by_layer)} layer(s) (k={args.k})", file=out)
     return 0
 
 
@@ -135,12 +157,15 @@ def cmd_atlas(args, out):
     side = Path(args.store) / SIDECAR
     if not side.is_file():
         raise InputError(f"{side} not found: draw the atlas of a store written by `lrpgraph concepts`")
-    with np.load(side, allow_pickle=False) as z:
-        boxes, meta = z["boxes"], json.loads(str(z["meta"]))
     try:
-        refs = from_store(args.store, args.mode)
+        refs = from_store(args.store, args.mode, layer=args.layer)
     except (ValueError, StoreError) as e:
         raise InputError(str(e)) from None
+    if isinstance(refs, dict):
+        raise InputError(f"{args.store} holds several layers ({', '.join(refs)}); choose one with --layer")
+    with np.load(side, allow_pickle=False) as z:
+        key = "boxes" if "boxes" in z else _boxes_key(refs.layer)
+        boxes, meta = z[key], json.loads(str(z["meta"]))
     refs.boxes = boxes if args.mode == "relevance" else None  # the boxes are of the relevance references
     channels = _channels(args.channels)
     channels = list(refs.channels[:8]) if channels == "all" else channels
@@ -165,7 +190,8 @@ def add_parsers(sub):
                                     "mean relevance share of every channel. Resumable: rerun to finish.")
     sp.add_argument("source", metavar="DATA", help="a folder of images (class subfolders give labels) or an .npz "
                                                    "file with x (and y)")
-    sp.add_argument("--layer", required=True, help="the layer whose channels are the concepts")
+    sp.add_argument("--layer", required=True, help="the layer whose channels are the concepts; several separated "
+                                                    "by commas, or all-conv (every conv layer), mined in one pass")
     sp.add_argument("--out", required=True, metavar="STORE", help="the store folder (e.g. concepts.zarr)")
     sp.add_argument("--method", default="epsilon_plus_flat", help="a rule preset (default epsilon_plus_flat)")
     sp.add_argument("--k", type=int, default=8, help="reference samples per channel (default 8)")
@@ -183,6 +209,7 @@ def add_parsers(sub):
     sp = sub.add_parser("atlas", help="draw reference samples of chosen channels from a concept store (PNG)")
     sp.add_argument("store", metavar="STORE", help="a store written by `lrpgraph concepts`")
     sp.add_argument("--channels", default="all", help="comma-separated channels (default: the first 8)")
+    sp.add_argument("--layer", default=None, help="the layer to draw, for a store of several layers")
     sp.add_argument("--out", required=True, metavar="PNG", help="output image (.png or .pdf)")
     sp.add_argument("--k", type=int, default=None, help="reference samples per channel to draw (default all)")
     sp.add_argument("--mode", default="relevance", choices=["relevance", "activation"],
