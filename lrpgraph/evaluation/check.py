@@ -28,7 +28,7 @@ from ..engine.prepared import resolve_output
 from ..engine.rewrite import canonicalize, inline_nested_models
 from ..rules.presets import get_preset
 
-__all__ = ["check", "CheckReport", "NodeCheck", "DEFAULT_CHECK_PRESETS", "reference_logits"]
+__all__ = ["check", "CheckReport", "NodeCheck", "DEFAULT_CHECK_PRESETS", "reference_logits", "rule_name"]
 
 DEFAULT_CHECK_PRESETS = ("lrp.epsilon", "lrp.z_plus", "deep_taylor.bounded", "lrp.sequential_preset_a_flat",
                          "gradient")
@@ -88,7 +88,7 @@ class CheckReport:
     def __str__(self):
         head = ["node", "class", "kind"] + list(self.presets)
         rows = [[n.name, n.class_name, n.kind] + [
-            _rule_name(n.rules.get(p)) if p not in n.problems else "UNSUPPORTED" for p in self.presets]
+            rule_name(n.rules.get(p)) if p not in n.problems else "UNSUPPORTED" for p in self.presets]
             for n in self.nodes]
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
@@ -113,7 +113,8 @@ class CheckReport:
         p.text(str(self))
 
 
-def _rule_name(rule):
+def rule_name(rule):
+    """A rule as ``Class(param=value, ...)`` (its public, non-None attributes); "-" for None."""
     if rule is None:
         return "-"
     args = {k: v for k, v in vars(rule).items() if not k.startswith("_") and v is not None}
