@@ -24,7 +24,7 @@ from ..engine import graph as G
 from ..engine.assign import UnsupportedLayerError, assign_rules
 from ..engine.compile import run_forward
 from ..engine.ops import Linear, keras_hub as keras_hub_ops
-from ..engine.prepared import resolve_output
+from ..engine.prepared import Prepared, resolve_output
 from ..engine.rewrite import canonicalize, inline_nested_models
 from ..rules.presets import get_preset
 
@@ -139,7 +139,9 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
 
     Parameters
     ----------
-    model : keras.Model
+    model : keras.Model or Prepared
+        A :class:`lrpgraph.Prepared` is checked on its own graph (a causal LM's: with the
+        position input, explaining one position's logits).
     presets : str or sequence of str
         Method presets to check (default: a handful of the main ones).
     overrides : dict or list, optional
@@ -160,7 +162,10 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
     """
     presets = (presets,) if isinstance(presets, str) else tuple(presets)
     keras_hub_ops.register_if_loaded()  # KerasHub's ViT and text layers, as prepare() does
-    g = canonicalize(G.to_graph(model))
+    if isinstance(model, Prepared):  # its graph as it is: node names are those its methods see
+        g, model = model.graph, model.model
+    else:
+        g = canonicalize(G.to_graph(model))
     out = resolve_output(g, output)
     needed = {out[0]} | nx.ancestors(g, out[0])
     order = [n for n in G.topo_order(g) if n in needed and G.op(g, n).kind != "input"]

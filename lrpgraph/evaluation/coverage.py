@@ -227,7 +227,7 @@ def coverage(model, presets=DEFAULT_COVERAGE_PRESETS, sample=None, *, target=Non
     presets = (presets,) if isinstance(presets, str) else tuple(presets)
     prepared = prepare(model, output)
     xs = sample_inputs(prepared) if sample is None else prepared.check_inputs(sample)[0]
-    report = check(prepared.model, presets, overrides, x=xs, output=output)
+    report = check(prepared, presets, overrides, x=xs, output=output)
     g = prepared.graph
     nodes = [NodeCoverage(n, G.class_name(g, n), "input") for n in prepared.input_nodes]
     nodes += [NodeCoverage(c.name, c.class_name, c.kind,
@@ -278,6 +278,10 @@ def _measure(analyzer, xs, targets, by_name, p, tolerance):
         if not mass.any():
             node.status[p] = NONE
             return
+        if all(r is None for r in R_in):  # a constant, or a rule that passes nothing on
+            node.status[p] = ABSORBS
+            node.error[p] = 1.0
+            return
         err = float(np.max(np.abs(got - out) / np.where(mass > 0, mass, 1.0)))
         node.error[p] = err
         node.status[p] = CONSERVES if err <= tolerance else LEAKS
@@ -299,6 +303,9 @@ def _measure(analyzer, xs, targets, by_name, p, tolerance):
         elif node is not None:
             node.relevance[p] = float(s.mean())
             node.status[p] = ABSORBS if mass.any() else NONE
+    for u in program.tokens:  # token ids: their map is read at the embeddings they feed
+        if u in by_name:
+            by_name[u].status[p] = MAP
     logits = logits.numpy()
     n = logits.shape[0]
     explained = logits[np.arange(n), resolved.numpy()]
