@@ -8,7 +8,9 @@ node conserves on the sample when, per sample,
 
     |sum(R_in) - sum(R)| <= tolerance * sum(|R|)
 
-(sums over every axis but the batch one; ``R_in`` summed over the node's inputs).  The
+(sums over every axis but the batch one; ``R_in`` summed over the node's inputs; a node
+whose tensors do not all have the batch first, such as a mixture of experts' expert-first
+(E, N, T, H) tensors, is judged on the whole batch's sums).  The
 scale ``sum(|R|)`` is the relevance mass at the node, so a node whose positive and negative
 relevance cancel is judged against what it moves, not against a sum near zero.  This is
 the per-layer conservation of Bach et al., "On pixel-wise explanations ... by layer-wise
@@ -188,13 +190,31 @@ def sample_inputs(prepared, n=2, length=8, seed=0):
     return [xs[name] for name in prepared.input_nodes]
 
 
+def _array(t):
+    return np.asarray(t.numpy() if hasattr(t, "numpy") else t, np.float64)
+
+
 def _per_sample(t, rows):
-    """sum over every axis but the first, float64; a tensor without the batch's rows
-    (a broadcast constant's relevance) counts as one total, spread evenly."""
-    a = np.asarray(t.numpy() if hasattr(t, "numpy") else t, np.float64)
+    """(sum, sum of |.|) over every axis but the first, float64, per row; a tensor whose first
+    axis is not the batch's (a broadcast constant's relevance, an expert-first (E, N, ...)
+    tensor of a mixture of experts) counts as its total spread evenly (see :func:`_node_error`)."""
+    a = _array(t)
     if a.ndim >= 1 and a.shape[0] == rows:
         return a.reshape(rows, -1).sum(1), np.abs(a).reshape(rows, -1).sum(1)
     return np.full(rows, a.sum() / rows), np.full(rows, np.abs(a).sum() / rows)
+
+
+def _node_error(R, R_in, rows):
+    """(per-row sum of R, per-row mass, max relative error): per sample where every tensor
+    has the batch first, else (an expert-first layout) over the whole batch at once."""
+    out, mass = _per_sample(R, rows)
+    ins = [r for r in R_in if r is not None]
+    got = sum((_per_sample(r, rows)[0] for r in ins), np.zeros(rows))
+    batch_first = all(_array(t).ndim >= 1 and _array(t).shape[0] == rows for t in [R] + ins)
+    if not batch_first:
+        out_t, got_t, mass_t = out.sum(), got.sum(), mass.sum()
+        return out, mass, float(abs(got_t - out_t) / mass_t) if mass_t > 0 else 0.0
+    return out, mass, float(np.max(np.abs(got - out) / np.where(mass > 0, mass, 1.0)))
 
 
 def coverage(model, presets=DEFAULT_COVERAGE_PRESETS, sample=None, *, target=None, overrides=None, output=None,
@@ -269,8 +289,7 @@ def _measure(analyzer, xs, targets, by_name, p, tolerance):
     def record(n, R, R_in):
         if rows[0] is None:
             rows[0] = int(R.shape[0])
-        out, mass = _per_sample(R, rows[0])
-        got = sum((_per_sample(r, rows[0])[0] for r in R_in if r is not None), np.zeros(rows[0]))
+        out, mass, err = _node_error(R, R_in, rows[0])
         node = by_name.get(n)
         if node is None:  # a node the check does not list (outside the explained output's ancestors)
             return
@@ -282,7 +301,6 @@ def _measure(analyzer, xs, targets, by_name, p, tolerance):
             node.status[p] = ABSORBS
             node.error[p] = 1.0
             return
-        err = float(np.max(np.abs(got - out) / np.where(mass > 0, mass, 1.0)))
         node.error[p] = err
         node.status[p] = CONSERVES if err <= tolerance else LEAKS
         node.claims[p] = bool(analyzer.rules[n].conservative(G.op(g, n)))
