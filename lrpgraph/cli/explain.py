@@ -247,9 +247,9 @@ def cmd_explain_generation(args, out):
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / f"generation_{_slug(method)}"
-    rows = "".join(f"<p>token {e.prompt_length + g} ({viz_escape(t)}): {e.html(row=g)}</p>\n"
+    rows = "".join(f"<p>token {e.prompt_length + g} ({_escape(t)}): {e.html(row=g)}</p>\n"
                    for g, t in enumerate(e.generated))
-    html = (f"<html><body><h3>{viz_escape(method)}: relevance of the generation ({note or 'model weights'})</h3>"
+    html = (f"<html><body><h3>{_escape(method)}: relevance of the generation ({note or 'model weights'})</h3>"
             f"<p>{e.html()}</p>\n{rows}</body></html>\n")
     Path(f"{base}.html").write_text(html, encoding="utf-8")
     viz.save_figure(e.figure(title=f"{method}: the whole generation ({len(e.generated)} tokens)"
@@ -266,7 +266,7 @@ def cmd_explain_generation(args, out):
     return 0
 
 
-def viz_escape(s):
+def _escape(s):
     """HTML-escape ``s``."""
     return html_escape(str(s))
 
