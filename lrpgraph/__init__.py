@@ -82,6 +82,7 @@ from . import methods as _families  # noqa: E402,F401  (registers SGLRP/CLRP, CA
 from .methods.registry import create_analyzer, methods  # noqa: E402
 from .engine.assign import UnsupportedLayerError  # noqa: E402
 from .evaluation.check import check  # noqa: E402  (lrpgraph.check(model): per-node kinds, rules, logits)
+from .evaluation.coverage import coverage  # noqa: E402  (lrpgraph.coverage(model): per-node rules and conservation)
 from .engine.graph import to_graph  # noqa: E402
 from .engine.rewrite import canonicalize  # noqa: E402
 from . import postprocess  # noqa: E402,F401
@@ -91,5 +92,5 @@ from .data import Attributions, explain_dataset, open_store  # noqa: E402  (data
 from .data.evaluate import evaluate  # noqa: E402  (maps in memory: evaluation.evaluate; a store: data.evaluate)
 
 __all__ = ["Analyzer", "Method", "Explanation", "Prepared", "prepare", "create_analyzer", "methods", "rules", "ops",
-           "register_layer", "to_graph", "canonicalize", "check", "UnsupportedLayerError", "evaluate", "evaluation",
+           "register_layer", "to_graph", "canonicalize", "check", "coverage", "UnsupportedLayerError", "evaluate", "evaluation",
            "explain_dataset", "open_store", "Attributions", "__version__"]

@@ -5,6 +5,7 @@
     lrpgraph methods                          # every method name with a one-line description
     lrpgraph explain IMAGE... [--model M] [--method NAME] [--target N|name] [--out DIR]
     lrpgraph explain --text "some words" --model M.keras [--vocab FILE] [--method attn_lrp]
+    lrpgraph explain --text "a prompt" --model llama-tiny|LM.keras --generate 8 [--method attn_lrp]
     lrpgraph demo [--out DIR]                 # the shapes model, a two-object scene, all methods
     lrpgraph check MODEL                      # lrpgraph.check(model): rules per node, logits
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from html import escape as html_escape
 import sys
 import warnings
 from pathlib import Path
@@ -52,7 +54,7 @@ import keras
 import numpy as np
 from skimage import io as skio
 
-from .. import text, viz
+from .. import text, tiny_llm, viz
 from ..evaluation.check import check
 from ..demo import run_demo
 from ..errors import InputError
@@ -164,7 +166,10 @@ def cmd_explain(args, out):
 
 def cmd_explain_text(args, out):
     """``explain --text``: per-token relevance printed, a token heatmap PNG written
-    (the work is :func:`lrpgraph.text.explain_text`)."""
+    (the work is :func:`lrpgraph.text.explain_text`); with ``--generate N``, a causal LM's
+    generation explained (:func:`cmd_explain_generation`)."""
+    if args.generate is not None:
+        return cmd_explain_generation(args, out)
     text.import_keras_hub()  # KerasHub models' .keras files need its layers registered
     lm = load_model(args, out)
     target = parse_target(args.target, lm)
@@ -181,6 +186,89 @@ def cmd_explain_text(args, out):
     print(exp.table(), file=out)
     print(f"wrote {path}", file=out)
     return 0
+
+
+def _causal_lm(args, out):
+    """(causal LM, tokenizer or None, note) for ``--model`` with ``--generate``: a tiny config
+    name (random weights, a character tokenizer) or a ``.keras`` file of a KerasHub CausalLM
+    (its preprocessor's tokenizer where it was saved with one)."""
+    spec = str(args.model)
+    if spec in tiny_llm.TINY_LLMS:
+        lm, tok = tiny_llm.tiny_causal_lm(spec)
+        note = (f"{spec}: a tiny KerasHub config built here with RANDOM weights (seeded) and a character "
+                "tokenizer; its generation is meaningless, the relevance shows the mechanics only")
+        print(f"lrpgraph: {note}", file=out)
+        return lm, tok, "RANDOM weights"
+    if not Path(spec).is_file():
+        raise InputError(f"--generate needs a KerasHub causal LM: a .keras file or a tiny config name "
+                         f"({', '.join(tiny_llm.TINY_LLMS)}); got {spec!r}", param="model")
+    if not text.import_keras_hub():
+        raise InputError("--generate needs keras_hub (pip install keras-hub) to load a KerasHub causal LM")
+    try:
+        lm = keras.saving.load_model(spec, safe_mode=not args.unsafe)
+    except Exception as e:  # noqa: BLE001 - any loading failure is the file's problem, said on one line
+        raise InputError(f"cannot load {spec} as a Keras model: {type(e).__name__}: {e}", param="model") from None
+    if not (hasattr(lm, "generate") and hasattr(lm, "backbone")):
+        raise InputError(f"{spec} holds a {type(lm).__name__}, not a KerasHub causal LM (a model with generate() "
+                         "and a backbone, e.g. keras_hub.models.LlamaCausalLM)", param="model")
+    lm.compile(sampler="greedy")
+    return lm, getattr(getattr(lm, "preprocessor", None), "tokenizer", None), ""
+
+
+def _matrix(e, width=7):
+    """The (generated x all tokens) relevance matrix as text, columns headed by the tokens."""
+    show = lambda t: repr(t)[1:-1][:width - 1]  # noqa: E731  (spaces and newlines visible)
+    head = " " * 10 + "".join(show(t).rjust(width) for t in e.tokens)
+    lines = [head]
+    for g, row in enumerate(e.relevance):
+        label = f"{e.prompt_length + g:>3} {show(e.generated[g])!s:<5}"
+        lines.append(label.ljust(10) + "".join(f"{v:+{width}.2f}"[:width] if v else "·".rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def cmd_explain_generation(args, out):
+    """``explain --text PROMPT --model LM --generate N``: generate N tokens greedily, explain
+    each (:func:`lrpgraph.text.explain_generation`), print the relevance matrix and write the
+    token heatmap as HTML (the whole generation's span, then one line per generated token)
+    and as a PNG."""
+    n = int(args.generate)
+    if n < 1:
+        raise InputError(f"--generate must be a positive number of tokens, got {n}")
+    lm, tok, note = _causal_lm(args, out)
+    if tok is None:  # no tokenizer: the prompt is ids
+        prompt = text.encode(text.tokenize(args.text))
+    else:
+        try:
+            prompt = np.asarray(tok(args.text)).reshape(-1)
+        except (ValueError, KeyError) as e:
+            raise InputError(f"the prompt cannot be tokenized: {e}", param="text") from None
+    method = args.method if args.method != "sglrp" else "attn_lrp"  # the image default means nothing here
+    e = text.explain_generation(lm, prompt, len(prompt) + n, method, tokenizer=tok, **parse_params(args.param))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / f"generation_{_slug(method)}"
+    rows = "".join(f"<p>token {e.prompt_length + g} ({_escape(t)}): {e.html(row=g)}</p>\n"
+                   for g, t in enumerate(e.generated))
+    html = (f"<html><body><h3>{_escape(method)}: relevance of the generation ({note or 'model weights'})</h3>"
+            f"<p>{e.html()}</p>\n{rows}</body></html>\n")
+    Path(f"{base}.html").write_text(html, encoding="utf-8")
+    viz.save_figure(e.figure(title=f"{method}: the whole generation ({len(e.generated)} tokens)"
+                             + (f" [{note}]" if note else "")), Path(f"{base}.png"))
+    bracket = f" [{note}]" if note else ""
+    print(f"model {args.model}{bracket}, method {method}: prompt {e.prompt_length} tokens, generated "
+          f"{len(e.generated)}: {''.join(e.generated)!r}", file=out)
+    print("relevance (rows: generated tokens, explained at the position before each; columns: every token; "
+          "· = zero by causality):", file=out)
+    print(_matrix(e), file=out)
+    print("row sums: " + ", ".join(f"{v:.3g}" for v in e.relevance.sum(1)) + "; explained logits: "
+          + ", ".join(f"{v:.3g}" for v in e.logits), file=out)
+    print(f"wrote {base}.html and {base}.png{bracket}", file=out)
+    return 0
+
+
+def _escape(s):
+    """HTML-escape ``s``."""
+    return html_escape(str(s))
 
 
 def _imsave(path, rgb):
@@ -218,7 +306,13 @@ def add_parsers(sub):
     sp.add_argument("--vocab", default=None,
                     help="with --text: vocabulary file, one token per line (line number = id); without it the "
                          "text is whitespace-separated ids")
-    sp.add_argument("--method", default="sglrp", help="method name (`lrpgraph methods`), default sglrp")
+    sp.add_argument("--generate", type=int, default=None, metavar="N",
+                    help="with --text and a KerasHub causal LM (--model FILE.keras, or a tiny config with RANDOM "
+                         f"weights: {', '.join(tiny_llm.TINY_LLMS)}): generate N tokens greedily after the prompt, "
+                         "explain each (default method attn_lrp), print the relevance matrix and write "
+                         "generation_METHOD.html/.png")
+    sp.add_argument("--method", default="sglrp",
+                    help="method name (`lrpgraph methods`), default sglrp (attn_lrp with --generate)")
     sp.add_argument("--target", default=None,
                     help="class index or class name (ImageNet names for 1000-class models, the names in "
                          "<model>.json or --labels); default: the predicted class")

@@ -63,9 +63,13 @@ def run_forward(g, inputs, nodes=None):
 READY_LAG = 4
 
 
-def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None, guards=None):
+def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None, guards=None, record=None):
     """Propagate ``seeds`` ({(node, out): R}) down to the graph inputs (or to the
     nodes in ``stop``); returns the dict of relevances that reached them.
+
+    ``record(node, R, R_in)``, when given, is called for every node a rule visits with the
+    relevance at its output and the list its rule returned (one entry per input, None where
+    an input gets none): what :func:`lrpgraph.coverage` sums to test each node's conservation.
 
     ``tile(t)`` maps a forward tensor to the reverse pass's batch (used when several
     heads or targets run as one batch).  ``guards``: a list that collects the rules'
@@ -118,6 +122,8 @@ def reverse_pass(g, rules, values, seeds, nonneg, stop=(), order=None, tile=None
         if len(R_in) != len(edges):
             raise ValueError(f"rule {rules[n]!r} returned {len(R_in)} relevances for node {n!r} "
                              f"with {len(edges)} inputs")
+        if record is not None:
+            record(n, R, R_in)
         for (u, o, _), r in zip(edges, R_in):
             if r is None:
                 continue
@@ -255,8 +261,9 @@ class Program:
         return tf.cond(tf.reduce_all(tf.stack(guards)), lambda: maps,
                        lambda: batched(self._forward(inputs)[0]))
 
-    def _backward(self, values, seeds, n_seeds, copies, guards=None):
-        """Reverse pass for a batch of ``copies`` x ``n_seeds`` x N seeds."""
+    def _backward(self, values, seeds, n_seeds, copies, guards=None, record=None, rel_out=None):
+        """Reverse pass for a batch of ``copies`` x ``n_seeds`` x N seeds (``record``: see
+        :func:`reverse_pass`; ``rel_out``, a dict, receives every relevance left at the end)."""
         reps = copies * n_seeds
         tile = None
         if reps_needed(n_seeds, copies):
@@ -268,7 +275,9 @@ class Program:
                     memo[id(t)] = (t, tf.tile(t, mult if isinstance(reps, int) else tf.stack(mult)))
                 return memo[id(t)][1]
         rel = reverse_pass(self.g, self.rules, values, {self.output: seeds}, self.nonneg, self.reverse_stop,
-                           self.order, tile, guards)
+                           self.order, tile, guards, record)
+        if rel_out is not None:
+            rel_out.update(rel)
         fetch = (lambda key: values[key]) if tile is None else (lambda key: tile(values[key]))
         maps = []
         for n in self.stop:
@@ -310,6 +319,22 @@ class Program:
         targets = self._resolve(logits, targets)
         maps = self._maps(inputs, values, logits, targets, 1)
         return maps, logits, [values[(n, 0)] for n in self.stop]
+
+    def node_relevance(self, inputs, targets, record):
+        """Run the analysis eagerly (one target per sample, (N,) int32, -1 the predicted class)
+        and call ``record(node, R, R_in)`` for every node the reverse pass visits (the relevance
+        at its output, the list its rule returned); a head with several seeds runs them as one
+        batch of ``n_seeds`` x N rows, uncombined.  Returns (logits, resolved targets, the
+        relevances left where the pass ended: {(node, out): R} at the stop nodes, the token
+        embeddings, and nodes without a rule (constants), which absorb what reaches them)."""
+        values, logits = self._forward(inputs)
+        targets = self._resolve(logits, targets)
+        seeds = self.head.seeds(logits, targets)
+        if self.n_seeds > 1:
+            seeds = tf.concat(tf.unstack(seeds, axis=0), axis=0)
+        left = {}
+        self._backward(values, seeds, self.n_seeds, 1, record=record, rel_out=left)
+        return logits, targets, left
 
     def multi_analysis(self, inputs, targets):
         """The untraced body of ``multi_fn``."""

@@ -24,11 +24,11 @@ from ..engine import graph as G
 from ..engine.assign import UnsupportedLayerError, assign_rules
 from ..engine.compile import run_forward
 from ..engine.ops import Linear, keras_hub as keras_hub_ops
-from ..engine.prepared import resolve_output
+from ..engine.prepared import Prepared, resolve_output
 from ..engine.rewrite import canonicalize, inline_nested_models
 from ..rules.presets import get_preset
 
-__all__ = ["check", "CheckReport", "NodeCheck", "DEFAULT_CHECK_PRESETS", "reference_logits"]
+__all__ = ["check", "CheckReport", "NodeCheck", "DEFAULT_CHECK_PRESETS", "reference_logits", "rule_name"]
 
 DEFAULT_CHECK_PRESETS = ("lrp.epsilon", "lrp.z_plus", "deep_taylor.bounded", "lrp.sequential_preset_a_flat",
                          "gradient")
@@ -88,7 +88,7 @@ class CheckReport:
     def __str__(self):
         head = ["node", "class", "kind"] + list(self.presets)
         rows = [[n.name, n.class_name, n.kind] + [
-            _rule_name(n.rules.get(p)) if p not in n.problems else "UNSUPPORTED" for p in self.presets]
+            rule_name(n.rules.get(p)) if p not in n.problems else "UNSUPPORTED" for p in self.presets]
             for n in self.nodes]
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
@@ -113,7 +113,8 @@ class CheckReport:
         p.text(str(self))
 
 
-def _rule_name(rule):
+def rule_name(rule):
+    """A rule as ``Class(param=value, ...)`` (its public, non-None attributes); "-" for None."""
     if rule is None:
         return "-"
     args = {k: v for k, v in vars(rule).items() if not k.startswith("_") and v is not None}
@@ -138,7 +139,9 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
 
     Parameters
     ----------
-    model : keras.Model
+    model : keras.Model or Prepared
+        A :class:`lrpgraph.Prepared` is checked on its own graph (a causal LM's: with the
+        position input, explaining one position's logits).
     presets : str or sequence of str
         Method presets to check (default: a handful of the main ones).
     overrides : dict or list, optional
@@ -159,7 +162,10 @@ def check(model, presets=DEFAULT_CHECK_PRESETS, overrides=None, *, x=None, outpu
     """
     presets = (presets,) if isinstance(presets, str) else tuple(presets)
     keras_hub_ops.register_if_loaded()  # KerasHub's ViT and text layers, as prepare() does
-    g = canonicalize(G.to_graph(model))
+    if isinstance(model, Prepared):  # its graph as it is: node names are those its methods see
+        g, model = model.graph, model.model
+    else:
+        g = canonicalize(G.to_graph(model))
     out = resolve_output(g, output)
     needed = {out[0]} | nx.ancestors(g, out[0])
     order = [n for n in G.topo_order(g) if n in needed and G.op(g, n).kind != "input"]
