@@ -24,7 +24,7 @@ from .errors import InputError
 
 __all__ = ["KEYS", "VALUES", "VOCAB", "PAD", "CharTokenizer", "TOKENIZER", "prompt_length", "make_prompts",
            "deciding_position", "most_relevant_token", "hit_rate", "causal_rollout",
-           "embedding_integrated_gradients"]
+           "embedding_integrated_gradients", "training_sequences"]
 
 KEYS = "abcdefgh"
 VALUES = "0123456789"
@@ -140,7 +140,7 @@ def causal_rollout(causal_lm, x, position=None, residual=0.5):
     nodes = attention_softmax_nodes(p.graph, p.needed)
     if not nodes:
         raise InputError(f"model {p.name!r} has no attention softmax to roll out")
-    values = p.activations([tf.convert_to_tensor(a) for a in xs], nodes)
+    values = p.activations([tf.convert_to_tensor(a) for a in xs])
     roll = rollout_matrix([values[(n, 0)] for n in nodes], residual).numpy()
     pos = np.asarray(x[p.position_input])
     return roll[np.arange(len(pos)), pos]
@@ -186,3 +186,30 @@ def embedding_integrated_gradients(causal_lm, x, targets, steps=32, position=Non
             y = logit(e)
         total += tape.gradient(y, e)
     return tf.reduce_sum(emb * total / steps, axis=-1).numpy()
+
+
+def training_sequences(n, pairs=4, queries=3, seed=0):
+    """Training data for a causal LM: ``n`` prompts of :func:`make_prompts`'s form followed
+    by ``queries - 1`` more answered queries, ``"a=3 b=7 c=1 d=4 b?7d?4a?3"``; the first
+    ``4 * pairs + 2`` tokens are exactly a prompt of :func:`make_prompts`.  Returns
+    ``(x, labels, weights)``: ``labels[:, t]`` the next token after ``t``, ``weights`` 1 at
+    every ``?`` (the answers; more signal per sequence than the one answer of a prompt)
+    and 0 elsewhere."""
+    rng = np.random.default_rng(seed)
+    T = prompt_length(pairs) + 3 * (queries - 1) + 1
+    ids = np.zeros((n, T), np.int32)
+    eq, space, q = TOKENIZER.token_to_id("="), TOKENIZER.token_to_id(" "), TOKENIZER.token_to_id("?")
+    for i in range(n):
+        keys = rng.choice(len(KEYS), pairs, replace=False)
+        values = rng.integers(0, len(VALUES), pairs)
+        for j in range(pairs):
+            ids[i, 4 * j:4 * j + 4] = (1 + keys[j], eq, 1 + len(KEYS) + values[j], space)
+        t = 4 * pairs
+        for k in rng.integers(0, pairs, queries):
+            ids[i, t:t + 3] = (1 + keys[k], q, 1 + len(KEYS) + values[k])
+            t += 3
+    ids = ids[:, :T]
+    labels = np.zeros_like(ids)
+    labels[:, :-1] = ids[:, 1:]
+    weights = (ids == q).astype(np.float32)
+    return {"token_ids": ids, "padding_mask": np.ones_like(ids)}, labels, weights

@@ -1,9 +1,9 @@
 """Train the tiny Llama-style causal LM of the key-value retrieval task (known deciding token).
 
-Trains a KerasHub ``LlamaCausalLM`` (2 layers, hidden 32, 4 query / 2 key-value heads,
-SwiGLU 64, the 22-character vocabulary of :mod:`lrpgraph.retrieval`, no preprocessor) on
-prompts ``"a=3 b=7 c=1 d=4 b?"`` -> ``7`` (the loss only at the last position: the next
-token after ``?``), evaluates it on held-out prompts (another seed) and measures there how
+Trains a KerasHub ``LlamaCausalLM`` (2 layers, hidden 64, 4 query / 2 key-value heads,
+SwiGLU 128, the 22-character vocabulary of :mod:`lrpgraph.retrieval`, no preprocessor) on
+prompts ``"a=3 b=7 c=1 d=4 b?"`` -> ``7`` (trained on the prompt followed by two more
+answered queries, ``"... b?7d?4a?3"``, the loss only at the answers: the tokens after each ``?``), evaluates it on held-out prompts (another seed) and measures there how
 often each method's most relevant prompt token is the deciding one (the queried key's
 value token): attn_lrp, cp_lrp, input_t_gradient (gradient x input at the embeddings),
 integrated gradients on the embeddings, attention rollout read at the explained token,
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 METHODS = ("attn_lrp", "cp_lrp", "input_t_gradient", "integrated_gradients_embeddings", "attention_rollout")
-CONFIG = dict(num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=32, intermediate_dim=64)
+CONFIG = dict(num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=64, intermediate_dim=128)
 
 
 def build(config=CONFIG):
@@ -77,6 +77,7 @@ def main(argv=None) -> dict:
     p.add_argument("--n-train", type=int, default=30000)
     p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--pairs", type=int, default=4)
+    p.add_argument("--queries", type=int, default=3)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--out-dir", type=Path, default=ROOT / "lrpgraph" / "bundled")
     args = p.parse_args(argv)
@@ -90,13 +91,9 @@ def main(argv=None) -> dict:
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     t0 = time.time()
-    x, a, _ = R.make_prompts(args.n_train, args.pairs, seed=args.seed)
+    # prompts followed by more answered queries; the loss only at the answers (after each "?")
+    x, y, w = R.training_sequences(args.n_train, args.pairs, args.queries, seed=args.seed)
     xt, at, pt = R.make_prompts(args.n_test, args.pairs, seed=args.seed + 1000)
-    # next-token labels; only the last position (the answer after "?") is trained
-    y = np.zeros_like(x["token_ids"])
-    y[:, -1] = a
-    w = np.zeros(y.shape, np.float32)
-    w[:, -1] = 1.0
     lm = build()
     lm.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01),
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), weighted_metrics=["accuracy"])
@@ -109,7 +106,7 @@ def main(argv=None) -> dict:
     acc = float(np.mean(np.argmax(loaded(xt).numpy()[:, -1], -1) == at))
     rates = hit_rates(loaded, xt, pt, at)
     info = {"seed": args.seed, "test_seed": args.seed + 1000, "epochs": args.epochs, "n_train": args.n_train,
-            "n_test": args.n_test, "pairs": args.pairs, "prompt_length": R.prompt_length(args.pairs),
+            "n_test": args.n_test, "pairs": args.pairs, "queries": args.queries, "prompt_length": R.prompt_length(args.pairs),
             "lr": args.lr, "batch_size": 128, "optimizer": "AdamW(weight_decay=0.01)",
             "config": dict(CONFIG, vocabulary_size=len(R.VOCAB)), "vocabulary": list(R.VOCAB),
             "parameters": int(loaded.count_params()), "test_accuracy": acc, "hit_rate": rates,
