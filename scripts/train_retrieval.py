@@ -79,6 +79,7 @@ def main(argv=None) -> dict:
     p.add_argument("--pairs", type=int, default=4)
     p.add_argument("--queries", type=int, default=3)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out-dir", type=Path, default=ROOT / "lrpgraph" / "bundled")
     args = p.parse_args(argv)
 
@@ -97,17 +98,19 @@ def main(argv=None) -> dict:
     lm = build()
     lm.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=0.01),
                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), weighted_metrics=["accuracy"])
-    lm.fit(x, y, sample_weight=w, batch_size=128, epochs=args.epochs, validation_split=0.05, verbose=2)
+    lm.fit(x, y, sample_weight=w, batch_size=args.batch_size, epochs=args.epochs, validation_split=0.05, verbose=2)
     train_s = time.time() - t0
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / "retrieval_llama.keras"
-    assets.save_bundled(lm, path)
+    export = build()  # uncompiled: the archive holds no optimizer state
+    export.set_weights(lm.get_weights())
+    assets.save_bundled(export, path)
     loaded = assets.load_retrieval_model(path)
     acc = float(np.mean(np.argmax(loaded(xt).numpy()[:, -1], -1) == at))
     rates = hit_rates(loaded, xt, pt, at)
     info = {"seed": args.seed, "test_seed": args.seed + 1000, "epochs": args.epochs, "n_train": args.n_train,
             "n_test": args.n_test, "pairs": args.pairs, "queries": args.queries, "prompt_length": R.prompt_length(args.pairs),
-            "lr": args.lr, "batch_size": 128, "optimizer": "AdamW(weight_decay=0.01)",
+            "lr": args.lr, "batch_size": args.batch_size, "optimizer": "AdamW(weight_decay=0.01)",
             "config": dict(CONFIG, vocabulary_size=len(R.VOCAB)), "vocabulary": list(R.VOCAB),
             "parameters": int(loaded.count_params()), "test_accuracy": acc, "hit_rate": rates,
             "hit_rate_note": "target = the true answer's id at the last token; most relevant token = argmax over "
