@@ -43,7 +43,8 @@ def main(argv=None):
     rows = []
     for m in METHODS:
         r = method_maps(lm, xi, pred, m)[0]
-        fig = viz.token_heatmap(tokens, r, title=f"{m}: most relevant = token {int(np.argmax(r))}", width=7.0)
+        label = {"integrated_gradients_embeddings": "IG (embeddings)"}.get(m, m)
+        fig = viz.token_heatmap(tokens, r, title=f"{label}: most relevant = token {int(np.argmax(r))}", width=7.0)
         rows.append(viz.figure_to_array(fig))
     h = sum(r.shape[0] for r in rows)
     w = max(r.shape[1] for r in rows)
