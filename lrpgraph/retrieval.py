@@ -19,8 +19,11 @@ same length, ``4 * pairs + 2`` characters.
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
+from .engine.prepared import prepare
 from .errors import InputError
+from .methods.rollout import attention_softmax_nodes, rollout_matrix
 
 __all__ = ["KEYS", "VALUES", "VOCAB", "PAD", "CharTokenizer", "TOKENIZER", "prompt_length", "make_prompts",
            "deciding_position", "most_relevant_token", "hit_rate", "causal_rollout",
@@ -129,11 +132,6 @@ def causal_rollout(causal_lm, x, position=None, residual=0.5):
     (:func:`lrpgraph.methods.rollout.rollout_matrix`).  ``attention_rollout`` itself lays
     tokens on image patches and so refuses text models; this is the same matrix read at
     the explained token.  Target-agnostic, as rollout is."""
-    import tensorflow as tf
-
-    from .engine.prepared import prepare
-    from .methods.rollout import attention_softmax_nodes, rollout_matrix
-
     p = prepare(causal_lm)
     x = p.fill_position(x, position)
     xs, _ = p.check_inputs(x)
@@ -157,8 +155,6 @@ def embedding_integrated_gradients(causal_lm, x, targets, steps=32, position=Non
     the baseline all-zero embeddings (the midpoint Riemann sum), the padding mask and the
     positions (rotary) unchanged.  Token ids cannot be interpolated (integrated_gradients
     refuses them); their embedding vectors can."""
-    import tensorflow as tf
-
     bb = causal_lm.backbone
     ids = tf.convert_to_tensor(np.asarray(x["token_ids"]), tf.int32)
     mask = tf.convert_to_tensor(np.asarray(x["padding_mask"]), tf.int32)
