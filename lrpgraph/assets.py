@@ -38,7 +38,7 @@ from .evaluation import synthetic
 __all__ = ["DATA_DIR", "SHAPES_MODEL", "SHAPES_CLASS_NAMES", "SHAPES_INPUT_RANGE", "IMAGENET_INDEX",
            "load_shapes_model", "SHAPES_VIT", "load_shapes_vit", "imagenet_class_names", "imagenet_wnids",
            "NEWER_KERAS_CONFIG_KEYS", "portable_config", "make_portable", "save_bundled",
-           "SEQUENCE_MODEL", "load_sequence_model"]
+           "SEQUENCE_MODEL", "load_sequence_model", "RETRIEVAL_MODEL", "load_retrieval_model"]
 
 DATA_DIR = Path(__file__).resolve().parent / "bundled"
 SHAPES_MODEL = DATA_DIR / "shapes_cnn.keras"
@@ -50,6 +50,8 @@ SHAPES_INPUT_RANGE = (0.0, 1.0)
 IMAGENET_INDEX = DATA_DIR / "imagenet_class_index.json"
 # Bidirectional(LSTM) on lrpgraph.sequences.pattern_series (scripts/train_sequence.py)
 SEQUENCE_MODEL = DATA_DIR / "sequence_lstm.keras"
+# KerasHub LlamaCausalLM on lrpgraph.retrieval's key-value prompts (scripts/train_retrieval.py)
+RETRIEVAL_MODEL = DATA_DIR / "retrieval_llama.keras"
 
 # Keys that Keras >= 3.13 writes into every object config of its kind (layer or
 # initializer) and that Keras 3.12 passes to the constructor as unknown keyword
@@ -89,6 +91,19 @@ def load_sequence_model(path=None):
     of :mod:`lrpgraph.sequences` -> logits for its ``CLASS_NAMES``; ``sequence_lstm.json``
     beside it records the training and the hit-rate table (docs/methods/recurrent.md)."""
     return _load_bundled(Path(path or SEQUENCE_MODEL), "the sequence model", "scripts/train_sequence.py")
+
+
+def load_retrieval_model(path=None):
+    """The shipped key-value retrieval model (:data:`RETRIEVAL_MODEL`, or ``path``): a tiny
+    KerasHub ``LlamaCausalLM`` (no preprocessor) over :data:`lrpgraph.retrieval.VOCAB`,
+    taking ``{"token_ids", "padding_mask"}`` of :func:`lrpgraph.retrieval.make_prompts`;
+    ``retrieval_llama.json`` beside it records the training and the hit-rate table
+    (docs/methods/llms.md).  Needs ``keras_hub`` (imported here so that its layers load)."""
+    try:
+        import keras_hub  # noqa: F401  (registers the KerasHub classes the archive names)
+    except ImportError as e:
+        raise ImportError("the retrieval model is a KerasHub LlamaCausalLM; install keras-hub to load it") from e
+    return _load_bundled(Path(path or RETRIEVAL_MODEL), "the retrieval model", "scripts/train_retrieval.py")
 
 
 def _load_bundled(path, what, script):
