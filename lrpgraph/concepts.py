@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from .methods.analyzer import Analyzer
+from .engine import graph as G
 from .engine.compile import Program
 from .engine.heads import Head
 from .rules.presets import PRESETS
@@ -249,7 +250,7 @@ class ConceptExplainer:
 
     def n_channels(self, layer):
         """The channel count (last axis) of layer ``layer``'s output."""
-        shape = self.graph.nodes[self.node(layer)]["output_shapes"][0]
+        shape = G.output_shape(self.graph, self.node(layer))
         if shape is None or shape[-1] is None:
             raise ValueError(f"layer {layer!r} has no static channel count (output shape {shape})")
         return int(shape[-1])
@@ -260,8 +261,6 @@ class ConceptExplainer:
         reaches an ancestor of a conditioned layer l without passing through l (from a
         node that is neither l nor an ancestor of l: a shortcut around l)."""
         import networkx as nx
-
-        from .engine import graph as G
 
         out = {}
         for c in cond_nodes:
@@ -300,13 +299,13 @@ class ConceptExplainer:
                 for node in record_nodes:
                     r = slot.recorded.get(node)
                     if r is None:  # no relevance reached it
-                        c = self.graph.nodes[node]["output_shapes"][0][-1]
+                        c = G.output_shape(self.graph, node)[-1]
                         r = tf.zeros([n_seeds, tf.shape(x)[0], c], logits.dtype)
                     recorded.append(tf.transpose(r, [1, 0, 2]))
                 acts = [slot.activations.get(node, tf.zeros_like(r[:, 0])) for node, r in zip(record_nodes, recorded)]
                 return m, logits, recorded, acts
 
-            mask_specs = [tf.TensorSpec([n_seeds, self.graph.nodes[n]["output_shapes"][0][-1]], tf.float32)
+            mask_specs = [tf.TensorSpec([n_seeds, G.output_shape(self.graph, n)[-1]], tf.float32)
                           for n in cond_nodes]
             keep_specs = [tf.TensorSpec([n_seeds], tf.float32) for _ in cond_nodes]
             fn = tf.function(run, input_signature=[spec, tf.TensorSpec([None], tf.int32), mask_specs, keep_specs],

@@ -1,8 +1,6 @@
 """The op contract (lrpgraph.ops) and the Context rules receive, tested alone."""
 
-import ast
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +15,9 @@ from lrpgraph.engine import ops
 from lrpgraph.engine.context import Context
 from conftest import skip_without_nchw_conv
 
-ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("module", ["graph.py", "rewrite.py", "compile.py", "context.py",
-                                    "ops/__init__.py", "ops/base.py", "ops/keras.py"])
-def test_core_modules_import_nothing_from_rules(module):
-    tree = ast.parse((ROOT / "lrpgraph" / module).read_text())
-    names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    assert not [m for m in names if "rules" in m.split(".")], names
+# the engine's layering (it imports nothing from rules/ or above): tests/test_layout.py
 
 
 def test_context_is_immutable_with_defaults():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine import graph as G
 from .common import check_images
 from .copies import MetricResult, check_int, check_positive, explain_copies, explainer
 
@@ -186,11 +187,9 @@ def _representation(prepared, layer):
     import networkx as nx
     import tensorflow as tf
 
-    from ..engine import graph as G
-
     if layer is None:
         edges = list(G.in_edges(prepared.graph, prepared.output_node))
-        if not edges or prepared.graph.nodes[edges[0][0]]["op"].kind == "input":
+        if not edges or G.op(prepared.graph, edges[0][0]).kind == "input":
             raise ValueError("relative_representation_stability needs layer=<name>: the output reads the input")
         node, out = edges[0][0], edges[0][1]
     else:
