@@ -19,7 +19,7 @@ from lrpgraph.evaluation.coverage import ABSORBS, CONSERVES, LEAKS, MAP, UNSUPPO
 
 def _cnn(with_lambda=False):
     keras.utils.set_random_seed(3)
-    inp = keras.Input((6, 6, 2))
+    inp = keras.Input((6, 6, 2), name="image")  # named: auto-names depend on what ran before
     h = keras.layers.Conv2D(3, 3, use_bias=False, name="conv")(inp)
     h = keras.layers.ReLU(name="relu")(h)
     h = keras.layers.Flatten(name="flat")(h)
@@ -37,7 +37,7 @@ def test_biased_dense_leaks_by_its_bias_share():
     status = {n.name: n.status["lrp.epsilon"] for n in rep.nodes}
     assert status["fc_bias"] == LEAKS
     assert status["conv"] == status["logits"] == status["relu"] == status["flat"] == CONSERVES
-    assert status["input_layer"] == MAP
+    assert status["image"] == MAP
     assert rep.leaks("lrp.epsilon") == ["fc_bias"]
     # closed form: the bias-free logits layer hands fc_bias R_j = h_j w_jt (epsilon 1e-12);
     # fc_bias's epsilon rule passes on R_j (z_j - b_j) / z_j, losing sum_j w_jt b_j of
