@@ -13,8 +13,13 @@ all channel x pixel entries of a map.  Lower is better for every metric here.
 
 from __future__ import annotations
 
-import numpy as np
+import warnings
 
+import networkx as nx
+import numpy as np
+import tensorflow as tf
+
+from ..engine import graph as G
 from .common import check_images
 from .copies import MetricResult, check_int, check_positive, explain_copies, explainer
 
@@ -133,7 +138,6 @@ def continuity(model, x, relevance=None, target=None, *, method, params=None, st
     den = np.linalg.norm(xf[:, :, None] - xf[:, None], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: every translation equal (constant image)
@@ -170,7 +174,6 @@ def _stability(kind, model, x, relevance, target, method, params, n, sigma, eps_
     ratio = num / np.maximum(den, eps_min)
     same = logits.argmax(-1) == batch.logits.argmax(-1)[:, None]
     ratio = np.where(same, ratio, np.nan)  # the paper keeps perturbations with the same prediction
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -183,11 +186,6 @@ def _representation(prepared, layer):
     """fn(x, batch_size) -> (M, ...) float64: the output of Keras layer ``layer`` through
     the prepared graph (default: the tensor that feeds the explained output node, i.e.
     the last layer's input after the rewrite, which drops Dropout and the like)."""
-    import networkx as nx
-    import tensorflow as tf
-
-    from ..engine import graph as G
-
     if layer is None:
         edges = list(G.in_edges(prepared.graph, prepared.output_node))
         if not edges or prepared.graph.nodes[edges[0][0]]["op"].kind == "input":

@@ -69,10 +69,12 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..methods.registry import create_analyzer, fill_bounds
 from .common import check_images
 from .faithfulness import faithfulness_correlation
 from .perturbation import deletion, insertion, region_perturbation
@@ -307,8 +309,6 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     :data:`NEEDS_METHOD` get the method (name and parameters) to re-explain with.
     ``progress``: callable(str) told each step.
     """
-    from ..methods.registry import create_analyzer, fill_bounds
-
     names = expand_metrics(metrics)
     specs = _methods(methods)
     params = dict(params or {})
@@ -361,7 +361,6 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
         per_sample[label], curves[label] = row, crow
     cols = list(per_sample[labels[0]])
     columns = {"method": np.asarray(labels)}
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine.prepared import prepare
+from ..methods.registry import create_analyzer, fill_bounds
 from . import localisation as M
 
 __all__ = ["PAPER_METHODS", "METRICS", "paper_methods", "evaluate", "BenchmarkResult", "summarize",
@@ -79,8 +81,6 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     picks labels (default: all).  ``overrides`` maps a label to a dict of extra
     parameters for that method (e.g. ``{"Grad-CAM": {"layer": "block3_conv2"}}``).
     """
-    from ..methods.registry import create_analyzer, fill_bounds
-
     labels = list(PAPER_METHODS) if methods is None else list(methods)
     unknown = [m for m in labels if m not in PAPER_METHODS]
     if unknown:
@@ -142,8 +142,6 @@ def evaluate(analyzers, x, classes, masks, *, batch_size=32):
     -------
     BenchmarkResult
     """
-    from ..engine.prepared import prepare
-
     x, classes, masks = _check_scenes(x, classes, masks)
     if not analyzers:
         raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. localization.paper_methods(model)")
