@@ -40,6 +40,7 @@ METHOD_HELPERS = ("lrpgraph.memory", "lrpgraph.postprocess")
 # dependency (numpy, networkx, scikit-image and scipy, matplotlib, TensorFlow/Keras) is imported at the top
 LOCAL_OK = ("ray", "keras_hub", "zarr", "fsspec")
 
+
 def _name(path):
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[0] == "rules":  # setuptools installs the top-level rules/ as lrpgraph.rules
