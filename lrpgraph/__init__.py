@@ -18,10 +18,16 @@ keeps the floors apart):
 - ``lrpgraph/methods/``: :class:`Method` (numpy in, numpy out), :class:`Analyzer` (the rule
   presets), the registry of names (:func:`create_analyzer`, :func:`methods`) and the
   families (SGLRP, CAM, perturbation, rollout).
-- ``lrpgraph/evaluation/``: faithfulness and randomisation metrics (:func:`evaluate`),
-  localisation, the two-object benchmark and its synthetic shapes, :func:`check`.
-- the dataset runner (:func:`explain_dataset`, :func:`open_store`), the command line
-  (``lrpgraph ...``) and the helpers (viz, io, text, assets, memory, postprocess).
+- ``lrpgraph/evaluation/``: faithfulness, robustness, complexity, randomisation,
+  localisation and axiomatic metrics (:func:`evaluate`), the two-object benchmark and its
+  synthetic shapes, :func:`check`.
+- ``lrpgraph/data/``: the dataset runner (:func:`explain_dataset`, :func:`open_store`;
+  ``lrpgraph.distributed.ray`` on a Ray cluster); ``lrpgraph.concepts`` (concept relevance,
+  CRP) runs on it.
+- ``lrpgraph/cli/``: the command line (``lrpgraph ...``), the only package that parses
+  arguments.
+- the foundation (``targets``, ``errors``) and the helpers (viz, io, text with the LLM
+  generation API, assets, sequences, memory, postprocess).
 """
 
 from ._version import __version__  # noqa: F401  (its own module: lrpgraph.data.spec reads it too)

@@ -33,6 +33,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import keras
+
 from .evaluation import synthetic
 
 __all__ = ["DATA_DIR", "SHAPES_MODEL", "SHAPES_CLASS_NAMES", "SHAPES_INPUT_RANGE", "IMAGENET_INDEX",
@@ -107,8 +109,6 @@ def load_retrieval_model(path=None):
 
 
 def _load_bundled(path, what, script):
-    import keras
-
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} is missing; create it with `python {script}`")
     return keras.saving.load_model(path, compile=False, safe_mode=True)

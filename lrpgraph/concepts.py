@@ -32,13 +32,23 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 import tensorflow as tf
 
-from .methods.analyzer import Analyzer
+from .data.driver import drive
+from .data.executors import InProcess, Mirrored
+from .data.job import BlockJob
+from .data.reader import open_store
+from .data.reductions import ClassSum, TopK
+from .data.sources import make_source
+from .data.spec import JobSpec
 from .engine import graph as G
 from .engine.compile import Program
 from .engine.heads import Head
+from .methods.analyzer import Analyzer
+from .methods.base import Method
+from .methods.registry import register
 from .rules.presets import PRESETS
 
 __all__ = ["ConceptExplainer", "conditional", "channel_relevance", "attribution_graph", "normalise_conditions",
@@ -260,8 +270,6 @@ class ConceptExplainer:
         """node -> [(conditioned node, input slots)]: the edges on which relevance
         reaches an ancestor of a conditioned layer l without passing through l (from a
         node that is neither l nor an ancestor of l: a shortcut around l)."""
-        import networkx as nx
-
         out = {}
         for c in cond_nodes:
             anc = nx.ancestors(self.graph, c)
@@ -460,8 +468,6 @@ def attribution_graph(model, x, target=None, layer=None, channel=None, lower_lay
     ``relevance`` (of the first path that reached it), edges upper -> lower with ``relevance`` (the
     lower node's conditional relevance) and ``share`` (its fraction of the upper
     node's relevance).  The root holds the relevance of (layer, channel) itself."""
-    import networkx as nx
-
     if layer is None or channel is None or lower_layer is None:
         raise ValueError("attribution_graph needs layer, channel and lower_layer")
     ex = _explainer(model, method, params)
@@ -492,9 +498,6 @@ def attribution_graph(model, x, target=None, layer=None, channel=None, lower_lay
 
 
 # ---- dataset scale: reference samples and class statistics ---------------------------------------
-
-from .methods.base import Method  # noqa: E402
-from .methods.registry import register  # noqa: E402
 
 #: rows of the per-sample map :class:`ConceptStatistics` stores
 STAT_ROWS = ("relevance", "relevance_share", "activation")
@@ -634,8 +637,6 @@ def activation_score(block):
 
 def concept_reductions(k):
     """The reductions of a concept job: top-k by relevance, top-k by activation, class sums."""
-    from .data.reductions import ClassSum, TopK
-
     return [TopK(k, relevance_score, name="topk_relevance"), TopK(k, activation_score, name="topk_activation"),
             ClassSum(name="class_statistics")]
 
@@ -712,12 +713,6 @@ def reference_samples(model, data, layer, channels="all", k=8, mode="relevance",
     replicas (:class:`lrpgraph.data.Mirrored`);
     ``on_block(block, attributions)`` as in :func:`lrpgraph.explain_dataset`.
     """
-    from .data.driver import drive
-    from .data.executors import InProcess, Mirrored
-    from .data.job import BlockJob
-    from .data.sources import make_source
-    from .data.spec import JobSpec
-
     if mode not in ("relevance", "activation"):
         raise ValueError(f"mode must be 'relevance' or 'activation', got {mode!r}")
     if store is None:
@@ -751,7 +746,6 @@ def from_store(store, mode="relevance", layer=None):
     :class:`lrpgraph.data.Attributions`) written by :func:`reference_samples`
     (boxes: None; the CLI keeps them in ``concepts.npz`` beside the store).  A store of
     several layers gives ``{layer: ReferenceSamples}``, or the one named by ``layer``."""
-    from .data.reader import open_store
 
     att = open_store(store) if isinstance(store, str) else store
     method = att.meta.get("method", {})

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from .concepts import read_samples
+from .data.sources import make_source
 from .viz import heatmap_rgb
 
 __all__ = ["concept_atlas", "prediction_panel", "draw_attribution_graph", "reference_inputs"]
@@ -48,9 +50,6 @@ def reference_inputs(refs, data, prepared, batch_size=32, channels=None, **sourc
     """{dataset index: (x, label)} of the reference samples of ``channels`` (default
     every channel of ``refs``), read from ``data`` (any dataset-runner source;
     ``source_options`` as :func:`lrpgraph.data.make_source`'s, e.g. ``preprocess``)."""
-    from .concepts import read_samples
-    from .data.sources import make_source
-
     rows = _rows(refs, channels)
     source = make_source(data, prepared, **source_options)
     return read_samples(source, batch_size, refs.indices[rows])

@@ -28,15 +28,21 @@ it, in the library's terms (the argument to pass: ``unsafe=True``, ``size=N``).
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import os
+import random
 import re
 import warnings
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+import keras
 import numpy as np
+from keras.applications import imagenet_utils
+from skimage import color, transform
+from skimage import io as skio
 
 from . import assets
 from .errors import InputError
@@ -163,8 +169,6 @@ class LoadedModel:
 
 
 def _load_keras_file(path, unsafe):
-    import keras
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
@@ -232,8 +236,6 @@ def random_application(ctor, seed=RANDOM_WEIGHTS_SEED):
     Keras draws the seed of an unseeded initializer from Python's ``random`` module
     (``keras.random.SeedGenerator``'s default seed); that module is seeded with ``seed``
     while the model is built and its state restored after, so nothing else changes."""
-    import random
-
     state = random.getstate()
     random.seed(seed)
     try:
@@ -243,8 +245,6 @@ def random_application(ctor, seed=RANDOM_WEIGHTS_SEED):
 
 
 def _application(name, weights, log):
-    import keras
-
     ctor_name, module_name = APPLICATIONS[name]
     ctor = getattr(keras.applications, ctor_name)
     module = getattr(keras.applications, module_name)
@@ -287,8 +287,6 @@ def application_module(model_name):
 def application_preprocess(model_name):
     """keras.applications' ``preprocess_input`` for a model named like an application's
     (:func:`application_module`), else None."""
-    import importlib
-
     module = application_module(model_name)
     return None if module is None else importlib.import_module(f"keras.applications.{module}").preprocess_input
 
@@ -296,8 +294,6 @@ def application_preprocess(model_name):
 def _nested_application(model):
     """The name of a keras.applications model nested as the first layer of ``model`` (a
     fine-tuned base, ``Sequential([MobileNetV2(...), Dense(10)])``), or None."""
-    import keras
-
     layers = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
     first = layers[0] if layers else None
     if isinstance(first, keras.Model) and application_module(first.name):
@@ -387,8 +383,6 @@ def preprocess_fn(mode, app_preprocess=None):
     if mode == "raw":
         return lambda x: np.array(x, np.float32)
     if mode in ("caffe", "tf", "torch"):
-        from keras.applications import imagenet_utils
-
         return lambda x: np.asarray(imagenet_utils.preprocess_input(np.array(x, np.float32), mode=mode),
                                     np.float32)
     raise InputError(f"unknown preprocess mode {mode!r}; use one of {', '.join(PREPROCESS)}", param="preprocess")
@@ -418,13 +412,11 @@ def load_image(path, size, channels=3):
     channel is blended on white (``channels=1`` gives a grey image, ITU-R 601
     luma).  Resizing is anti-aliased with reflected borders.  Returns float32
     pixels in [0, 255], shape (H, W, channels)."""
-    from skimage import color, io, transform
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     try:
-        img = io.imread(path)
+        img = skio.imread(path)
     except Exception as e:  # noqa: BLE001 - every reader error means the same to the user
         raise InputError(f"cannot read image {path}: {_first_line(e)} ({_READ_HINT})") from None
     img = np.asarray(img)

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
 from .engine.prepared import prepare
+from .errors import InputError
+from .methods.base import Method
 from .methods.registry import create_analyzer
+from .viz import token_heatmap, token_html
 
 __all__ = ["TextExplanation", "read_vocab", "tokenize", "encode", "text_inputs", "explain_text",
            "import_keras_hub", "GenerationExplanation", "explain_generation", "block_outputs", "relevance_trace"]
@@ -57,7 +59,7 @@ def import_keras_hub():
     """Import ``keras_hub`` where it is installed (it registers its layers with Keras,
     so that ``.keras`` files of KerasHub models load); True if it is there."""
     try:
-        import keras_hub  # noqa: F401
+        import keras_hub  # noqa: F401  (optional, lrpgraph[transformers]: importing it registers its layers)
     except ImportError:
         return False
     return True
@@ -210,15 +212,11 @@ class GenerationExplanation:
     def html(self, row=None):
         """The prompt and generation as HTML, coloured by the relevance of generated token
         ``row`` (None: of the whole generation, :meth:`span`)."""
-        from .viz import token_html
-
         r = self.span() if row is None else self.relevance[row]
         return token_html(self.tokens, r)
 
     def figure(self, row=None, **kwargs):
         """A matplotlib token heatmap (:func:`lrpgraph.viz.token_heatmap`) of ``row``."""
-        from .viz import token_heatmap
-
         r = self.span() if row is None else self.relevance[row]
         return token_heatmap(self.tokens, r, **kwargs)
 
@@ -233,9 +231,6 @@ def explain_generation(causal_lm, prompt, max_length, method="attn_lrp", *, toke
     gradient preset; ``params`` its parameters, or a ready ``analyzer``).  All generated
     tokens are explained in one batched call of the compiled analysis (one row per
     token, the same forward pass for each).  Returns a :class:`GenerationExplanation`."""
-    from .methods.base import Method
-    from .methods.registry import create_analyzer
-
     tokenizer = tokenizer or getattr(getattr(causal_lm, "preprocessor", None), "tokenizer", None)
     if isinstance(prompt, str):
         if tokenizer is None:
@@ -305,8 +300,6 @@ def relevance_trace(causal_lm, x, target=None, method="attn_lrp", *, position=No
     analysis per row (``stop_at`` each block's output); with cp_lrp on a bias-free model
     every row sums to the explained logit.  Where relevance concentrates by layer and token
     (e.g. on the first token, an attention sink) shows here."""
-    from .methods.registry import create_analyzer
-
     rows = [create_analyzer(method, causal_lm, **params).analyze(x, target, position=position)]
     for node in block_outputs(causal_lm):
         a = create_analyzer(method, causal_lm, stop_at=node, **params)

@@ -20,6 +20,7 @@ default 256-entry ``seismic`` lookup table a zero value renders as
 
 from __future__ import annotations
 
+import html
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 
@@ -637,8 +639,6 @@ def token_heatmap(
     if title:
         fig.text(0.5, 1.0 - 0.45 * line_h / H, title, ha="center", va="center", fontsize=fontsize)
     if colorbar:
-        from matplotlib.cm import ScalarMappable
-
         cax = fig.add_axes((0.3, 0.25 * line_h / H, 0.4, 0.25 * line_h / H))
         sm = ScalarMappable(norm=Normalize(vmin=-M, vmax=M), cmap=_get_cmap(cmap))
         cb = fig.colorbar(sm, cax=cax, orientation="horizontal")
@@ -651,8 +651,6 @@ def token_html(
 ) -> str:
     """The tokens as an HTML fragment, each a ``<span>`` whose background is its colour
     (:func:`token_colors`) and whose ``title`` is its relevance; the text is escaped."""
-    import html
-
     tokens = [str(t) for t in tokens]
     r = _token_relevance(tokens, relevance)
     spans = []

@@ -10,12 +10,15 @@
     lrpgraph explain-dataset SOURCE --out STORE [--target label|predicted|N|name] ...
     lrpgraph show STORE --index I --out PNG [--source SOURCE]
     lrpgraph evaluate --methods a,b --metrics aopc,deletion [--data SOURCE | --benchmark shapes] --out DIR
+    lrpgraph concepts DATA --model M --layer L --out concepts.zarr [--k 8] [--channels all|3,17]
+    lrpgraph atlas concepts.zarr --channels 3,17 --out atlas.png
     lrpgraph benchmark xai-tris [--scenarios lin,xor] [--models cnn] [--n-test N] --out DIR
 
 * :mod:`lrpgraph.cli.explain`: ``methods``, ``explain`` (images and ``--text``),
   ``demo``, ``check``;
 * :mod:`lrpgraph.cli.dataset`: ``explain-dataset``, ``show`` (docs/datasets.md);
 * :mod:`lrpgraph.cli.evaluate`: ``evaluate`` (docs/evaluation.md);
+* :mod:`lrpgraph.cli.concepts`: ``concepts``, ``atlas`` (docs/concepts.md);
 * :mod:`lrpgraph.cli.benchmark`: ``benchmark xai-tris`` (docs/evaluation.md);
 * :mod:`lrpgraph.cli.options`: what they share, defined once (the model options
   ``--model/--weights/--unsafe/--preprocess/--labels/--size``, ``--param``, targets

@@ -20,14 +20,22 @@ conditional heatmaps.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import tensorflow as tf
 
+from ..concepts import ConceptExplainer, from_store, reference_samples
+from ..concepts_viz import concept_atlas, reference_inputs
+from ..data.executors import RayExecutor
+from ..data.store import StoreError
 from ..errors import InputError
 from ..io import input_bounds, load_model, method_params
+from ..viz import save_figure
 from .options import add_model_options, add_param_option, parse_params
 
 __all__ = ["add_parsers", "cmd_concepts", "cmd_atlas"]
@@ -89,10 +97,6 @@ def _actor_model(spec, weights, unsafe):
 
 
 def _ray_executor(args, layer, method, params, channels):
-    import functools
-
-    from ..data.executors import RayExecutor
-
     return RayExecutor(functools.partial(_actor_model, args.model, args.weights, args.unsafe), "concepts",
                        {"layer": layer, "base": method, "channels": None if channels == "all" else channels,
                         **params},
@@ -101,9 +105,6 @@ def _ray_executor(args, layer, method, params, channels):
 
 
 def cmd_concepts(args, out):
-    from ..concepts import reference_samples
-    from ..data.store import StoreError
-
     data = _data(args.source)
     layer = _layer(args.layer)
     channels = _channels(args.channels)
@@ -118,8 +119,6 @@ def cmd_concepts(args, out):
             raise InputError("--all-devices and --ray exclude each other")
         executor = _ray_executor(args, layer, args.method, params, channels)
     elif args.all_devices:
-        import tensorflow as tf
-
         strategy = tf.distribute.MirroredStrategy()
     print(f"mining concepts of {args.layer} on {lm.name} with {args.method} into {args.out}", file=out, flush=True)
     try:
@@ -146,14 +145,7 @@ def cmd_concepts(args, out):
 
 
 def cmd_atlas(args, out):
-    import matplotlib
-
     matplotlib.use("Agg")
-    from ..concepts import ConceptExplainer, from_store
-    from ..concepts_viz import concept_atlas, reference_inputs
-    from ..data.store import StoreError
-    from ..viz import save_figure
-
     side = Path(args.store) / SIDECAR
     if not side.is_file():
         raise InputError(f"{side} not found: draw the atlas of a store written by `lrpgraph concepts`")

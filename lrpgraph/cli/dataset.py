@@ -38,6 +38,7 @@ from ..io import (APPLICATIONS, application_module, build_method, input_bounds, 
                   method_params, read_labels)
 from ..io import load_model as load_model_spec
 from ..data.store import StoreError
+from ..distributed import ray as lray
 from ..targets import folder_class_indices
 from .options import add_model_options, add_param_option, load_model, parse_params, parse_target
 
@@ -122,9 +123,7 @@ def _run_ray(args, data, preprocess, out):
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     try:
-        from ..distributed import ray as lray  # Ray: an optional dependency (the lrpgraph[ray] extra)
-
-        lray.import_ray()
+        lray.import_ray()  # Ray: an optional dependency (the lrpgraph[ray] extra)
     except ImportError as e:
         raise InputError(str(e)) from None
     low, high = input_bounds(preprocess)

@@ -32,7 +32,8 @@ statistics stored, :data:`MAP_STATISTICS`) and :mod:`~lrpgraph.data.reductions`
 
 A new input kind is a Source; a new per-sample number a map statistic; a new
 thing computed over the whole dataset a Reduction; a new place to compute an
-executor.  None of them is a new driver.
+executor.  None of them is a new driver: :func:`lrpgraph.concepts.reference_samples`
+(the concept wing) is a job of this runner whose result is its reductions.
 """
 
 from .driver import drive, explain_dataset, run_blocks

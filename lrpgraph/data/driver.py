@@ -267,6 +267,11 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
                     on_block=None, max_memory=None, reductions=()):
     """Explain every sample of ``data`` with ``analyzer`` into the store at ``store``.
 
+    A thin facade: a :class:`~lrpgraph.data.spec.JobSpec` of the knobs, the
+    source (:func:`~lrpgraph.data.sources.make_source`), the executor
+    (:class:`~lrpgraph.data.executors.InProcess`, or
+    :class:`~lrpgraph.data.executors.Mirrored` with a strategy) and :func:`drive`.
+
     Parameters
     ----------
     analyzer : lrpgraph.Method
@@ -333,11 +338,6 @@ def explain_dataset(analyzer, data, store, *, target="label", batch_size=32, res
         Bytes kept per sample id for datasets that yield string ids.
     on_block : callable, optional
         ``on_block(block_index, attributions)`` after each block is written.
-
-    A thin facade: a :class:`~lrpgraph.data.spec.JobSpec` of the knobs, the
-    source (:func:`~lrpgraph.data.sources.make_source`), the executor
-    (:class:`~lrpgraph.data.executors.InProcess`, or
-    :class:`~lrpgraph.data.executors.Mirrored` with a strategy) and :func:`drive`.
 
     Returns
     -------

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import matplotlib.pyplot as plt
 import numpy as np
 
+from ..viz import plot_heatmap
 from .store import Store, decode_ids
 
 __all__ = ["open_store", "Attributions", "LogitsTopK"]
@@ -160,10 +162,6 @@ class Attributions:
         """Draw sample ``i``'s map with :func:`lrpgraph.viz.plot_heatmap` (a new
         figure when ``ax`` is None); returns the axes.  For several targets per
         sample, each target's map in a row of axes."""
-        import matplotlib.pyplot as plt  # matplotlib (viz) is imported on the first plot, not with lrpgraph
-
-        from ..viz import plot_heatmap
-
         i = int(i)
         if not 0 <= i < len(self):
             raise IndexError(f"sample {i} out of range: the store holds {len(self)} samples")

@@ -39,34 +39,32 @@ Beside the faithfulness metrics, imported as modules:
   model (op kinds, each preset's rule per node, the rewritten logits against Keras's).
 """
 
+from .axiomatic import completeness, input_invariance, non_sensitivity
 from .common import baseline_images, region_ranks, region_relevance, score_copies
+from .complexity import effective_complexity, gini, sparseness
+from .copies import MetricResult
 from .faithfulness import FaithfulnessCorrelation, faithfulness_correlation
+from .faithfulness_more import (faithfulness_estimate, infidelity, irof, monotonicity, monotonicity_correlation,
+                                road, sensitivity_n, sufficiency)
+from .localisation_metrics import relevance_rank_accuracy, roc_auc, top_k_intersection
+from .mprt import efficient_mprt, random_logit, smooth_mprt
 from .perturbation import PerturbationCurve, auc, deletion, insertion, region_perturbation
 from .randomisation import (SIMILARITIES, RandomisationResult, data_randomisation, model_randomisation,
                             similarities)
-from .table import BETTER, METRICS, PER_SAMPLE_METRICS, EvaluationTable, evaluate, expand_metrics
+from .robustness import (avg_sensitivity, continuity, local_lipschitz_estimate, max_sensitivity,
+                         relative_input_stability, relative_output_stability, relative_representation_stability)
+from .table import (BETTER, GROUPS, METRICS, NEEDS_MASKS, NEEDS_METHOD, PER_SAMPLE_METRICS, EvaluationTable,
+                    evaluate, expand_metrics)
 
 __all__ = ["region_perturbation", "deletion", "insertion", "auc", "PerturbationCurve", "faithfulness_correlation",
            "FaithfulnessCorrelation", "model_randomisation", "data_randomisation", "similarities",
            "RandomisationResult", "SIMILARITIES", "evaluate", "EvaluationTable", "METRICS", "PER_SAMPLE_METRICS",
-           "BETTER", "expand_metrics", "baseline_images", "region_ranks", "region_relevance", "score_copies"]
-
-# issue 24: the rest of the field's metric set, one module per group (``evaluation.complexity.complexity``
-# is not re-exported here: the name is its module's)
-from .axiomatic import completeness, input_invariance, non_sensitivity  # noqa: E402
-from .complexity import effective_complexity, gini, sparseness  # noqa: E402
-from .copies import MetricResult  # noqa: E402
-from .faithfulness_more import (faithfulness_estimate, infidelity, irof, monotonicity,  # noqa: E402
-                                monotonicity_correlation, road, sensitivity_n, sufficiency)
-from .localisation_metrics import relevance_rank_accuracy, roc_auc, top_k_intersection  # noqa: E402
-from .mprt import efficient_mprt, random_logit, smooth_mprt  # noqa: E402
-from .robustness import (avg_sensitivity, continuity, local_lipschitz_estimate, max_sensitivity,  # noqa: E402
-                         relative_input_stability, relative_output_stability, relative_representation_stability)
-from .table import GROUPS, NEEDS_MASKS, NEEDS_METHOD  # noqa: E402
-
-__all__ += ["MetricResult", "road", "irof", "infidelity", "sufficiency", "monotonicity", "monotonicity_correlation",
-            "faithfulness_estimate", "sensitivity_n", "max_sensitivity", "avg_sensitivity",
-            "local_lipschitz_estimate", "continuity", "relative_input_stability", "relative_output_stability",
-            "relative_representation_stability", "sparseness", "effective_complexity", "gini", "smooth_mprt",
-            "efficient_mprt", "random_logit", "relevance_rank_accuracy", "top_k_intersection", "roc_auc",
-            "completeness", "input_invariance", "non_sensitivity", "GROUPS", "NEEDS_METHOD", "NEEDS_MASKS"]
+           "BETTER", "expand_metrics", "baseline_images", "region_ranks", "region_relevance", "score_copies",
+           # the rest of the field's metric set, one module per group (``evaluation.complexity.complexity``
+           # is not re-exported here: the name is its module's)
+           "MetricResult", "road", "irof", "infidelity", "sufficiency", "monotonicity", "monotonicity_correlation",
+           "faithfulness_estimate", "sensitivity_n", "max_sensitivity", "avg_sensitivity",
+           "local_lipschitz_estimate", "continuity", "relative_input_stability", "relative_output_stability",
+           "relative_representation_stability", "sparseness", "effective_complexity", "gini", "smooth_mprt",
+           "efficient_mprt", "random_logit", "relevance_rank_accuracy", "top_k_intersection", "roc_auc",
+           "completeness", "input_invariance", "non_sensitivity", "GROUPS", "NEEDS_METHOD", "NEEDS_MASKS"]

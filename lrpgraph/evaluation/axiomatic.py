@@ -6,10 +6,12 @@ Each takes ``(model_or_prepared, x, relevance, target=None, ...)`` and returns a
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
-from .common import baseline_images, check_images, check_relevance
+from .common import baseline_images, check_images, check_relevance, target_scores
 from .copies import MetricResult, check_int, check_positive, explain_copies, explainer, score_keyed, target_score
+from .faithfulness_more import value_range_bounds
 
 __all__ = ["completeness", "input_invariance", "non_sensitivity", "shifted_model"]
 
@@ -38,7 +40,6 @@ def completeness(model, x, relevance, target=None, *, baseline=0.0, rtol=1e-3, a
     rtol = check_positive("rtol", rtol, allow_zero=True)
     atol = check_positive("atol", atol, allow_zero=True)
     base = baseline_images(batch.x, baseline, seed=seed)
-    from .common import target_scores
 
     fb = target_scores(batch.prepared.logits(base), batch.targets, score).numpy().astype(np.float64)
     change = target_score(batch, score) - fb
@@ -59,8 +60,6 @@ def shifted_model(model, shift):
     construction); otherwise (e.g. "same" padding, whose zero border would see the
     shift) the shift is undone by a ``Rescaling(1, offset=-shift)`` input layer in
     front of the model.  ``shift``: a number or a per-channel vector."""
-    import keras
-
     first = [lay for lay in model.layers if lay.weights]
     layer = first[0] if first else None
     kind = type(layer).__name__
@@ -139,8 +138,6 @@ def non_sensitivity(model, x, relevance, target=None, *, features_in_step=None, 
 
     Quantus 0.6.0 perturbs groups in index order (not by attribution) and mixes
     arrays of different shapes when ``features_in_step > 1``."""
-    from .faithfulness_more import value_range_bounds
-
     batch, r = _setup(model, x, relevance, target)
     n, h, w, c = batch.x.shape
     f_all = h * w * c

@@ -20,6 +20,7 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
+from skimage.filters import gaussian
 
 from ..methods.base import check_batch_size, chunked
 from ..engine.prepared import prepare
@@ -143,8 +144,6 @@ def baseline_images(x, baseline, *, seed=0, value_range=None, sigma=5.0):
         elif baseline == "mean":
             out = np.broadcast_to(x.mean(axis=(1, 2), keepdims=True, dtype=np.float64), x.shape)
         elif baseline == "blur":
-            from skimage.filters import gaussian
-
             if not sigma > 0:
                 raise ValueError(f"sigma (the blur's standard deviation in pixels) must be > 0, got {sigma!r}")
             out = np.stack([gaussian(xi.astype(np.float64), sigma=sigma, channel_axis=-1, preserve_range=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .common import check_images
 from .copies import MetricResult, check_positive
 
 __all__ = ["sparseness", "complexity", "effective_complexity", "gini"]
@@ -26,8 +27,6 @@ def _abs_maps(model, x, relevance, target):
         raise ValueError("relevance contains NaN or Inf values")
     targets = np.full(r.shape[0], -1, np.int32)
     if model is not None and x is not None:
-        from .common import check_images
-
         targets = check_images(model, x, target).targets
     return np.abs(r.reshape(r.shape[0], -1)), targets
 

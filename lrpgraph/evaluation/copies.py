@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..methods.base import check_batch_size, chunked
+from ..methods.registry import create_analyzer
 from .common import SCORES, target_scores
 
 __all__ = ["MetricResult", "feature_ranks", "score_keyed", "explain_copies", "explainer", "target_score", "check_int",
@@ -177,8 +178,6 @@ def explainer(method, model, params=None):
     ``analyze(x, target=..., batch_size=...)`` (a Method), or a callable
     ``fn(model, x, targets) -> maps``."""
     if isinstance(method, str):
-        from ..methods.registry import create_analyzer
-
         analyzer = create_analyzer(method, model, **dict(params or {}))
         return lambda x, t, bs: analyzer.analyze(x, target=t, batch_size=bs)
     if hasattr(method, "analyze"):

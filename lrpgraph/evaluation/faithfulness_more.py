@@ -14,7 +14,14 @@ docstring says so; docs/evaluation.md lists the differences.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.linalg import spsolve
+from scipy.spatial.distance import cdist
+from scipy.stats import rankdata
+from skimage.segmentation import slic
 
 from .common import ImageBatch, baseline_images, check_images, check_relevance, pearson
 from .copies import MetricResult, check_int, check_positive, feature_ranks, score_keyed, target_score
@@ -33,8 +40,6 @@ def _setup(model, x, relevance, target, batch_size):
 def spearman(a, b):
     """Row-wise Spearman rank correlation of (N, n) arrays (ties averaged); NaN where a
     row is constant."""
-    from scipy.stats import rankdata
-
     return pearson(rankdata(a, axis=1), rankdata(b, axis=1))
 
 
@@ -62,9 +67,6 @@ def noisy_linear_imputation(image, mask, noise):
 
     is solved (scipy.sparse.linalg.spsolve), then ``noise`` (H, W, C) is added to
     the removed pixels.  At least one pixel must be kept."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import spsolve
-
     h, w, c = image.shape
     out = image.astype(np.float64).copy()
     removed = np.flatnonzero(mask.reshape(-1))
@@ -145,8 +147,6 @@ def road(model, x, relevance, target=None, *, percentages=None, order="morf", no
 
 # --- IROF ---------------------------------------------------------------------------------
 def _segments(img, n_segments, compactness):
-    from skimage.segmentation import slic
-
     if img.shape[-1] == 1:
         seg = slic(img[..., 0].astype(np.float64), n_segments=n_segments, compactness=compactness, start_label=0,
                    channel_axis=None)
@@ -267,8 +267,6 @@ def sufficiency(model, x, relevance, target=None, *, threshold=0.6, distance="se
     (0 where no other map is that close).  Higher is better.  It compares the samples
     with each other, so it depends on the batch, unlike the other metrics.
     """
-    from scipy.spatial.distance import cdist
-
     batch, r = _setup(model, x, relevance, target, batch_size)
     flat = r.reshape(batch.n, -1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -431,8 +429,6 @@ def sensitivity_n(model, x, relevance, target=None, *, ns=None, n_subsets=50, ba
     corr = np.stack([pearson(a[:, j * n_subsets:(j + 1) * n_subsets], d[:, j * n_subsets:(j + 1) * n_subsets])
                      for j in range(ns.size)], axis=1)
     with np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             score_ = np.nanmean(corr, axis=1)

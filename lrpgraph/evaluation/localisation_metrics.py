@@ -11,7 +11,10 @@ pixel each.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
+from . import localisation as M
+from .common import check_images
 from .copies import MetricResult, check_int
 
 __all__ = ["relevance_rank_accuracy", "top_k_intersection", "roc_auc", "pointing_game_metric",
@@ -19,8 +22,6 @@ __all__ = ["relevance_rank_accuracy", "top_k_intersection", "roc_auc", "pointing
 
 
 def _check(maps, masks):
-    from . import localisation as M
-
     M.relevance_mass(maps, masks)  # the shared validation: shapes, finite maps, non-empty binary masks
     maps = np.asarray(maps, np.float64)
     maps = maps.sum(-1) if maps.ndim == 4 else maps
@@ -59,8 +60,6 @@ def roc_auc(maps, masks):
         AUC = (sum of the mask pixels' ranks - P (P + 1) / 2) / (P * Q)
 
     P mask pixels, Q the others (a full mask: NaN).  0.5 is chance; higher is better."""
-    from scipy.stats import rankdata
-
     r, m = _check(maps, masks)
     ranks = rankdata(r, axis=1)
     p = m.sum(1).astype(np.float64)
@@ -74,8 +73,6 @@ def _wrap(name, fn, doc):
     def metric(model, x, relevance, target=None, *, masks, **kw):
         targets = np.full(np.shape(relevance)[0], -1, np.int32)
         if model is not None and x is not None:
-            from .common import check_images
-
             targets = check_images(model, x, target).targets
         if masks is None:
             raise ValueError(f"{name} needs the ground-truth masks: pass masks= (N, H, W) bool")
@@ -87,14 +84,10 @@ def _wrap(name, fn, doc):
 
 
 def _pointing(maps, masks, tolerance=0):
-    from . import localisation as M
-
     return M.pointing_game(maps, masks, tolerance)
 
 
 def _mass(maps, masks):
-    from . import localisation as M
-
     return M.relevance_mass(maps, masks)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 
+import keras
 import numpy as np
 
 from .common import check_images, check_relevance
@@ -26,8 +27,6 @@ def randomised_copy(model, layers=None, seed=0):
     """A copy of the Keras ``model`` with ``layers`` (default every layer with weights)
     re-initialised, layer l of the cascade with seed ``seed + 1000 * l`` (the seeds of
     :func:`model_randomisation`'s last step)."""
-    import keras
-
     names = randomisable_layers(model) if layers is None else list(layers)
     known = {lay.name for lay in model.layers}
     bad = [n for n in names if n not in known]

@@ -13,7 +13,11 @@ all channel x pixel entries of a map.  Lower is better for every metric here.
 
 from __future__ import annotations
 
+import warnings
+
+import networkx as nx
 import numpy as np
+import tensorflow as tf
 
 from ..engine import graph as G
 from .common import check_images
@@ -134,7 +138,6 @@ def continuity(model, x, relevance=None, target=None, *, method, params=None, st
     den = np.linalg.norm(xf[:, :, None] - xf[:, None], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: every translation equal (constant image)
@@ -171,7 +174,6 @@ def _stability(kind, model, x, relevance, target, method, params, n, sigma, eps_
     ratio = num / np.maximum(den, eps_min)
     same = logits.argmax(-1) == batch.logits.argmax(-1)[:, None]
     ratio = np.where(same, ratio, np.nan)  # the paper keeps perturbations with the same prediction
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -184,9 +186,6 @@ def _representation(prepared, layer):
     """fn(x, batch_size) -> (M, ...) float64: the output of Keras layer ``layer`` through
     the prepared graph (default: the tensor that feeds the explained output node, i.e.
     the last layer's input after the rewrite, which drops Dropout and the like)."""
-    import networkx as nx
-    import tensorflow as tf
-
     if layer is None:
         edges = list(G.in_edges(prepared.graph, prepared.output_node))
         if not edges or G.op(prepared.graph, edges[0][0]).kind == "input":

@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..methods.registry import create_analyzer, fill_bounds
 from .common import check_images
 from .faithfulness import faithfulness_correlation
 from .perturbation import deletion, insertion, region_perturbation
@@ -344,8 +345,6 @@ def evaluate(model, x, methods, target=None, metrics=("aopc",), *, params=None, 
     :data:`NEEDS_METHOD` get the method (name and parameters) to re-explain with.
     ``progress``: callable(str) told each step.
     """
-    from ..methods.registry import create_analyzer, fill_bounds
-
     names = expand_metrics(metrics)
     specs = _methods(methods)
     params = check_metric_params(params)

@@ -26,11 +26,11 @@ The table is the mean of each column over all (scene, target) pairs.
 
 Usage::
 
-    from lrpgraph import localization, synthetic
+    from lrpgraph.evaluation import synthetic, two_object
     scenes = synthetic.two_object_scenes(100, seed=12345)
-    result = localization.evaluate(localization.paper_methods(model, low=0, high=1),
-                                scenes["x"], scenes["classes"], scenes["masks"])
-    print(localization.to_markdown(result))
+    result = two_object.evaluate(two_object.paper_methods(model, low=0, high=1),
+                                 scenes["x"], scenes["classes"], scenes["masks"])
+    print(two_object.to_markdown(result))
 
 The functions work on any model and data set with this layout; nothing here
 knows about the shapes classes.
@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine.prepared import prepare
+from ..methods.registry import create_analyzer, fill_bounds
 from . import localisation as M
 
 __all__ = ["PAPER_METHODS", "METRICS", "paper_methods", "evaluate", "BenchmarkResult", "summarize",
@@ -79,8 +81,6 @@ def paper_methods(model, low=0.0, high=1.0, methods=None, **overrides):
     picks labels (default: all).  ``overrides`` maps a label to a dict of extra
     parameters for that method (e.g. ``{"Grad-CAM": {"layer": "block3_conv2"}}``).
     """
-    from ..methods.registry import create_analyzer, fill_bounds
-
     labels = list(PAPER_METHODS) if methods is None else list(methods)
     unknown = [m for m in labels if m not in PAPER_METHODS]
     if unknown:
@@ -142,11 +142,9 @@ def evaluate(analyzers, x, classes, masks, *, batch_size=32):
     -------
     BenchmarkResult
     """
-    from ..engine.prepared import prepare
-
     x, classes, masks = _check_scenes(x, classes, masks)
     if not analyzers:
-        raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. localization.paper_methods(model)")
+        raise ValueError("analyzers is empty: pass {label: analyzer}, e.g. two_object.paper_methods(model)")
     n = len(x)
     first = next(iter(analyzers.values()))
     logits = prepare(first.model).logits(x)

@@ -8,6 +8,8 @@ the CAM family, integrated gradients, SmoothGrad, VarGrad, occlusion).
 
 from __future__ import annotations
 
+import inspect
+
 __all__ = ["METHODS", "register", "create_analyzer", "methods", "parameters", "fill_bounds"]
 
 METHODS = {}
@@ -46,8 +48,6 @@ def methods():
 def parameters(name):
     """The parameter names method ``name`` takes explicitly: a preset's defaults
     (``factory.parameters``), else the factory's named arguments."""
-    import inspect
-
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
     factory = METHODS[name][0]

@@ -1,6 +1,15 @@
 """Op descriptions (:mod:`lrpgraph.engine.ops.base`, what rules are written against) and the
-Keras adapter that makes them (:mod:`lrpgraph.engine.ops.keras`, with :func:`register_layer`
-for custom layers)."""
+adapters that make them:
+
+- :mod:`~lrpgraph.engine.ops.keras`: Keras layers and operations (``BUILDERS``), with
+  :func:`register_layer` for custom layers;
+- :mod:`~lrpgraph.engine.ops.recurrent`: LSTM, GRU, SimpleRNN (:class:`Recurrent`) and
+  Bidirectional, masks included;
+- :mod:`~lrpgraph.engine.ops.keras_hub`, :mod:`~lrpgraph.engine.ops.keras_hub_text`,
+  :mod:`~lrpgraph.engine.ops.keras_hub_llm`: KerasHub's ViT, its text encoders and its
+  decoder LLMs, registered when a KerasHub model is first seen (importing lrpgraph never
+  imports KerasHub).
+"""
 
 from .base import (Add, Attention, Bilinear, Chain, Concat, Constant, Elementwise, Embedding, Identity,
                    Input, LayerNorm, Linear, Multiply, Nested, Noise, Op, Pooling, Reshape, Softmax,

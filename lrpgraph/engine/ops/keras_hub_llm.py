@@ -53,6 +53,8 @@ non-padding token of each sequence).
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -340,8 +342,6 @@ def _gemma_softmax_mask(block, attention, scores, padding_mask):
 
 
 def _gemma_mask_kwargs(block):
-    import inspect
-
     names = inspect.signature(block._compute_attention_mask).parameters
     kw = {"cache": None, "cache_update_index": 0}
     if "vision_mask" in names:
@@ -549,7 +549,7 @@ def is_causal_lm(model):
                                                               for c in type(model).__mro__):
         return False
     try:
-        import keras_hub
+        import keras_hub  # optional and heavy (lrpgraph[transformers]): imported only for a KerasHub model
     except ImportError:  # pragma: no cover
         return False
     backbone = getattr(model, "backbone", None)
@@ -559,7 +559,7 @@ def is_causal_lm(model):
 
 def _reversible_classes():
     """KerasHub's ReversibleEmbedding and Keras's (KerasHub 0.32 uses Keras's where it has one)."""
-    import keras_hub
+    import keras_hub  # optional and heavy: imported only once a KerasHub model is seen
 
     found = [keras_hub.layers.ReversibleEmbedding]
     if hasattr(keras.layers, "ReversibleEmbedding"):
@@ -637,7 +637,7 @@ def register():
     register_layer(RouterOf, lambda layer: Softmax(None, (-1,)))
     register_layer(TopKOf, lambda layer: Reshape("top_k", None))
     register_layer(RoutedSum, lambda layer: Bilinear("ebth,bte->bth", 1.0, const_slot=1, name="routed"))
-    from keras_hub.layers import TransformerDecoder
+    from keras_hub.layers import TransformerDecoder  # optional and heavy: registered once a KerasHub model is seen
 
     register_layer(TransformerDecoder,
                    lambda layer: Nested(expand=lambda specs: transformer_decoder_model(layer, specs)), replace=False)
