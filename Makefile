@@ -17,7 +17,7 @@ KERAS_HUB := keras-hub>=0.32,<0.33
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77"
 	$(PY) -m pip install -q -e ".[cpu,test]"
 	if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
 	    $(PY) -m pip install -q --no-deps "$(KERAS_HUB)"; \

@@ -29,7 +29,7 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 
-from ..concepts import ConceptExplainer, from_store, reference_samples
+from ..concepts import ALL_CONV, ConceptExplainer, from_store, reference_samples
 from ..concepts_viz import concept_atlas, reference_inputs
 from ..data.executors import RayExecutor
 from ..data.store import StoreError
@@ -54,8 +54,6 @@ def _channels(s):
 
 def _layer(s):
     """--layer: one name, comma-separated names, or all-conv (every conv layer)."""
-    from ..concepts import ALL_CONV
-
     if s == "all-conv":
         return ALL_CONV
     names = [v.strip() for v in s.split(",") if v.strip()]
