@@ -1,14 +1,13 @@
 """Synthetic shapes dataset and the shipped shapes CNN."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lrpgraph.assets import DATA_DIR
 from lrpgraph.evaluation import synthetic
 
-DATA_DIR = Path(synthetic.__file__).resolve().parent / "bundled"
 MODEL_PATH = DATA_DIR / "shapes_cnn.keras"
 INFO_PATH = DATA_DIR / "shapes_cnn.json"
 
