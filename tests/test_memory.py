@@ -196,7 +196,11 @@ def test_per_sample_memory_against_the_gradient_on_a_small_cnn():
     for name in ("lrp.epsilon", "lrp.z_plus", "deep_taylor.bounded", "epsilon_gamma_box", "sglrp/one_pass"):
         assert r[name] <= 2.0, (name, r)
     assert r["lrp.alpha_2_beta_1"] <= 2.4 and r["sglrp"] <= 2.4, r
-    assert r["sglrp"] <= 1.6 * r["sglrp/one_pass"], r  # two seeds, not two copies of everything
+    # two seeds, not two copies of everything: a pass that copied every tensor per seed costs
+    # 2x the one-pass form per sample; measured 1.46x with oneDNN on and 1.35-1.61x with it
+    # off (the 1.61 with another suite running beside it: the old 1.6 bound failed there), so
+    # the bound sits between the measurements and the 2x of a copy
+    assert r["sglrp"] <= 1.8 * r["sglrp/one_pass"], r
 
 
 @pytest.mark.apps
