@@ -141,17 +141,22 @@ def _store_source(data):
     raise InputError(f"--data {path}: expected a .npz, a .npy or a folder of images")
 
 
+def _metrics(args):
+    """(metric names, metric parameters) from --metrics and --metric-param."""
+    try:
+        metrics = evaluation.expand_metrics(args.metrics)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return metrics, parse_metric_params(args.metric_param)
+
+
 def cmd_evaluate_store(args, out):
     """``lrpgraph evaluate --store``: the metrics of a store's maps, into the store."""
     if args.data is None:
         raise InputError("--store needs --data: the source the store was made from (its inputs are not stored)")
     t0 = time.perf_counter()
     lm = load_model(args, out)
-    try:
-        metrics = evaluation.expand_metrics(args.metrics)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    mparams = parse_metric_params(args.metric_param)
+    metrics, mparams = _metrics(args)
     print(f"lrpgraph evaluate: the maps of {args.store}, model {lm.name}, data {args.data}; metrics "
           f"{', '.join(metrics)}", file=out, flush=True)
     try:
@@ -182,11 +187,7 @@ def cmd_evaluate(args, out):
         raise InputError("--n must be >= 1")
     t0 = time.perf_counter()
     lm = load_model(args, out)
-    try:
-        metrics = evaluation.expand_metrics(args.metrics)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    mparams = parse_metric_params(args.metric_param)
+    metrics, mparams = _metrics(args)
     meth_params = parse_method_params(args.method_param)
     x, y, what = load_data(args, lm, out)
     target = parse_target(args.target, lm, keywords=("label", "predicted"))
