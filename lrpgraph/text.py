@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from .engine.prepared import prepare
 from .errors import InputError
+from .methods.analyzer import Analyzer
 from .methods.base import Method
 from .methods.registry import create_analyzer
 from .viz import token_heatmap, token_html
@@ -296,12 +298,43 @@ def block_outputs(causal_lm):
 def relevance_trace(causal_lm, x, target=None, method="attn_lrp", *, position=None, **params):
     """The relevance of each token in the residual stream after every decoder block (LXT's
     "latent relevance"): (N, L + 1, T), row 0 the relevance per token at the embeddings (the
-    usual map), row l the relevance at block l's output summed over the hidden axis.  One
-    analysis per row (``stop_at`` each block's output); with cp_lrp on a bias-free model
-    every row sums to the explained logit.  Where relevance concentrates by layer and token
-    (e.g. on the first token, an attention sink) shows here."""
-    rows = [create_analyzer(method, causal_lm, **params).analyze(x, target, position=position)]
-    for node in block_outputs(causal_lm):
-        a = create_analyzer(method, causal_lm, stop_at=node, **params)
-        rows.append(np.asarray(a.analyze(x, target, position=position)).sum(-1))
+    usual map), row l the relevance at block l's output summed over the hidden axis,
+    R^l_t = sum_h R^l_{t,h}.  For an LRP or gradient preset (one seed per sample, no
+    post-processing) every row comes from one compiled pass that reads the relevance at
+    the block outputs as it passes them; other methods run one analysis per row
+    (``stop_at`` each block's output).  With cp_lrp on a bias-free model every row sums
+    to the explained logit.  Where relevance concentrates by layer and token (e.g. on the
+    first token, an attention sink) shows here."""
+    a = create_analyzer(method, causal_lm, **params)
+    nodes = block_outputs(causal_lm)
+    if type(a) is Analyzer and a.program.n_seeds == 1 and not a.postprocess:
+        return _trace_one_pass(a, x, target, position, nodes)
+    rows = [a.analyze(x, target, position=position)]
+    for node in nodes:
+        stopped = create_analyzer(method, causal_lm, stop_at=node, **params)
+        rows.append(np.asarray(stopped.analyze(x, target, position=position)).sum(-1))
     return np.stack(rows, axis=1)
+
+
+def _trace_one_pass(a, x, target, position, nodes):
+    """relevance_trace's rows from one compiled pass of analyzer ``a``."""
+    prepared = a.prepared
+    xs, _ = prepared.check_inputs(prepared.fill_position(x, position))
+    targets, multi = prepared.check_targets(target, xs[0].shape[0])
+    if multi:
+        raise ValueError("relevance_trace explains one target per sequence; pass an int, a token id per sequence "
+                         "or 'predicted'")
+    token = prepared.token_input
+    wanted = set(nodes)
+
+    def run(inputs, t):
+        got = {}
+        maps, _ = a.program.recorded_analysis(inputs, t, lambda n, R, R_in: got.__setitem__(n, R) if n in wanted
+                                              else None)
+        ids = inputs[token]
+        rows = [tf.zeros(tf.shape(ids), maps[token].dtype) if n not in got
+                else tf.cast(tf.reduce_sum(got[n], axis=-1), maps[token].dtype) for n in nodes]
+        return tf.stack([maps[token]] + rows, axis=1)
+
+    fn = tf.function(run, autograph=False)
+    return fn([tf.convert_to_tensor(v) for v in xs], tf.convert_to_tensor(targets)).numpy()

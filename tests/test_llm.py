@@ -554,10 +554,11 @@ def test_position_and_target_errors():
     np.testing.assert_allclose(two[:, 1], a.analyze(x, 4), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.slow  # one compiled analysis per block: ~50 s
 def test_relevance_trace_conserves_through_blocks():
     """cp_lrp on a bias-free Llama: the relevance at the residual stream after every block
-    sums to the explained logit (each block conserves), and row 0 is the usual map."""
+    (read in the one pass that makes the map) sums to the explained logit (each block
+    conserves), row 0 is the usual map, and a block's row is what an analysis stopped at
+    that block's output gives."""
     import lrpgraph.text
 
     lm = model("llama")
@@ -566,6 +567,10 @@ def test_relevance_trace_conserves_through_blocks():
     exp = lrpgraph.create_analyzer("cp_lrp", lm, epsilon=1e-12).explain(x, "predicted")
     assert tr.shape == (3, 3, T)
     np.testing.assert_allclose(tr[:, 0], exp.maps, rtol=1e-5, atol=1e-8)
+    first = lrpgraph.text.block_outputs(lm)[0]
+    stopped = lrpgraph.create_analyzer("cp_lrp", lm, epsilon=1e-12, stop_at=first).analyze(x, "predicted")
+    # the same float32 operations in another function: a few ulps of the row's largest value
+    np.testing.assert_allclose(tr[:, 1], stopped.sum(-1), rtol=1e-5, atol=1e-6 * np.abs(tr[:, 1]).max())
     logit = exp.logits[np.arange(3), exp.targets]
     np.testing.assert_allclose(tr.sum(-1), np.repeat(logit[:, None], 3, 1), rtol=1e-4)  # float32 sums
     # after the last block all of it sits at the explained position: the final norm and the

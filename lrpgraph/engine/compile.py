@@ -320,6 +320,20 @@ class Program:
         maps = self._maps(inputs, values, logits, targets, 1)
         return maps, logits, [values[(n, 0)] for n in self.stop]
 
+    def recorded_analysis(self, inputs, targets, record):
+        """The untraced body of ``fn`` for a one-seed head that also calls
+        ``record(node, R, R_in)`` for every node the reverse pass visits (``R`` the
+        relevance at the node's output, N rows): trace it in the caller's tf.function and
+        return what ``record`` kept, to read the relevance at inner nodes from the same
+        pass as the maps.  Returns (maps, logits)."""
+        if self.n_seeds != 1:
+            raise ValueError(f"recording inner relevances needs a one-seed head; this head has {self.n_seeds} "
+                             "seeds per sample (read each seed with node_relevance)")
+        self.traces += 1
+        values, logits = self._forward(inputs)
+        targets = self._resolve(logits, targets)
+        return self._backward(values, self.head.seeds(logits, targets), 1, 1, record=record), logits
+
     def node_relevance(self, inputs, targets, record):
         """Run the analysis eagerly (one target per sample, (N,) int32, -1 the predicted class)
         and call ``record(node, R, R_in)`` for every node the reverse pass visits (the relevance
