@@ -174,3 +174,16 @@ def float64_keras():
 def max_error_per_sample(ours, ref):
     """max |ours - ref| / max |ref| of each sample (first axis), as a list."""
     return [float(np.abs(o - r).max() / max(np.abs(r).max(), 1e-30)) for o, r in zip(ours, ref)]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray runtime of two CPUs for a test module (skips where Ray is not installed);
+    shut down after the module unless one was running before."""
+    ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'lrpgraph[ray]'")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

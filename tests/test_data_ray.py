@@ -26,15 +26,6 @@ from lrpgraph.evaluation.synthetic import single_object_dataset  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
 
 def test_a_worker_killed_mid_block_is_restarted_and_the_job_completes(local_ray, tmp_path):
     x, y, _ = single_object_dataset(12, size=64, seed=3)

@@ -26,15 +26,6 @@ pytestmark = pytest.mark.slow
 METRICS = ("relevance_sum", "positive_share")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
 
 @pytest.fixture(scope="module")
 def shapes():

@@ -10,32 +10,16 @@ import pytest
 import keras
 import lrpgraph
 from lrpgraph.engine import heads as H
-from conftest import float32_noise
+from conftest import build_small_cnn, float32_noise
 from paper_keys import ignore_bias_of, is_paper_key, paper_analyzer
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-def small_cnn(tag):
-    d = np.load(os.path.join(DATA, f"small_cnn{tag}_in.npz"))
-    m = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
-        keras.layers.MaxPooling2D(2, name="pool1"),
-        keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
-        keras.layers.MaxPooling2D(2, name="pool2"),
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(32, activation="relu", name="fc1"),
-        keras.layers.Dense(10, name="logits"),
-    ])
-    m.set_weights([d[f"w{i}"] for i in range(8)])
-    return m, d["x"], d["targets"]
-
-
 @pytest.fixture(scope="module", params=["", "_nb"], ids=["bias", "nobias"])
 def case(request):
     tag = request.param
-    m, x, t = small_cnn(tag)
+    m, x, t = build_small_cnn(tag)
     golden = np.load(os.path.join(DATA, f"small_cnn{tag}_out.npz"))
     return m, x, t, golden
 
@@ -74,7 +58,7 @@ def _check_golden(ours, ref, key):
 def test_golden(tag, wtag, key, ignore_bias):
     """Every SGLRP-family key of the three golden files, with the Deep Taylor rule it was
     made with; the paper's names (sglrp, clrp) default to the 1.0.8.3 rule."""
-    m, x, t = small_cnn(wtag)
+    m, x, t = build_small_cnn(wtag)
     ref = np.load(os.path.join(DATA, f"small_cnn{tag}_out.npz"))[key]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -88,7 +72,7 @@ def test_golden(tag, wtag, key, ignore_bias):
 def test_bias_rule_matters_on_the_golden_net(key):
     """The two Deep Taylor rules differ on the biased small_cnn by far more than the
     golden tolerance, so the tests above tell them apart."""
-    m, x, t = small_cnn("")
+    m, x, t = build_small_cnn("")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         v1 = paper_analyzer(key, m, False).analyze(x, target=t)
@@ -171,7 +155,7 @@ def test_bias_rule_takes_the_two_seed_pass(name):
     denominator, so the bias takes a share and sum A(s) != sum s: scaled SGLRP/CLRP must
     not use the one-pass shortcut m = sum target / sum dual.  On the biased golden net the
     shortcut's result would differ from two separate calls; the analyzer's equals them."""
-    m, x, t = small_cnn("")
+    m, x, t = build_small_cnn("")
     an = lrpgraph.create_analyzer(name, m)
     assert not an.program.one_pass
     assert lrpgraph.create_analyzer(name, m, ignore_bias=True).program.one_pass
@@ -295,13 +279,13 @@ def test_bad_models_and_targets():
     not_vector = keras.Model(seq, keras.layers.Dense(3)(seq))
     with pytest.raises(ValueError, match="score vector"):
         lrpgraph.create_analyzer("clrp", not_vector)
-    m, x, t = small_cnn("")
+    m, x, t = build_small_cnn("")
     with pytest.raises(ValueError, match="out of range"):
         lrpgraph.create_analyzer("sglrp", m).analyze(x, target=10)
 
 
 def test_ignore_bias_must_be_a_bool():
-    m, _, _ = small_cnn("")
+    m, _, _ = build_small_cnn("")
     with pytest.raises(TypeError, match="'ignore_bias' must be True or False"):
         lrpgraph.create_analyzer("sglrp", m, ignore_bias="yes")
     with pytest.raises(TypeError, match="'ignore_bias' must be True or False"):
