@@ -30,7 +30,7 @@ CLASSES = 3
 
 def _head(encoder, first_token=True):
     inp = keras.Input(IMAGE, name="image")
-    y = encoder(inp)
+    y = encoder({"images": inp})
     if first_token:
         y = y[:, 0]
     return keras.Model(inp, keras.layers.Dense(CLASSES, name="head")(y))
@@ -56,7 +56,7 @@ def _siglip():  # the attention-pooling head's output, (batch, hidden)
 def _clip():  # KerasHub's own pooler (the first token)
     encoder = keras_hub.models.CLIPVisionEncoder(patch_size=8, image_shape=IMAGE, **SMALL)
     inp = keras.Input(IMAGE, name="image")
-    y = CLIPVisionPooler(name="vision_pooler")(encoder(inp))
+    y = CLIPVisionPooler(name="vision_pooler")(encoder({"images": inp}))
     return keras.Model(inp, keras.layers.Dense(CLASSES, name="head")(y))
 
 
@@ -71,7 +71,7 @@ _MODELS = {}
 
 
 def model(tower, bias_free=False):
-    """The tower with random norms, biases, tokens, layer scales and (SigLIP, CLIP) a shuffled
+    """The tower with random kernels, norms, biases, tokens, layer scales and (SigLIP, CLIP) a shuffled
     ``position_ids`` (their initial values, 1, 0 and 0..T-1 or all 0, would hide a missing or
     doubled term, or a table read without the ids)."""
     key = (tower, bias_free)
@@ -85,6 +85,8 @@ def model(tower, bias_free=False):
                 v.assign(rng.permutation(v.shape[-1])[None].astype(v.dtype))
             elif bias_free and leaf in BIASES:
                 v.assign(np.zeros(v.shape, v.dtype))
+            elif leaf == "kernel":  # DINOv2 initialises with std 0.02: its MLP would hardly count
+                v.assign(rng.normal(0, 1 / np.sqrt(np.prod(v.shape[:-1])), v.shape).astype(v.dtype))
             elif leaf in ("gamma", "lambda1"):
                 v.assign(rng.uniform(0.5, 1.5, v.shape).astype(v.dtype))
             elif leaf in ("bias", "beta", "class_token", "distillation_token", "cls_token", "register_tokens"):
@@ -243,7 +245,7 @@ def test_channels_first_names_the_cause():
     encoder = keras_hub.models.CLIPVisionEncoder(patch_size=8, image_shape=(3, 16, 16), data_format="channels_first",
                                                  **SMALL)
     inp = keras.Input((3, 16, 16))
-    m = keras.Model(inp, keras.layers.Dense(2)(encoder(inp)[:, 0]))
+    m = keras.Model(inp, keras.layers.Dense(2)(encoder({"images": inp})[:, 0]))
     report = lrpgraph.check(m, presets=("attn_lrp",))
     assert [u["class_name"] for u in report.unsupported] == ["CLIPVisionEmbedding"], str(report)
     with pytest.raises(lrpgraph.UnsupportedLayerError, match="channels_first.*data_format='channels_last'"):
