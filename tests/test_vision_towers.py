@@ -7,7 +7,9 @@ Dense head on its class token or pooled output:
 - the rewritten graph reproduces the model's logits;
 - cp_lrp conserves the explained logit on bias-free configurations;
 - attn_lrp and cp_lrp equal LXT's Input x Gradient formulation (tests/lxt_reference.py)
-  written out below in TensorFlow from the layers' weights, independently of lrpgraph's graph.
+  written out below in TensorFlow from the layers' weights, independently of lrpgraph's graph;
+- DINOv2's per-stage outputs are described; an output a description does not compute is
+  named when used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import pytest
 import tensorflow as tf
 
 import lrpgraph
+from lrpgraph.engine import graph as G
+from lrpgraph.engine import rewrite as RW
+from lrpgraph.engine.ops import keras_hub as hub_ops
 from lxt_reference import attention, dense, divide_gradient, identity_rule, layer_norm
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -250,3 +255,30 @@ def test_channels_first_names_the_cause():
     assert [u["class_name"] for u in report.unsupported] == ["CLIPVisionEmbedding"], str(report)
     with pytest.raises(lrpgraph.UnsupportedLayerError, match="channels_first.*data_format='channels_last'"):
         lrpgraph.create_analyzer("attn_lrp", m)
+
+
+def test_dinov2_stage_outputs_are_the_encoder_s():
+    """DINOv2's encoder returns (x, {"stage1": ..., "stage2": ...}); its description returns
+    the same structure, so a head on an intermediate stage (``backbone.pyramid_outputs``)
+    reproduces the logits and is explained."""
+    bb = model("dinov2").layers[1]
+    inp = keras.Input(IMAGE, name="image")
+    stage1 = keras.Model(bb.inputs, bb.pyramid_outputs["stage1"])({"images": inp})
+    m = keras.Model(inp, keras.layers.Dense(CLASSES, name="head1")(stage1[:, 0]))
+    X = images()
+    # float32, same ops: 1e-5 as above
+    np.testing.assert_allclose(lrpgraph.prepare(m).logits(X), m(X).numpy(), rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(lrpgraph.create_analyzer("cp_lrp", m).analyze(X, 0)))
+
+
+def test_an_undescribed_output_is_named():
+    """DeiT's encoder also returns the hidden states and attention scores it was not asked
+    for (empty tensors); its description computes the first output only, and a model using
+    another one gets an error naming the layer and the output."""
+    hub_ops.register()  # what prepare() and check() do first
+    bb = model("deit").backbone
+    inp = keras.Input(IMAGE)
+    h, states, _ = bb.get_layer("deit_encoder")(bb.get_layer("deit_patching_and_embedding")(inp))
+    m = keras.Model(inp, [h, states])
+    with pytest.raises(NotImplementedError, match="output 1 of DeiTEncoder 'deit_encoder'.*computes 1 output"):
+        RW.canonicalize(G.to_graph(m))
