@@ -11,7 +11,8 @@ in both presets and the rewritten graph reproduces the model's logits to 1e-4), 
 nodes, cp_lrp's conservation (max |sum R / logit - 1| over the samples, and the nodes that do
 not conserve), attn_lrp's sum R / logit, and the seconds for build + coverage.  A backbone
 that cannot be built or explained is listed with the error.  ``--write-docs`` replaces the
-table between the markers in docs/methods/llms.md.
+table between the markers in docs/methods/llms.md (with ``--only``: only those families' rows,
+the others kept as they are).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ IMAGE = (32, 32, 3)
 def _classifier(encoder, name):
     """encoder(image) -> its first token (or its pooled output) -> Dense(5)."""
     inp = keras.Input(IMAGE, name="image")
-    y = encoder(inp)
+    y = encoder({"images": inp} if isinstance(encoder.input, dict) else inp)
     if isinstance(y, dict):
         key = next(k for k in ("sequence_output", "vision_sequence_output", "pooled_output") if k in y)
         y = y[key]
@@ -122,6 +123,18 @@ def table(rows):
     return "\n".join(out)
 
 
+def _merge(old, new, order):
+    """The table ``old`` with the rows of ``new`` in place of those of the same family,
+    families in ``order`` (then any others ``old`` has)."""
+    def rows(md):
+        lines = [ln for ln in md.strip().splitlines() if ln.startswith("| ")]
+        return lines[0], {ln.split(" | ")[0][2:]: ln for ln in lines[1:]}
+    header, kept = rows(old)
+    kept.update(rows(new)[1])
+    families = [f for f in order if f in kept] + [f for f in kept if f not in order]
+    return "\n".join([header, "|---|---|---|---|---|---|---|---|"] + [kept[f] for f in families])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write-docs", action="store_true", help=f"write the table into {DOC}")
@@ -143,7 +156,9 @@ def main():
         if BEGIN not in doc:
             raise SystemExit(f"{DOC} has no {BEGIN} marker")
         head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+        old, tail = rest.split(END, 1)
+        if args.only:
+            md = _merge(old, md, list(builders))
         DOC.write_text(f"{head}{BEGIN}\n{md}\n{END}{tail}")
         print(f"wrote the table into {DOC}")
 

@@ -18,6 +18,8 @@ import pytest
 import tensorflow as tf
 
 import lrpgraph
+from lxt_reference import dense as _apply, divide_gradient as _divide_gradient, identity_rule as _identity_rule, \
+    layer_norm as _ln
 
 keras_hub = pytest.importorskip("keras_hub")
 import keras  # noqa: E402
@@ -169,25 +171,6 @@ def test_cp_lrp_conserves(family):
 
 # ---- LXT's Input x Gradient formulation, in TensorFlow ------------------------------------------
 
-@tf.custom_gradient
-def _divide_gradient(x, factor):
-    def grad(g):
-        return g / factor, None
-    return tf.identity(x), grad
-
-
-def _identity_rule(fn, x):
-    """LXT's identity_rule_implicit: forward fn(x), gradient fn(x) / (x + 1e-10) * g."""
-    @tf.custom_gradient
-    def inner(x):
-        y = fn(x)
-
-        def grad(g):
-            return g * y / (x + 1e-10)
-        return y, grad
-    return inner(x)
-
-
 def _rms(x, layer, one_plus=False):
     w = tf.convert_to_tensor(layer.scale)
     if one_plus:
@@ -301,14 +284,6 @@ def lxt_llama(lm, x, position, target, mode):
     return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
 
 
-def _apply(layer, x):
-    """A Dense or EinsumDense layer's y = x W + b, from its variables."""
-    k = tf.convert_to_tensor(layer.kernel)
-    eq = getattr(layer, "equation", None)
-    y = tf.einsum(eq, x, k) if eq else tf.tensordot(x, k, axes=[[len(x.shape) - 1], [0]])
-    return y if layer.bias is None else y + layer.bias
-
-
 def _soft_cap(cap):
     return lambda t: cap * tf.tanh(t / cap)
 
@@ -371,13 +346,6 @@ def lxt_gemma(lm, x, position, target, mode):
             logits = _identity_rule(_soft_cap(te.logit_soft_cap), logits)
         out = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
     return (emb * tape.gradient(out, emb)).numpy().sum(-1), logits.numpy()
-
-
-def _ln(x, layer):
-    """LXT's layer_norm_forward: (x - mean) / stop_gradient(std) * gamma + beta."""
-    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-    var = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
-    return (x - mean) / tf.stop_gradient(tf.sqrt(var + layer.epsilon)) * layer.gamma + layer.beta
 
 
 def lxt_gpt2(lm, x, position, target, mode):

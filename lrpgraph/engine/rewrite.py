@@ -90,6 +90,11 @@ def _inline_one(g, n):
             g.add_edge(mapping[u], mapping[v], out=d["out"], slot=d["slot"])
 
     def resolve(k):
+        if k >= len(sub.graph["outputs"]):
+            raise NotImplementedError(
+                f"output {k} of {g.nodes[n]['class_name']} {n!r} is used, but its description computes "
+                f"{len(sub.graph['outputs'])} output(s) ({model.name!r}); use only the outputs it describes, "
+                "or describe the layer with lrpgraph.register_layer")
         o, i = sub.graph["outputs"][k]
         return feed[o] if o in feed else (mapping[o], i)
 

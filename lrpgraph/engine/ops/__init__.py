@@ -5,9 +5,10 @@ adapters that make them:
   :func:`register_layer` for custom layers;
 - :mod:`~lrpgraph.engine.ops.recurrent`: LSTM, GRU, SimpleRNN (:class:`Recurrent`) and
   Bidirectional, masks included;
-- :mod:`~lrpgraph.engine.ops.keras_hub`, :mod:`~lrpgraph.engine.ops.keras_hub_text`,
-  :mod:`~lrpgraph.engine.ops.keras_hub_llm`: KerasHub's ViT, its text encoders and its
-  decoder LLMs, registered when a KerasHub model is first seen (importing lrpgraph never
+- :mod:`~lrpgraph.engine.ops.keras_hub`, :mod:`~lrpgraph.engine.ops.keras_hub_vision`,
+  :mod:`~lrpgraph.engine.ops.keras_hub_text`, :mod:`~lrpgraph.engine.ops.keras_hub_llm`:
+  KerasHub's ViT, its other ViT-family vision towers (DeiT, DINOv2, SigLIP, CLIP), its text
+  encoders and its decoder LLMs, registered when a KerasHub model is first seen (importing lrpgraph never
   imports KerasHub).
 """
 

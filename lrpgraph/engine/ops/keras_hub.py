@@ -1,5 +1,8 @@
 """KerasHub (``keras_hub``) models described to lrpgraph, registered lazily: the ViT's
-layers here, the text layers (BERT and friends) in :mod:`lrpgraph.engine.ops.keras_hub_text`.
+layers here, the other ViT-family towers (DeiT, DINOv2, SigLIP's and CLIP's vision encoders)
+in :mod:`lrpgraph.engine.ops.keras_hub_vision`, the text layers (BERT and friends) in
+:mod:`lrpgraph.engine.ops.keras_hub_text`, the decoder LLMs in
+:mod:`lrpgraph.engine.ops.keras_hub_llm`.
 
 KerasHub's ViT (``keras_hub.models.ViTBackbone`` / ``ViTImageClassifier``) is a
 functional model (inlined by the ``inline_nested_models`` pass) whose big layers are
@@ -48,7 +51,7 @@ import sys
 import keras
 from keras import layers as L
 
-from . import keras_hub_llm, keras_hub_text
+from . import keras_hub_llm, keras_hub_text, keras_hub_vision
 from .base import Nested, Unknown, variable_add, variable_concat
 from .keras import register_layer
 
@@ -106,9 +109,11 @@ def register_if_loaded():
 
 
 def register():
-    """Register the descriptions of KerasHub's ViT, text and decoder-LLM layers (imports keras_hub)."""
+    """Register the descriptions of KerasHub's ViT, vision-tower (DeiT, DINOv2, SigLIP, CLIP),
+    text and decoder-LLM layers (imports keras_hub)."""
     keras_hub_text.register()
     keras_hub_llm.register()
+    keras_hub_vision.register()
     _DONE[0] = True
     try:
         # keras_hub: optional and heavy, imported only once a KerasHub model is seen
