@@ -59,7 +59,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .base import Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
+from .base import ELEMENTWISE, Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
 from .keras import einsum_forward, register_layer
 
 __all__ = ["register", "RotaryOf", "ScoresOf", "CombineOf", "MaskedSoftmaxOf", "GatedProduct", "TokenLookup",
@@ -604,7 +604,7 @@ def register():
     register_layer(ScoresOf, lambda layer: layer.op())
     register_layer(CombineOf, lambda layer: Bilinear(layer.equation, 1.0, const_slot=0, name="combine"))
     register_layer(MaskedSoftmaxOf, lambda layer: Softmax(None, (-1,)))
-    register_layer(GatedProduct, lambda layer: Bilinear("...,...->...", 1.0, const_slot=1, name="gated"))
+    register_layer(GatedProduct, lambda layer: Bilinear(ELEMENTWISE, 1.0, const_slot=1, name="gated"))
     register_layer(TokenLookup, lambda layer: Embedding(layer.embedding.embeddings))
     register_layer(ReverseEmbedding, _describe_reverse)
     register_layer(SoftCap, lambda layer: Elementwise(lambda x: soft_cap(x, layer.cap), "soft_cap"))
