@@ -470,6 +470,30 @@ def test_rotary_by_hand():
         np.testing.assert_allclose(exp.maps[0], want, atol=1e-6)
 
 
+def test_rotary_tables_shared_in_a_trace():
+    """Inside one traced graph the cos / sin tables of identically configured rotary layers
+    are made once (rotate); each call still equals the layer's own rotation (the same float32
+    ops: exact), shorter sequences slice the tables, and a longer one fails loudly."""
+    from keras_hub.src.layers.modeling.rotary_embedding import RotaryEmbedding
+    from lrpgraph.engine.ops.keras_hub_llm import rotate
+
+    r1, r2 = RotaryEmbedding(max_wavelength=10000), RotaryEmbedding(max_wavelength=10000)
+    a, b = (tf.random.normal([2, n, 3, 8], seed=n) for n in (5, 3))
+
+    @tf.function(autograph=False)
+    def both(a, b):
+        return rotate(r1, a), rotate(r2, a), rotate(r2, b)
+
+    ya, ya2, yb = both(a, b)
+    np.testing.assert_array_equal(ya, r1(a))
+    np.testing.assert_array_equal(ya2, r2(a))
+    np.testing.assert_array_equal(yb, r2(b))
+    spec = tf.TensorSpec([None, None, 3, 8])  # lengths unknown when traced: the run-time check
+    longer = tf.function(lambda b, a: (rotate(r1, b), rotate(r1, a)), autograph=False, input_signature=[spec, spec])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer sequence"):
+        longer(b, a)
+
+
 def test_two_expert_moe_by_hand():
     """A Mixtral MoE with 2 experts (both selected, weights r = softmax(l)), one intermediate
     unit each: y = sum_e r_e c_e silu(a_e . x)(b_e . x).  Explaining y_j, in closed form:

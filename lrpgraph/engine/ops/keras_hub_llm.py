@@ -54,6 +54,7 @@ non-padding token of each sequence).
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import keras
 import numpy as np
@@ -65,7 +66,8 @@ from .keras import einsum_forward, register_layer
 __all__ = ["register", "RotaryOf", "ScoresOf", "CombineOf", "MaskedSoftmaxOf", "GatedProduct", "TokenLookup",
            "ReverseEmbedding", "SoftCap", "TakePosition", "causal_lm_model", "is_causal_lm",
            "llama_decoder_model", "gemma_decoder_model", "moe_decoder_model", "sparse_moe", "KernelEinsum",
-           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "transformer_decoder_model", "POSITION"]
+           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "transformer_decoder_model", "POSITION",
+           "rotate"]
 
 POSITION = "position"  # the name of the position input of :func:`causal_lm_model`
 
@@ -98,9 +100,58 @@ def _rotary_op(layer):
     rotary = layer.rotary
 
     def forward(x, k):
-        return rotary(x) * tf.cast(k, x.dtype)
+        return rotate(rotary, x) * tf.cast(k, x.dtype)
 
     return Linear(forward, lambda: tf.ones([], layer.compute_dtype), channel_axis=None, subkind="rotary")
+
+
+# graph -> {(rotary class, config, rank, features, dtype): (T0, cos, sin)}: the tables of one trace
+_TABLES = weakref.WeakKeyDictionary()
+
+
+def rotate(rotary, x):
+    """``rotary(x)`` (positions 0..T-1).  For KerasHub's ``RotaryEmbedding`` (and subclasses
+    that keep its ``call``) on (batch, T, ..., features) the cos / sin tables (~60 graph ops)
+    are made once per traced graph and rotary configuration, and each call applies them (the
+    layer's own ``_apply_rotary_pos_emb``, as written out below): a prepared LLM calls the
+    rotation twice per block in the forward pass and twice in the reverse pass, all on one
+    sequence length.  A call on a longer sequence than the tables' in the same graph fails
+    an assertion instead of rotating with wrong positions."""
+    if not _standard_rotary(rotary, x) or tf.executing_eagerly():
+        return rotary(x)
+    graph = tf.compat.v1.get_default_graph()
+    # every block has its own rotary layer, all configured alike: one set of tables
+    config = sorted((k, repr(v)) for k, v in rotary.get_config().items() if k not in ("name", "trainable"))
+    key = (type(rotary), tuple(config), len(x.shape), x.shape[-1], x.dtype)
+    tables = _TABLES.setdefault(graph, {})
+    if key not in tables:
+        cos, sin = rotary._compute_cos_sin_embedding(x, 0, None)
+        tables[key] = (tf.shape(x)[1], cos, sin)
+        return _apply_rotation(x, cos, sin)
+    t0, cos, sin = tables[key]
+    t = tf.shape(x)[1]
+    check = tf.debugging.assert_less_equal(t, t0, message="rotary embedding: a longer sequence than the first "
+                                                          "one rotated in this traced graph")
+    with tf.control_dependencies([check]):
+        return _apply_rotation(x, cos[:, :t], sin[:, :t])
+
+
+def _standard_rotary(rotary, x):
+    try:
+        from keras_hub.src.layers.modeling.rotary_embedding import RotaryEmbedding
+    except ImportError:  # pragma: no cover - another keras_hub layout: the layer's own call
+        return False
+    rank = len(x.shape)
+    return (isinstance(rotary, RotaryEmbedding) and type(rotary).call is RotaryEmbedding.call
+            and type(rotary)._apply_rotary_pos_emb is RotaryEmbedding._apply_rotary_pos_emb
+            and rotary.sequence_axis == 1 and rotary.feature_axis in (-1, rank - 1) and rank >= 3)
+
+
+def _apply_rotation(x, cos, sin):
+    """``x * cos + concat(-x2, x1) * sin`` with x1, x2 the halves of the last axis: KerasHub's
+    ``_apply_rotary_pos_emb`` (its ``stack((-x2, x1), axis=-2)`` reshaped is this concat)."""
+    x1, x2 = tf.split(x, 2, axis=-1)
+    return x * cos + tf.concat([-x2, x1], axis=-1) * sin
 
 
 class ScoresOf(_Part):
