@@ -60,16 +60,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .base import ELEMENTWISE, Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
+from .base import ELEMENTWISE, Add, Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
 from .keras import einsum_forward, register_layer
 
 __all__ = ["register", "RotaryOf", "ScoresOf", "CombineOf", "MaskedSoftmaxOf", "GatedProduct", "TokenLookup",
            "ReverseEmbedding", "SoftCap", "TakePosition", "causal_lm_model", "is_causal_lm",
            "llama_decoder_model", "gemma_decoder_model", "moe_decoder_model", "sparse_moe", "KernelEinsum",
            "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "transformer_decoder_model", "POSITION",
-           "rotate"]
+           "rotate", "SpanLogitSum", "span_logit_sum", "causal_lm_span_model", "SPAN_TARGETS"]
 
 POSITION = "position"  # the name of the position input of :func:`causal_lm_model`
+SPAN_TARGETS = "span_targets"  # the name of the targets input of :func:`causal_lm_span_model`
 
 
 # ---- small layers with op descriptions ------------------------------------------------
@@ -240,6 +241,23 @@ class TakePosition(_Part):
 
     def call(self, x, position):
         return _take(x, position)
+
+
+class SpanLogitSum(_Part):
+    """``sum_p logits[b, p, targets[b, p]]`` over the positions p whose target is >= 0, as a
+    (batch, 1) output: the summed logits of a span of tokens (each position's own next
+    token), from the (batch, T, vocabulary) logits and the (batch, T) int targets (-1
+    outside the span).  A positive linear map of the logits (an ``add`` op: relevance
+    splits in proportion to each selected logit; the targets get none)."""
+
+    def call(self, logits, targets):
+        return span_logit_sum(logits, targets)
+
+
+def span_logit_sum(logits, targets):
+    """See :class:`SpanLogitSum` (``tf.one_hot`` of -1 is a zero row)."""
+    w = tf.one_hot(tf.cast(targets, tf.int32), tf.shape(logits)[-1], dtype=logits.dtype)
+    return tf.reduce_sum(logits * w, axis=[1, 2])[:, None]
 
 
 def _take(x, position):
@@ -634,6 +652,25 @@ def causal_lm_model(model):
     return keras.Model(dict(inputs, **{POSITION: position}), logits, name=f"{model.name}_at_position")
 
 
+def causal_lm_span_model(model):
+    """A functional model of the KerasHub causal LM ``model`` with the inputs
+    ``{"token_ids", "padding_mask", "span_targets"}`` and a (batch, 1) output: the sum over
+    the positions p with ``span_targets[b, p] >= 0`` of ``model(inputs)[b, p,
+    span_targets[b, p]]`` (:class:`SpanLogitSum`).  Explaining its one output explains the
+    summed logits of a span of generated tokens in one forward and one reverse pass per
+    sequence (the LM head runs at every position)."""
+    backbone = model.backbone
+    inputs = {name: keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=name)
+              for name, t in _named_inputs(backbone).items()}
+    ids = inputs.get("token_ids")
+    if ids is None:
+        raise NotImplementedError(f"backbone {backbone.name!r} has no 'token_ids' input")
+    targets = keras.Input(shape=tuple(ids.shape[1:]), dtype="int32", name=SPAN_TARGETS)
+    logits = backbone.token_embedding(backbone(inputs), reverse=True)
+    out = SpanLogitSum(name="span_logit_sum")(logits, targets)
+    return keras.Model(dict(inputs, **{SPAN_TARGETS: targets}), out, name=f"{model.name}_span")
+
+
 def _named_inputs(backbone):
     if isinstance(backbone.input, dict):
         return backbone.input
@@ -660,6 +697,7 @@ def register():
     register_layer(ReverseEmbedding, _describe_reverse)
     register_layer(SoftCap, lambda layer: Elementwise(lambda x: soft_cap(x, layer.cap), "soft_cap"))
     register_layer(TakePosition, lambda layer: _take_op())
+    register_layer(SpanLogitSum, lambda layer: Add("add"))
     # replace=False: a user's register_layer made before keras_hub was first seen stays
     for cls in _reversible_classes():
         register_layer(cls, lambda layer: Nested(expand=lambda specs: reversible_embedding_model(layer, specs)),
