@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from .base import Rule, stabilize
 
-__all__ = ["SoftmaxLRP", "UniformBilinear", "ValueBilinear", "Constant", "TokenSum", "bilinear_share"]
+__all__ = ["SoftmaxLRP", "UniformBilinear", "ValueBilinear", "Constant", "TokenSum", "bilinear_share",
+           "bilinear_shares"]
 
 
 class SoftmaxLRP(Rule):

@@ -50,6 +50,7 @@ __all__ = [
     "Op", "Input", "Linear", "Elementwise", "Pooling", "Add", "Concat", "Multiply", "Reshape",
     "Identity", "Softmax", "Noise", "LayerNorm", "Nested", "Chain", "Unknown", "Bilinear",
     "Attention", "Embedding", "Constant", "replace", "wide_dtype", "variable_add", "variable_concat",
+    "ELEMENTWISE",
 ]
 
 replace = dataclasses.replace

@@ -139,6 +139,7 @@ def rotate(rotary, x):
 
 def _standard_rotary(rotary, x):
     try:
+        # optional and heavy: imported only once a KerasHub model is being explained
         from keras_hub.src.layers.modeling.rotary_embedding import RotaryEmbedding
     except ImportError:  # pragma: no cover - another keras_hub layout: the layer's own call
         return False
