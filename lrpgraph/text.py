@@ -15,12 +15,14 @@ embedding for ``input_t_gradient``), see docs/methods/transformers.md, "Text mod
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from .engine.ops.keras_hub_llm import SPAN_TARGETS, causal_lm_span_model
 from .engine.prepared import prepare
 from .errors import InputError
 from .methods.analyzer import Analyzer
@@ -191,13 +193,16 @@ class GenerationExplanation:
     strings without a tokenizer); ``prompt_length``: how many of them are the prompt;
     ``relevance``: (G, L), row g the relevance of every token for generated token
     ``prompt_length + g`` (the logit of that token at the position before it; zero on
-    and after it, by causality); ``logits``: (G,) the explained logits."""
+    and after it, by causality); ``logits``: (G,) the explained logits.  ``spans``: the
+    spans explained in one pass each (``explain_generation(spans=...)``), ``(start,
+    stop)`` -> (relevance (L,), the summed logit)."""
 
     ids: np.ndarray
     tokens: list
     prompt_length: int
     relevance: np.ndarray
     logits: np.ndarray
+    spans: dict = field(default_factory=dict)
 
     @property
     def generated(self):
@@ -206,10 +211,14 @@ class GenerationExplanation:
 
     def span(self, start=0, stop=None):
         """Relevance (L,) of the sum of the logits of generated tokens ``start:stop``
-        (indices into the generation): the sum of their rows, what one backward pass from
-        the summed logits gives (the rules are linear in the relevance, the forward pass
-        is the same for every row)."""
-        return self.relevance[start:stop].sum(axis=0)
+        (indices into the generation): the one-pass map where ``explain_generation``
+        computed this span (``spans=``), else the sum of the tokens' rows, which equals it
+        up to float32 rounding for rules linear in the relevance (every LRP rule of
+        ``attn_lrp`` and ``cp_lrp``; the forward pass is the same for every row)."""
+        key = _span_key(start, stop, len(self.ids) - self.prompt_length)
+        if key in self.spans:
+            return self.spans[key][0]
+        return self.relevance[key[0]:key[1]].sum(axis=0)
 
     def html(self, row=None):
         """The prompt and generation as HTML, coloured by the relevance of generated token
@@ -224,7 +233,7 @@ class GenerationExplanation:
 
 
 def explain_generation(causal_lm, prompt, max_length, method="attn_lrp", *, tokenizer=None, analyzer=None,
-                       **params):
+                       spans=None, **params):
     """Generate with KerasHub's ``causal_lm.generate`` (its compiled sampler; compile the
     model with ``sampler="greedy"`` for a deterministic generation) from ``prompt`` (a
     string, tokenized by ``tokenizer`` or the model's preprocessor's, or 1-D token ids)
@@ -232,7 +241,12 @@ def explain_generation(causal_lm, prompt, max_length, method="attn_lrp", *, toke
     ``p`` at position ``p - 1`` by ``method`` (``attn_lrp``, ``cp_lrp``, any LRP or
     gradient preset; ``params`` its parameters, or a ready ``analyzer``).  All generated
     tokens are explained in one batched call of the compiled analysis (one row per
-    token, the same forward pass for each).  Returns a :class:`GenerationExplanation`."""
+    token, the same forward pass for each).  ``spans``: ``(start, stop)`` index pairs into
+    the generation (``stop`` None: to its end); each span's summed logits are explained
+    from one seed covering all its positions, one forward and one reverse pass per span
+    (:func:`lrpgraph.ops.keras_hub_llm.causal_lm_span_model`, as LXT's maintainers
+    recommend for spans), by ``method`` and ``params``; :meth:`GenerationExplanation.span`
+    returns them.  Returns a :class:`GenerationExplanation`."""
     tokenizer = tokenizer or getattr(getattr(causal_lm, "preprocessor", None), "tokenizer", None)
     if isinstance(prompt, str):
         if tokenizer is None:
@@ -265,7 +279,39 @@ def explain_generation(causal_lm, prompt, max_length, method="attn_lrp", *, toke
     batch = {"token_ids": np.repeat(full[None], g, 0), "padding_mask": np.ones((g, length), np.int32)}
     exp = a.explain(batch, full[n0:], position=np.arange(n0 - 1, length - 1))
     tokens = [_token_string(tokenizer, int(i)) for i in full]
-    return GenerationExplanation(full, tokens, n0, np.asarray(exp.maps), exp.logits[np.arange(g), full[n0:]])
+    done = _explain_spans(causal_lm, full, n0, spans, method, params) if spans else {}
+    return GenerationExplanation(full, tokens, n0, np.asarray(exp.maps), exp.logits[np.arange(g), full[n0:]], done)
+
+
+_SPAN_MODELS = weakref.WeakKeyDictionary()  # causal LM -> its span model (converted once by prepare)
+
+
+def _span_key(start, stop, g):
+    """``(start, stop)`` of a span of the ``g`` generated tokens, as non-negative ints."""
+    start, stop, step = slice(start, stop).indices(g)
+    if step != 1 or stop <= start:
+        raise ValueError(f"span ({start}, {stop}) of a generation of {g} tokens is empty")
+    return start, stop
+
+
+def _explain_spans(causal_lm, full, n0, spans, method, params):
+    """{(start, stop): (relevance (L,), summed logit)}: one row per span, each row seeded by the
+    sum of the span's logits (the logit of token p at position p - 1 for each p in it)."""
+    g, length = len(full) - n0, len(full)
+    keys = [_span_key(*(tuple(s) + (None,))[:2], g) for s in spans]
+    targets = np.full((len(keys), length), -1, np.int32)
+    for row, (start, stop) in enumerate(keys):
+        p = np.arange(n0 + start, n0 + stop)  # the explained tokens; their logits sit at p - 1
+        targets[row, p - 1] = full[p]
+    model = _SPAN_MODELS.get(causal_lm)
+    if model is None:
+        model = _SPAN_MODELS[causal_lm] = causal_lm_span_model(causal_lm)
+    x = {"token_ids": np.repeat(full[None], len(keys), 0), "padding_mask": np.ones((len(keys), length), np.int32),
+         SPAN_TARGETS: targets}
+    exp = create_analyzer(method, model, **params).explain(x, 0)
+    maps = exp.maps if isinstance(exp.maps, list) else [exp.maps]
+    rel = np.asarray(maps[list(prepare(model).input_nodes).index("token_ids")])
+    return {k: (rel[i], float(exp.logits[i, 0])) for i, k in enumerate(keys)}
 
 
 def _token_string(tokenizer, i):

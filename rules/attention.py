@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from .base import Rule, stabilize
 
-__all__ = ["SoftmaxLRP", "UniformBilinear", "ValueBilinear", "Constant", "TokenSum", "bilinear_share"]
+__all__ = ["SoftmaxLRP", "UniformBilinear", "ValueBilinear", "Constant", "TokenSum", "bilinear_share",
+           "bilinear_shares"]
 
 
 class SoftmaxLRP(Rule):
@@ -54,12 +55,22 @@ def bilinear_share(ctx, R, slot, epsilon):
     """R_slot = x_slot * (dz/dx_slot)^T (R / (z + eps sign z)): the relevance of one
     factor of a bilinear z = f(a, b) with the other factor held constant (z is linear
     in each factor, so the shares of a and of b each sum to sum(R z / (z + eps sign z)))."""
+    return bilinear_shares(ctx, R, (slot,), epsilon)[0]
+
+
+def bilinear_shares(ctx, R, slots, epsilon):
+    """:func:`bilinear_share` for each of ``slots``, from one division and one tape.  z is
+    the forward output (``ctx.output``), not recomputed: the transposed products do not
+    need it, so the tape's recomputation of z is dead code the compiled pass drops (an
+    einsum of the attention's size per share otherwise)."""
     xs = [tf.identity(x) for x in ctx.inputs]
     with tf.GradientTape() as tape:
-        tape.watch(xs[slot])
+        for slot in slots:
+            tape.watch(xs[slot])
         z = ctx.op(xs)[0]
-    s = tf.cast(R, z.dtype) / stabilize(z, epsilon)
-    return xs[slot] * tape.gradient(z, xs[slot], output_gradients=s)
+    s = tf.cast(R, z.dtype) / stabilize(tf.cast(ctx.output, z.dtype), epsilon)
+    grads = tape.gradient(z, [xs[slot] for slot in slots], output_gradients=s)
+    return [xs[slot] * g for slot, g in zip(slots, grads)]
 
 
 class UniformBilinear(Rule):
@@ -79,7 +90,7 @@ class UniformBilinear(Rule):
         self.epsilon = epsilon
 
     def backward(self, ctx, R):
-        return [0.5 * bilinear_share(ctx, R, slot, self.epsilon) for slot in (0, 1)]
+        return [0.5 * r for r in bilinear_shares(ctx, R, (0, 1), self.epsilon)]
 
     def conservative(self, op):
         return False  # eps-stabilised
@@ -105,7 +116,7 @@ class ValueBilinear(Rule):
     def backward(self, ctx, R):
         const = getattr(ctx.op, "const_slot", None)
         if const is None:
-            return [0.5 * bilinear_share(ctx, R, slot, self.epsilon) for slot in (0, 1)]
+            return [0.5 * r for r in bilinear_shares(ctx, R, (0, 1), self.epsilon)]
         out = [None, None]
         out[1 - const] = bilinear_share(ctx, R, 1 - const, self.epsilon)
         return out

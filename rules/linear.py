@@ -55,10 +55,12 @@ def proportional(ctx, R, divide):
     """R_i = x_i * (dy/dx_i)^T (R / y) for a parameter-free op (Add, Subtract, Average,
     average pooling): each input keeps the share it contributed to y."""
     xs = [tf.identity(x) for x in ctx.inputs]  # distinct tensors even for `x + x`
+    real = [x for x in xs if x.dtype.is_floating]  # an integer input (indices) gets none
     with tf.GradientTape() as tape:
-        tape.watch(xs)
+        tape.watch(real)
         y = ctx.op(xs)[0]
-    gs = tape.gradient(y, xs, output_gradients=divide(R, ctx.output))
+    gs = iter(tape.gradient(y, real, output_gradients=divide(R, ctx.output)))
+    gs = [next(gs) if x.dtype.is_floating else None for x in xs]
     return [None if g is None else x * g for x, g in zip(xs, gs)]
 
 

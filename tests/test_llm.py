@@ -438,6 +438,30 @@ def test_rotary_by_hand():
         np.testing.assert_allclose(exp.maps[0], want, atol=1e-6)
 
 
+def test_rotary_tables_shared_in_a_trace():
+    """Inside one traced graph the cos / sin tables of identically configured rotary layers
+    are made once (rotate); each call still equals the layer's own rotation (the same float32
+    ops: exact), shorter sequences slice the tables, and a longer one fails loudly."""
+    from keras_hub.src.layers.modeling.rotary_embedding import RotaryEmbedding
+    from lrpgraph.engine.ops.keras_hub_llm import rotate
+
+    r1, r2 = RotaryEmbedding(max_wavelength=10000), RotaryEmbedding(max_wavelength=10000)
+    a, b = (tf.random.normal([2, n, 3, 8], seed=n) for n in (5, 3))
+
+    @tf.function(autograph=False)
+    def both(a, b):
+        return rotate(r1, a), rotate(r2, a), rotate(r2, b)
+
+    ya, ya2, yb = both(a, b)
+    np.testing.assert_array_equal(ya, r1(a))
+    np.testing.assert_array_equal(ya2, r2(a))
+    np.testing.assert_array_equal(yb, r2(b))
+    spec = tf.TensorSpec([None, None, 3, 8])  # lengths unknown when traced: the run-time check
+    longer = tf.function(lambda b, a: (rotate(r1, b), rotate(r1, a)), autograph=False, input_signature=[spec, spec])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer sequence"):
+        longer(b, a)
+
+
 def test_two_expert_moe_by_hand():
     """A Mixtral MoE with 2 experts (both selected, weights r = softmax(l)), one intermediate
     unit each: y = sum_e r_e c_e silu(a_e . x)(b_e . x).  Explaining y_j, in closed form:
@@ -503,6 +527,41 @@ def test_explain_generation():
     for row in range(g):
         assert np.all(e.relevance[row, 3 + row:] == 0)  # causal: not the token itself, nor later ones
     np.testing.assert_allclose(e.span(), e.relevance.sum(0))
+    # spans= explains each span from one seed (one row): the sum of its tokens' rows (the test above)
+    s = lrpgraph.text.explain_generation(lm, np.array([5, 7, 9]), 6, "cp_lrp", epsilon=1e-12,
+                                         spans=[(0, None), (1, 2)])
+    assert set(s.spans) == {(0, 3), (1, 2)}
+    for (start, stop), (r, z) in s.spans.items():
+        want = s.relevance[start:stop].sum(0)  # float32 rounding of the same linear maps
+        np.testing.assert_allclose(s.span(start, stop), want, atol=1e-5 * np.abs(want).max())
+        np.testing.assert_allclose(z, s.logits[start:stop].sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
+def test_span_in_one_pass_is_the_sum_of_its_tokens(method):
+    """A span of tokens explained from one seed covering all its positions (causal_lm_span_model:
+    one forward and one reverse pass per row) equals the sum of the per-token maps (the logit
+    of token p at position p - 1 each), since every rule of both presets is linear in the
+    relevance it receives; its output is the sum of those logits."""
+    from lrpgraph.engine.ops.keras_hub_llm import SPAN_TARGETS, causal_lm_span_model
+
+    lm = model("llama")
+    ids = inputs(False)["token_ids"][:1]
+    span = np.arange(3, T)  # tokens 3..6, explained at positions 2..5
+    single = lrpgraph.create_analyzer(method, lm, epsilon=1e-12)
+    rows = single.explain({"token_ids": np.repeat(ids, len(span), 0),
+                           "padding_mask": np.ones((len(span), T), "int32")}, ids[0, span], position=span - 1)
+    targets = np.full((1, T), -1, "int32")
+    targets[0, span - 1] = ids[0, span]
+    m = causal_lm_span_model(lm)
+    exp = lrpgraph.create_analyzer(method, m, epsilon=1e-12).explain(
+        {"token_ids": ids, "padding_mask": np.ones_like(ids), SPAN_TARGETS: targets}, 0)
+    got = exp.maps[lrpgraph.prepare(m).input_nodes.index("token_ids")][0]
+    want = rows.maps.sum(0)
+    # float32: two summation orders of the same linear maps (measured ~1e-7 of the max)
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(exp.logits[0, 0], rows.logits[np.arange(len(span)), ids[0, span]].sum(), rtol=1e-5)
+    assert np.all(got[span[-1]:] == 0)  # causal: nothing to the last token (its logit is not in the span)
 
 
 def test_position_and_target_errors():

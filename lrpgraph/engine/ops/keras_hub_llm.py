@@ -54,20 +54,23 @@ non-padding token of each sequence).
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .base import Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
+from .base import ELEMENTWISE, Add, Bilinear, Elementwise, Embedding, LayerNorm, Linear, Nested, Reshape, Softmax
 from .keras import einsum_forward, register_layer
 
 __all__ = ["register", "RotaryOf", "ScoresOf", "CombineOf", "MaskedSoftmaxOf", "GatedProduct", "TokenLookup",
            "ReverseEmbedding", "SoftCap", "TakePosition", "causal_lm_model", "is_causal_lm",
            "llama_decoder_model", "gemma_decoder_model", "moe_decoder_model", "sparse_moe", "KernelEinsum",
-           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "transformer_decoder_model", "POSITION"]
+           "RouterOf", "TopKOf", "RoutedSum", "GemmaSoftmaxOf", "transformer_decoder_model", "POSITION",
+           "rotate", "SpanLogitSum", "span_logit_sum", "causal_lm_span_model", "SPAN_TARGETS"]
 
 POSITION = "position"  # the name of the position input of :func:`causal_lm_model`
+SPAN_TARGETS = "span_targets"  # the name of the targets input of :func:`causal_lm_span_model`
 
 
 # ---- small layers with op descriptions ------------------------------------------------
@@ -98,9 +101,59 @@ def _rotary_op(layer):
     rotary = layer.rotary
 
     def forward(x, k):
-        return rotary(x) * tf.cast(k, x.dtype)
+        return rotate(rotary, x) * tf.cast(k, x.dtype)
 
     return Linear(forward, lambda: tf.ones([], layer.compute_dtype), channel_axis=None, subkind="rotary")
+
+
+# graph -> {(rotary class, config, rank, features, dtype): (T0, cos, sin)}: the tables of one trace
+_TABLES = weakref.WeakKeyDictionary()
+
+
+def rotate(rotary, x):
+    """``rotary(x)`` (positions 0..T-1).  For KerasHub's ``RotaryEmbedding`` (and subclasses
+    that keep its ``call``) on (batch, T, ..., features) the cos / sin tables (~60 graph ops)
+    are made once per traced graph and rotary configuration, and each call applies them (the
+    layer's own ``_apply_rotary_pos_emb``, as written out below): a prepared LLM calls the
+    rotation twice per block in the forward pass and twice in the reverse pass, all on one
+    sequence length.  A call on a longer sequence than the tables' in the same graph fails
+    an assertion instead of rotating with wrong positions."""
+    if not _standard_rotary(rotary, x) or tf.executing_eagerly():
+        return rotary(x)
+    graph = tf.compat.v1.get_default_graph()
+    # every block has its own rotary layer, all configured alike: one set of tables
+    config = sorted((k, repr(v)) for k, v in rotary.get_config().items() if k not in ("name", "trainable"))
+    key = (type(rotary), tuple(config), len(x.shape), x.shape[-1], x.dtype)
+    tables = _TABLES.setdefault(graph, {})
+    if key not in tables:
+        cos, sin = rotary._compute_cos_sin_embedding(x, 0, None)
+        tables[key] = (tf.shape(x)[1], cos, sin)
+        return _apply_rotation(x, cos, sin)
+    t0, cos, sin = tables[key]
+    t = tf.shape(x)[1]
+    check = tf.debugging.assert_less_equal(t, t0, message="rotary embedding: a longer sequence than the first "
+                                                          "one rotated in this traced graph")
+    with tf.control_dependencies([check]):
+        return _apply_rotation(x, cos[:, :t], sin[:, :t])
+
+
+def _standard_rotary(rotary, x):
+    try:
+        # optional and heavy: imported only once a KerasHub model is being explained
+        from keras_hub.src.layers.modeling.rotary_embedding import RotaryEmbedding
+    except ImportError:  # pragma: no cover - another keras_hub layout: the layer's own call
+        return False
+    rank = len(x.shape)
+    return (isinstance(rotary, RotaryEmbedding) and type(rotary).call is RotaryEmbedding.call
+            and type(rotary)._apply_rotary_pos_emb is RotaryEmbedding._apply_rotary_pos_emb
+            and rotary.sequence_axis == 1 and rotary.feature_axis in (-1, rank - 1) and rank >= 3)
+
+
+def _apply_rotation(x, cos, sin):
+    """``x * cos + concat(-x2, x1) * sin`` with x1, x2 the halves of the last axis: KerasHub's
+    ``_apply_rotary_pos_emb`` (its ``stack((-x2, x1), axis=-2)`` reshaped is this concat)."""
+    x1, x2 = tf.split(x, 2, axis=-1)
+    return x * cos + tf.concat([-x2, x1], axis=-1) * sin
 
 
 class ScoresOf(_Part):
@@ -189,6 +242,23 @@ class TakePosition(_Part):
 
     def call(self, x, position):
         return _take(x, position)
+
+
+class SpanLogitSum(_Part):
+    """``sum_p logits[b, p, targets[b, p]]`` over the positions p whose target is >= 0, as a
+    (batch, 1) output: the summed logits of a span of tokens (each position's own next
+    token), from the (batch, T, vocabulary) logits and the (batch, T) int targets (-1
+    outside the span).  A positive linear map of the logits (an ``add`` op: relevance
+    splits in proportion to each selected logit; the targets get none)."""
+
+    def call(self, logits, targets):
+        return span_logit_sum(logits, targets)
+
+
+def span_logit_sum(logits, targets):
+    """See :class:`SpanLogitSum` (``tf.one_hot`` of -1 is a zero row)."""
+    w = tf.one_hot(tf.cast(targets, tf.int32), tf.shape(logits)[-1], dtype=logits.dtype)
+    return tf.reduce_sum(logits * w, axis=[1, 2])[:, None]
 
 
 def _take(x, position):
@@ -583,6 +653,25 @@ def causal_lm_model(model):
     return keras.Model(dict(inputs, **{POSITION: position}), logits, name=f"{model.name}_at_position")
 
 
+def causal_lm_span_model(model):
+    """A functional model of the KerasHub causal LM ``model`` with the inputs
+    ``{"token_ids", "padding_mask", "span_targets"}`` and a (batch, 1) output: the sum over
+    the positions p with ``span_targets[b, p] >= 0`` of ``model(inputs)[b, p,
+    span_targets[b, p]]`` (:class:`SpanLogitSum`).  Explaining its one output explains the
+    summed logits of a span of generated tokens in one forward and one reverse pass per
+    sequence (the LM head runs at every position)."""
+    backbone = model.backbone
+    inputs = {name: keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=name)
+              for name, t in _named_inputs(backbone).items()}
+    ids = inputs.get("token_ids")
+    if ids is None:
+        raise NotImplementedError(f"backbone {backbone.name!r} has no 'token_ids' input")
+    targets = keras.Input(shape=tuple(ids.shape[1:]), dtype="int32", name=SPAN_TARGETS)
+    logits = backbone.token_embedding(backbone(inputs), reverse=True)
+    out = SpanLogitSum(name="span_logit_sum")(logits, targets)
+    return keras.Model(dict(inputs, **{SPAN_TARGETS: targets}), out, name=f"{model.name}_span")
+
+
 def _named_inputs(backbone):
     if isinstance(backbone.input, dict):
         return backbone.input
@@ -604,11 +693,12 @@ def register():
     register_layer(ScoresOf, lambda layer: layer.op())
     register_layer(CombineOf, lambda layer: Bilinear(layer.equation, 1.0, const_slot=0, name="combine"))
     register_layer(MaskedSoftmaxOf, lambda layer: Softmax(None, (-1,)))
-    register_layer(GatedProduct, lambda layer: Bilinear("...,...->...", 1.0, const_slot=1, name="gated"))
+    register_layer(GatedProduct, lambda layer: Bilinear(ELEMENTWISE, 1.0, const_slot=1, name="gated"))
     register_layer(TokenLookup, lambda layer: Embedding(layer.embedding.embeddings))
     register_layer(ReverseEmbedding, _describe_reverse)
     register_layer(SoftCap, lambda layer: Elementwise(lambda x: soft_cap(x, layer.cap), "soft_cap"))
     register_layer(TakePosition, lambda layer: _take_op())
+    register_layer(SpanLogitSum, lambda layer: Add("add"))
     # replace=False: a user's register_layer made before keras_hub was first seen stays
     for cls in _reversible_classes():
         register_layer(cls, lambda layer: Nested(expand=lambda specs: reversible_embedding_model(layer, specs)),
