@@ -12,7 +12,13 @@
    the same chunks (``floor``); the robustness metrics beside the batched
    ``analyze`` of their N x K perturbed copies.  Target: metric / floor <= 1.3.
 
-    python benchmarks/bench_evaluation.py [--repeats 3] [--skip-vgg] [--skip-region] [--floor]
+4. (issue 24) ``--export-quantus PATH.npz``: the shapes model's weights, 16 images,
+   their labels, ground-truth masks and ``lrp.epsilon`` maps, with lrpgraph's numbers
+   and times for the metrics Quantus shares, for ``benchmarks/bench_quantus.py`` (run
+   in its own Keras 2 environment; it does not import lrpgraph).
+
+    python benchmarks/bench_evaluation.py [--repeats 3] [--skip-vgg] [--skip-region] [--floor] [--only NAME]
+    python benchmarks/bench_evaluation.py --skip-region --skip-vgg --export-quantus /tmp/quantus_case.npz
 """
 
 from __future__ import annotations
@@ -199,12 +205,16 @@ def bench_floor(args):
               f"{'met' if r <= 1.3 else 'NOT met'} |", flush=True)
 
     for name, (call, per) in cases.items():
+        if args.only and not name.startswith(args.only):
+            continue
         if per is None:  # IROF: as many copies as segments + 1, per image
             per = int(np.max(call().n_segments)) + 1
         m = n * per
         copies = tf.constant(np.resize(x, (m,) + x.shape[1:]))
         tg = tf.constant(np.resize(y.astype(np.int32), (m,)))
         row(name, m, _paired_times(call, lambda: floor(copies, tg).numpy(), args.repeats))
+    if args.only and not "max_sensitivity".startswith(args.only):
+        return
     # robustness: against the batched explanations they need
     an = lrpgraph.create_analyzer("lrp.epsilon", prepared)
     k = 10
@@ -213,6 +223,65 @@ def bench_floor(args):
     row(f"max_sensitivity (n={k}, lrp.epsilon) vs `analyze` of its copies", n * k,
         _paired_times(lambda: RB.max_sensitivity(prepared, x, R, y, method=an, n=k, batch_size=bs),
                       lambda: an.analyze(pert, target=tk, batch_size=bs), args.repeats))
+
+
+# Quantus 0.6.0's metrics with the settings that match lrpgraph's (benchmarks/bench_quantus.py reads the names)
+QUANTUS_CASES = ("region_perturbation", "selectivity", "faithfulness_estimate", "faithfulness_correlation",
+                 "monotonicity", "sparseness", "complexity", "pointing_game", "relevance_mass")
+
+
+def export_quantus(args):
+    """The shared case for benchmarks/bench_quantus.py: model weights, data, maps, and
+    lrpgraph's per-sample numbers (and median seconds) for :data:`QUANTUS_CASES`."""
+    import lrpgraph
+    from lrpgraph.assets import load_shapes_model
+    from lrpgraph.evaluation import complexity as CX, faithfulness_more as FM, localisation_metrics as LM
+    from lrpgraph.evaluation import faithfulness_correlation, region_perturbation, synthetic
+
+    model = load_shapes_model()
+    prepared = lrpgraph.prepare(model)
+    n = args.floor_n
+    x, y, masks = synthetic.single_object_dataset(n, seed=12345)
+    R = lrpgraph.create_analyzer("lrp.epsilon", prepared).analyze(x, target=y)
+    f_all = int(np.prod(x.shape[1:]))
+    bs = args.batch_size
+    calls = {
+        # Quantus: y0 - y_k after k of 49 8x8 patches (MoRF, baseline 0); lrpgraph: the curve's drops
+        "region_perturbation": lambda: (lambda c: c[:, :1] - c[:, 1:])(region_perturbation(
+            prepared, x, R, y, patch=8, steps=49, baseline=0.0, batch_size=bs).curve),
+        # Quantus: y_k after k of all 64 patches (MoRF, baseline 0)
+        "selectivity": lambda: region_perturbation(prepared, x, R, y, patch=8, steps=64, baseline=0.0,
+                                                   batch_size=bs).curve[:, 1:],
+        # Quantus: features_in_step = 256 (48 groups), baseline 0, logits
+        "faithfulness_estimate": lambda: FM.faithfulness_estimate(prepared, x, R, y, steps=f_all // 256,
+                                                                  baseline=0.0, batch_size=bs).score,
+        # random subsets: compared by time only (Quantus draws its own); 100 subsets of 224 features, baseline 0
+        "faithfulness_correlation": lambda: faithfulness_correlation(prepared, x, R, y, n=100, subset_size=224,
+                                                                     baseline=0.0, batch_size=bs).correlation,
+        # Quantus inserts the baseline again (flat curve, see docs/evaluation.md): time only
+        "monotonicity": lambda: FM.monotonicity(prepared, x, R, y, steps=f_all // 256, baseline=0.0,
+                                                batch_size=bs).score,
+        "sparseness": lambda: CX.sparseness(prepared, x, R, y).score,
+        "complexity": lambda: CX.complexity(prepared, x, R, y).score,
+        "pointing_game": lambda: LM.pointing_game_metric(prepared, x, R, y, masks=masks).score,
+        "relevance_mass": lambda: LM.relevance_mass_metric(prepared, x, R, y, masks=masks).score,
+    }
+    out = dict(x=x, y=y.astype(np.int64), masks=masks, maps=np.asarray(R, np.float32))
+    for layer in model.layers:
+        for j, w in enumerate(layer.get_weights()):
+            out[f"w/{layer.name}/{j}"] = w
+    for name in QUANTUS_CASES:
+        calls[name]()  # trace
+        times, res = [], None
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            res = calls[name]()
+            times.append(time.perf_counter() - t)
+        out[f"lrpgraph/{name}"] = np.asarray(res, np.float64)
+        out[f"seconds/{name}"] = np.float64(np.median(times))
+        print(f"lrpgraph {name}: {np.median(times):.3f} s", flush=True)
+    np.savez(args.export_quantus, **out)
+    print(f"wrote {args.export_quantus}")
 
 
 def main():
@@ -224,6 +293,9 @@ def main():
     p.add_argument("--skip-region", action="store_true")
     p.add_argument("--floor", action="store_true", help="the issue-24 metrics beside their forward-pass floor")
     p.add_argument("--floor-n", type=int, default=16)
+    p.add_argument("--only", default=None, help="with --floor: only the rows whose name starts with this")
+    p.add_argument("--export-quantus", default=None, metavar="PATH.npz",
+                   help="write the case benchmarks/bench_quantus.py compares against Quantus 0.6.0")
     args = p.parse_args()
     import tensorflow as tf
 
@@ -237,6 +309,8 @@ def main():
         bench_vgg_randomisation(args)
     if args.floor:
         bench_floor(args)
+    if args.export_quantus:
+        export_quantus(args)
 
 
 if __name__ == "__main__":

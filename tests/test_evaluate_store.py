@@ -17,7 +17,7 @@ from lrpgraph.evaluation.synthetic import single_object_dataset
 
 METRICS = ["aopc", "deletion", "sparseness"]
 NAMES = ["aopc_morf", "aopc_lerf", "deletion", "sparseness"]
-# a fixed baseline: the default "uniform" baseline draws its noise per call, i.e. per block for a store
+# small settings keep the test fast; the random-drawing metrics have their own test below
 PARAMS = {"aopc": {"patch": 16, "steps": 4, "baseline": 0.0}, "deletion": {"patch": 16, "steps": 4}}
 
 
@@ -66,6 +66,33 @@ def test_store_evaluation_equals_the_metrics_on_the_same_maps(shapes, store):
         a, b = mem.per_sample["lrp.epsilon"][m], table.per_sample["lrp.epsilon"][m]
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(a).max()))  # as above
     assert "aopc_morf (higher)" in table.to_markdown()
+
+
+def test_random_drawing_metrics_do_not_depend_on_the_block_size(shapes, tmp_path):
+    """The metrics that draw random numbers (the "uniform" baseline of AOPC, the subsets of
+    faithfulness correlation, the noise of infidelity and monotonicity correlation) draw
+    one field per draw from ``seed`` alone, shared by the samples (scaled to each
+    sample's range): stores written in blocks of 3 and of 4 give the same columns, equal
+    to the in-memory numbers."""
+    model, x, y = shapes
+    metrics = ["aopc_morf", "faithfulness", "infidelity", "monotonicity_correlation"]
+    params = {"aopc": {"patch": 16, "steps": 4}, "faithfulness": {"n": 6, "patch": 16},
+              "infidelity": {"n": 4}, "monotonicity_correlation": {"steps": 3, "n_samples": 2}}
+    eps = lrpgraph.create_analyzer("lrp.epsilon", model)
+    cols = []
+    for bs in (3, 4):  # 4 blocks (3, 3, 3, 1) and 3 blocks (4, 4, 2)
+        path = str(tmp_path / f"maps{bs}.zarr")
+        lrpgraph.explain_dataset(eps, (x, y), path, batch_size=bs, progress=False)
+        lrpgraph.evaluate(path, model, (x, y), metrics=metrics, params=params, progress=False)
+        cols.append({m: np.asarray(lrpgraph.open_store(path)[f"eval_{m}"][:], np.float64) for m in metrics})
+    mem = lrpgraph.evaluate(model, x, ["lrp.epsilon"], y, metrics, params=params).per_sample["lrp.epsilon"]
+    for m in metrics:
+        assert np.all(np.isfinite(cols[0][m])), m
+        # float32 columns of numbers computed from the same float32 maps in different batch compositions: the
+        # logits move in the last bits with the batch (7e-8 of their scale, see above); 1e-5 covers that through
+        # the correlations (a different field per block would move them by O(0.1))
+        np.testing.assert_allclose(cols[0][m], cols[1][m], rtol=1e-5, atol=1e-5, err_msg=m)
+        np.testing.assert_allclose(cols[0][m], mem[m], rtol=1e-5, atol=1e-5, err_msg=m)
 
 
 def test_interrupted_evaluation_resumes_only_the_missing_blocks(shapes, store):

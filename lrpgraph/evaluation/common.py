@@ -27,7 +27,7 @@ from ..engine.prepared import prepare
 from ..targets import resolve_predicted
 
 __all__ = ["SCORES", "check_images", "check_relevance", "check_patch", "region_relevance", "region_ranks",
-           "baseline_images", "score_copies", "target_scores", "pearson", "ImageBatch"]
+           "baseline_images", "score_copies", "score_chunks", "target_scores", "pearson", "ImageBatch"]
 
 SCORES = ("logit", "softmax")
 
@@ -188,6 +188,23 @@ def _check_score(score):
     return score
 
 
+def score_chunks(prepared, images, targets, n, n_copies, score, batch_size):
+    """Inside a tf.function: the (n_copies, n) float64 target scores of perturbed copies,
+    ``images(k, i)`` building the chunk's copies (copy indices k, sample indices i,
+    (b,) each) and the compiled forward scoring them, ``batch_size`` at a time
+    (:func:`lrpgraph.methods.base.chunked`).  Every scorer of the metrics builds on it."""
+
+    def make(k, i, valid, c):
+        return [images(k, i)], k * n + i, i, tf.cast(valid, tf.float64)
+
+    def fold(acc, chunk, j, i, valid):
+        f = tf.cast(target_scores(prepared.forward(chunk), tf.gather(targets, i), score), tf.float64)
+        return acc + tf.math.unsorted_segment_sum(f * valid, j, n_copies * n)
+
+    acc = chunked(n_copies, n, batch_size, make, fold, tf.zeros([n_copies * n], tf.float64))
+    return tf.reshape(acc, [n_copies, n])
+
+
 def _scorer(prepared, grid, patch, score, batch_size):
     """The compiled scorer for one configuration (cached per prepared model)."""
     cache = _FNS.setdefault(prepared, {})
@@ -200,25 +217,16 @@ def _scorer(prepared, grid, patch, score, batch_size):
     def body(x, fill, keys, thresholds, shared, targets):
         # copy k of sample i: region r takes fill's value where keys[...] < thresholds[k];
         # keys are (N, R) per-sample ranks (curves) or, with shared, (S, R) per-copy masks
-        n = tf.shape(x)[0]
-        n_copies = tf.shape(thresholds)[0]
-        dtype = x.dtype
-
-        def make(k, i, valid, c):
+        def images(k, i):
             key = tf.where(shared, tf.gather(keys, tf.minimum(k, tf.shape(keys)[0] - 1)),
                            tf.gather(keys, tf.minimum(i, tf.shape(keys)[0] - 1)))
-            m = tf.cast(key < tf.gather(thresholds, k)[:, None], dtype)  # (b, R)
+            m = tf.cast(key < tf.gather(thresholds, k)[:, None], x.dtype)  # (b, R)
             m = tf.reshape(m, [-1, gh, 1, gw, 1, 1])
             m = tf.reshape(tf.tile(m, [1, 1, patch, 1, patch, 1]), [-1, gh * patch, gw * patch, 1])
             xi, fi = tf.gather(x, i), tf.gather(fill, i)
-            return [xi + m * (fi - xi)], k * n + i, i, tf.cast(valid, tf.float64)
+            return xi + m * (fi - xi)
 
-        def fold(acc, chunk, j, i, valid):
-            f = tf.cast(target_scores(prepared.forward(chunk), tf.gather(targets, i), score), tf.float64)
-            return acc + tf.math.unsorted_segment_sum(f * valid, j, n_copies * n)
-
-        acc = chunked(n_copies, n, batch_size, make, fold, tf.zeros([n_copies * n], tf.float64))
-        return tf.reshape(acc, [n_copies, n])
+        return score_chunks(prepared, images, targets, tf.shape(x)[0], tf.shape(thresholds)[0], score, batch_size)
 
     fn = tf.function(body, input_signature=[spec, spec, tf.TensorSpec([None, gh * gw], tf.int32),
                                             tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.bool),

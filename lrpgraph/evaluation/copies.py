@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from ..methods.base import check_batch_size, chunked
+from ..methods.base import check_batch_size
 from ..methods.registry import create_analyzer
-from .common import SCORES, target_scores
+from .common import SCORES, score_chunks, target_scores
 
 __all__ = ["MetricResult", "feature_ranks", "score_keyed", "explain_copies", "explainer", "target_score", "check_int",
            "check_positive"]
@@ -87,31 +87,20 @@ def _keyed_fn(prepared, key_shape, fill_per_copy, with_noise, score, batch_size)
     spec = prepared.input_specs[0]
 
     def body(x, fill, keys, lo, hi, shared, noise, targets, fill_lo, fill_span, fill_rows):
-        n = tf.shape(x)[0]
-        n_copies = tf.shape(lo)[0]
-        dtype = x.dtype
-
-        def make(k, i, valid, c):
+        def images(k, i):
             key = tf.where(shared, tf.gather(keys, tf.minimum(k, tf.shape(keys)[0] - 1)),
                            tf.gather(keys, tf.minimum(i, tf.shape(keys)[0] - 1)))
             kb = tf.reshape(k, [-1, 1, 1, 1])
-            m = tf.cast((key >= tf.gather(lo, kb)) & (key < tf.gather(hi, kb)), dtype)
+            m = tf.cast((key >= tf.gather(lo, kb)) & (key < tf.gather(hi, kb)), x.dtype)
             xi = tf.gather(x, i)
             if fill_per_copy:  # a per-copy field scaled to each sample's range
                 fi = tf.gather(fill_lo, i) + tf.gather(fill_span, i) * tf.gather(fill, tf.gather(fill_rows, k))
             else:
                 fi = tf.gather(fill, i)
             out = xi + m * (fi - xi)
-            if with_noise:
-                out = out + tf.gather(noise, k)
-            return [out], k * n + i, i, tf.cast(valid, tf.float64)
+            return out + tf.gather(noise, k) if with_noise else out
 
-        def fold(acc, chunk, j, i, valid):
-            f = tf.cast(target_scores(prepared.forward(chunk), tf.gather(targets, i), score), tf.float64)
-            return acc + tf.math.unsorted_segment_sum(f * valid, j, n_copies * n)
-
-        acc = chunked(n_copies, n, batch_size, make, fold, tf.zeros([n_copies * n], tf.float64))
-        return tf.reshape(acc, [n_copies, n])
+        return score_chunks(prepared, images, targets, tf.shape(x)[0], tf.shape(lo)[0], score, batch_size)
 
     h, w, kc = key_shape
     fn = tf.function(body, input_signature=[spec, spec, tf.TensorSpec([None, h, w, kc], tf.int32),
