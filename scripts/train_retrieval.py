@@ -1,23 +1,37 @@
 """Train the tiny Llama-style causal LM of the key-value retrieval task (known deciding token).
 
-Trains a KerasHub ``LlamaCausalLM`` (2 layers, hidden 64, 4 query / 2 key-value heads,
+Trains a KerasHub ``LlamaCausalLM`` (2 layers, hidden 64, 4 query / 4 key-value heads,
 SwiGLU 128, the 22-character vocabulary of :mod:`lrpgraph.retrieval`, no preprocessor) on
-prompts ``"a=3 b=7 c=1 d=4 b?"`` -> ``7`` (trained on the prompt followed by two more
-answered queries, ``"... b?7d?4a?3"``, the loss only at the answers: the tokens after each ``?``), evaluates it on held-out prompts (another seed) and measures there how
-often each method's most relevant prompt token is the deciding one (the queried key's
-value token): attn_lrp, cp_lrp, input_t_gradient (gradient x input at the embeddings),
-integrated gradients on the embeddings, attention rollout read at the explained token,
-and chance (1 / prompt length).  Writes
+prompts ``"a=3 b=7 c=1 d=4 b?"`` -> ``7`` (the loss only at the answer, the token after
+``?``), evaluates it on held-out prompts (another seed) and measures there how often each
+method's most relevant prompt token is the deciding one (the queried key's value token):
+attn_lrp, cp_lrp, input_t_gradient (gradient x input at the embeddings), integrated
+gradients on the embeddings, attention rollout read at the explained token, and chance
+(1 / prompt length).
+
+Training (what gets it off the "copy some value" plateau, where the previous recipe
+stayed at 0.34):
+
+* a curriculum over the number of pairs (``--curriculum 2:1500,3:1000,4:3500``: pairs:steps,
+  fewest first; the last stage's pairs is the test's);
+* half of every batch (``--copy 0.5``) periodic copy sequences
+  (:func:`lrpgraph.retrieval.copy_sequences`, period 2 or 3): they grow the first-layer
+  heads that look 1 and 2 places back, which key matching needs and which the retrieval
+  loss alone does not reach (0.55 on 2 pairs after 2,400 steps without them, 0.99 with);
+* AdamW 3e-3, linear warmup over 100 steps then cosine decay to 0, batch 64.
+
+Writes
 
 * ``lrpgraph/bundled/retrieval_llama.keras`` -- the model (``lrpgraph.assets.save_bundled``);
-* ``lrpgraph/bundled/retrieval_llama.json`` -- seeds, sizes, accuracy, the hit-rate table, wall time.
+* ``lrpgraph/bundled/retrieval_llama.json`` -- seeds, sizes, per-stage and test accuracy,
+  the hit-rate table, wall time.
 
 Usage (from the repository root)::
 
-    python scripts/train_retrieval.py [--seed 0] [--epochs 12] [--n-train 30000] [--n-test 500]
+    nice -n 10 python scripts/train_retrieval.py [--seed 0] [--curriculum 2:1500,3:1000,4:3500] [--n-test 500]
 
 Deterministic for a seed (``keras.utils.set_random_seed`` and TensorFlow op determinism);
-a few minutes on 2 CPU cores.
+about 8 minutes on the shared 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -36,8 +50,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 METHODS = ("attn_lrp", "cp_lrp", "input_t_gradient", "integrated_gradients_embeddings", "attention_rollout")
-CONFIG = dict(num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=64, intermediate_dim=128)
-DEFAULTS = dict(curriculum="2:300,3:300,4:1400", queries=6, lr=3e-3, warmup=200, batch_size=128)
+CONFIG = dict(num_layers=2, num_query_heads=4, num_key_value_heads=4, hidden_dim=64, intermediate_dim=128)
+DEFAULTS = dict(curriculum="2:1500,3:1000,4:3500", queries=1, copy=0.5, lr=3e-3, warmup=100, batch_size=64)
 
 
 def build(config=CONFIG):
@@ -89,6 +103,8 @@ def main(argv=None) -> dict:
                    help="pairs:steps stages, fewest pairs first (the last stage's pairs is the test's)")
     p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--queries", type=int, default=DEFAULTS["queries"])
+    p.add_argument("--copy", type=float, default=DEFAULTS["copy"],
+                   help="fraction of each batch that is periodic copy sequences (retrieval.copy_sequences)")
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     p.add_argument("--warmup", type=int, default=DEFAULTS["warmup"])
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
@@ -121,12 +137,18 @@ def main(argv=None) -> dict:
     schedule = keras.optimizers.schedules.CosineDecay(0.0, total - args.warmup, alpha=0.0,
                                                       warmup_target=args.lr, warmup_steps=args.warmup)
     lm.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01),
-               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), weighted_metrics=["accuracy"])
+               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), weighted_metrics=["accuracy"],
+               jit_compile=False)  # Keras turns XLA off under op determinism anyway
     log = []
     for s, (k, steps) in enumerate(stages):
-        # prompts followed by more answered queries; the loss only at the answers (after each "?")
+        # prompts (followed by queries - 1 more answered queries); the loss only at the answers
         x, y, w = R.training_sequences(steps * args.batch_size, k, args.queries, seed=args.seed + s)
-        hist = lm.fit(x, y, sample_weight=w, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=2)
+        if args.copy > 0:  # a fraction of the rows replaced by periodic copy sequences of the same length
+            rng = np.random.default_rng(args.seed + 500 + s)
+            rows = np.sort(rng.choice(len(y), int(args.copy * len(y)), replace=False))
+            xc, yc, wc = R.copy_sequences(len(rows), y.shape[1], seed=args.seed + 700 + s)
+            x["token_ids"][rows], y[rows], w[rows] = xc["token_ids"], yc, wc
+        hist = lm.fit(x, y, sample_weight=w, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
         xs, a_s, _ = R.make_prompts(500, k, seed=args.seed + 2000 + s)
         stage_acc = float(np.mean(np.argmax(lm(xs).numpy()[:, -1], -1) == a_s))
         log.append({"pairs": k, "steps": steps, "train_accuracy": round(float(hist.history["accuracy"][-1]), 4),
@@ -143,7 +165,8 @@ def main(argv=None) -> dict:
     print({"test_accuracy": acc}, flush=True)
     rates = None if args.no_hit_rates else hit_rates(loaded, xt, pt, at)
     info = {"seed": args.seed, "test_seed": args.seed + 1000, "curriculum": [list(st) for st in stages],
-            "n_train": total * args.batch_size, "n_test": args.n_test, "pairs": pairs, "queries": args.queries,
+            "n_train": total * args.batch_size, "copy_fraction": args.copy, "n_test": args.n_test, "pairs": pairs,
+            "queries": args.queries,
             "prompt_length": R.prompt_length(pairs), "lr": args.lr, "warmup": args.warmup,
             "schedule": "linear warmup, then cosine decay to 0", "batch_size": args.batch_size,
             "optimizer": "AdamW(weight_decay=0.01)", "config": dict(config, vocabulary_size=len(R.VOCAB)),
