@@ -133,6 +133,8 @@ def main(argv=None) -> dict:
     xt, at, pt = R.make_prompts(args.n_test, pairs, seed=args.seed + 1000)
     lm = build(config)
     total = sum(steps for _, steps in stages)
+    if not 0 <= args.warmup < total:
+        raise SystemExit(f"--warmup {args.warmup}: give fewer warmup steps than the curriculum's {total} steps")
     # linear warmup to lr, then cosine decay to 0 over the remaining steps
     schedule = keras.optimizers.schedules.CosineDecay(0.0, total - args.warmup, alpha=0.0,
                                                       warmup_target=args.lr, warmup_steps=args.warmup)
