@@ -27,7 +27,7 @@ from .methods.rollout import attention_softmax_nodes, rollout_matrix
 
 __all__ = ["KEYS", "VALUES", "VOCAB", "PAD", "CharTokenizer", "TOKENIZER", "prompt_length", "make_prompts",
            "deciding_position", "most_relevant_token", "hit_rate", "causal_rollout",
-           "embedding_integrated_gradients", "training_sequences"]
+           "embedding_integrated_gradients", "training_sequences", "copy_sequences"]
 
 KEYS = "abcdefgh"
 VALUES = "0123456789"
@@ -208,4 +208,30 @@ def training_sequences(n, pairs=4, queries=3, seed=0):
     labels = np.zeros_like(ids)
     labels[:, :-1] = ids[:, 1:]
     weights = (ids == q).astype(np.float32)
+    return {"token_ids": ids, "padding_mask": np.ones_like(ids)}, labels, weights
+
+
+def copy_sequences(n, length, periods=(2, 3), seed=0):
+    """Auxiliary training data: ``n`` periodic sequences of ``length`` tokens, each a
+    random block of ``p`` letters and digits (``p`` drawn from ``periods``) repeated,
+    e.g. ``"3a73a73a7..."`` (p = 3).  Returns ``(x, labels, weights)`` as
+    :func:`training_sequences`: ``labels[:, t]`` the next token, which equals the token
+    ``p - 1`` places before ``t``; ``weights`` 1 from the second period on.
+
+    Why: retrieval needs first-layer heads that look a fixed number of places back (the
+    ``?`` reads the queried key one place back, each value its key two places back);
+    without them the second layer's key matching gets no gradient and training stalls on
+    the "copy some value" plateau.  Sequences that are predictable only by looking 1 or 2
+    places back grow those heads (``scripts/train_retrieval.py`` mixes them in)."""
+    rng = np.random.default_rng(seed)
+    periods = np.asarray(periods)
+    if periods.ndim != 1 or len(periods) == 0 or periods.min() < 1 or periods.max() >= length:
+        raise InputError(f"periods={periods.tolist()}: give periods between 1 and length - 1 = {length - 1}")
+    p = rng.choice(periods, n)
+    block = rng.integers(1, 1 + len(KEYS) + len(VALUES), (n, int(periods.max())))
+    ids = np.take_along_axis(block, np.arange(length)[None] % p[:, None], 1).astype(np.int32)
+    labels = np.zeros_like(ids)
+    labels[:, :-1] = ids[:, 1:]
+    weights = (np.arange(length)[None] >= p[:, None]).astype(np.float32)
+    weights[:, -1] = 0.0  # the last token has no next token
     return {"token_ids": ids, "padding_mask": np.ones_like(ids)}, labels, weights

@@ -259,6 +259,107 @@ def test_ray_gives_the_same_top_k(cnn, tmp_path):
     np.testing.assert_allclose(far.class_relevance, one.class_relevance, rtol=1e-5, atol=1e-7)
 
 
+def _same_per_layer(many, one, layers):
+    """Every layer's top-k (both modes) and class statistics of ``many`` equal ``one``'s."""
+    from lrpgraph.concepts import from_store
+
+    for layer in layers:
+        for mode in ("relevance", "activation"):
+            a, b = from_store(many[layer].store, mode, layer), from_store(one[layer].store, mode, layer)
+            np.testing.assert_array_equal(a.channels, b.channels)
+            np.testing.assert_array_equal(a.indices, b.indices)
+            # the same pass on other replicas / in other processes: float32 noise of another compiled function
+            np.testing.assert_allclose(a.values, b.values, rtol=1e-5)
+        np.testing.assert_array_equal(many[layer].class_count, one[layer].class_count)
+        np.testing.assert_allclose(many[layer].class_relevance, one[layer].class_relevance, rtol=1e-5, atol=1e-7)
+
+
+MULTI_LAYER_MIRRORED_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[2])
+from conftest import build_small_cnn
+from test_concepts import _dataset, _same_per_layer
+from lrpgraph.concepts import ALL_CONV, reference_samples
+
+cnn = build_small_cnn("_nb")
+model, data, labels = _dataset(cnn)
+devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+strategy = tf.distribute.MirroredStrategy(devices)
+assert strategy.num_replicas_in_sync == 2, devices
+# blocks of 5, 5 and 2 samples: each split over the two replicas
+kw = dict(k=3, method="lrp.z", target="label", batch_size=5, rf=False)
+one = reference_samples(model, (data, labels), ALL_CONV, store=sys.argv[1] + "/one", **kw)
+mir = reference_samples(model, (data, labels), ALL_CONV, store=sys.argv[1] + "/mir", strategy=strategy, **kw)
+assert list(one) == list(mir) == ["conv1", "conv2"], (list(one), list(mir))
+_same_per_layer(mir, one, ["conv1", "conv2"])
+print("mirrored multi-layer ok", int(one["conv2"].class_count.sum()))
+"""
+
+
+@pytest.mark.slow  # a fresh TensorFlow process: 20-30 s on the shared 2 cores
+def test_mirrored_strategy_mines_every_conv_layer_as_one_process(tmp_path):
+    """ALL_CONV on a MirroredStrategy over two logical CPUs (each block split over two
+    replicas; logical devices must be set before TensorFlow starts, hence a fresh process):
+    every layer's relevance and activation top-k and class statistics equal one process's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-c", MULTI_LAYER_MIRRORED_SCRIPT, str(tmp_path),
+                           str(Path(__file__).resolve().parent)], capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mirrored multi-layer ok 12" in proc.stdout
+
+
+@pytest.mark.slow
+def test_ray_mines_every_conv_layer_as_one_process(cnn, tmp_path):
+    """ALL_CONV on two Ray actors: each layer's top-k (both modes) and class statistics
+    equal one process's (the merges are associative and commutative, whichever actor
+    finishes first)."""
+    ray = pytest.importorskip("ray", reason="the Ray test needs Ray: pip install 'lrpgraph[ray]'")
+    from lrpgraph.concepts import ALL_CONV
+    from lrpgraph.data import RayExecutor
+
+    model, data, labels = _dataset(cnn)
+    weights = model.get_weights()
+
+    def factory():  # a closure: pickled by value to the actors
+        import keras
+        m = keras.Sequential([
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(2, name="pool1"),
+            keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(2, name="pool2"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(32, activation="relu", name="fc1"),
+            keras.layers.Dense(10, name="logits"),
+        ], name="small_cnn_nb")
+        m.set_weights(weights)
+        return m
+
+    kw = dict(k=3, method="lrp.z", target="label", batch_size=4, rf=False)
+    one = reference_samples(model, (data, labels), ALL_CONV, store=str(tmp_path / "one"), **kw)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ex = RayExecutor(factory, "concepts", {"layer": ALL_CONV, "base": "lrp.z"}, num_workers=2)
+        far = reference_samples(model, (data, labels), ALL_CONV, store=str(tmp_path / "ray"), executor=ex, **kw)
+    finally:
+        if started:
+            ray.shutdown()
+    assert list(far) == list(one) == ["conv1", "conv2"]
+    _same_per_layer(far, one, ["conv1", "conv2"])
+
+
 def test_cli_concepts_and_atlas(tmp_path):
     from lrpgraph.evaluation import synthetic
     from lrpgraph.cli import main
