@@ -6,9 +6,9 @@ shared case (the shapes model's weights, 16 images, labels, ground-truth masks,
 ``lrp.epsilon`` maps, and lrpgraph's per-sample numbers and median seconds):
 
     .venv/bin/python benchmarks/bench_evaluation.py --skip-region --skip-vgg --export-quantus /tmp/quantus_case.npz
-    python3 -m venv /work/quantus-venv
-    /work/quantus-venv/bin/pip install tensorflow-cpu==2.15.1 quantus==0.6.0
-    /work/quantus-venv/bin/python benchmarks/bench_quantus.py /tmp/quantus_case.npz [--repeats 3]
+    python3 -m venv ../quantus-venv
+    ../quantus-venv/bin/pip install tensorflow-cpu==2.15.1 quantus==0.6.0
+    ../quantus-venv/bin/python benchmarks/bench_quantus.py /tmp/quantus_case.npz [--repeats 3]
 
 Here the same CNN is rebuilt in tf.keras 2 from those weights, each metric of
 ``QUANTUS`` is run with the settings lrpgraph used (``bench_evaluation.QUANTUS_CASES``),
