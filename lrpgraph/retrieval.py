@@ -91,18 +91,25 @@ def make_prompts(n, pairs=4, seed=0):
     ids = np.zeros((n, T), np.int32)
     answers = np.zeros(n, np.int32)
     positions = np.zeros(n, np.int32)
-    tok = TOKENIZER
-    eq, space, q = tok.token_to_id("="), tok.token_to_id(" "), tok.token_to_id("?")
+    q = TOKENIZER.token_to_id("?")
     for i in range(n):
-        keys = rng.choice(len(KEYS), pairs, replace=False)
-        values = rng.integers(0, len(VALUES), pairs)
-        for j in range(pairs):
-            ids[i, 4 * j:4 * j + 4] = (1 + keys[j], eq, 1 + len(KEYS) + values[j], space)
+        keys, values = _write_pairs(rng, ids[i], pairs)
         k = rng.integers(0, pairs)
         ids[i, -2:] = (1 + keys[k], q)
         answers[i] = 1 + len(KEYS) + values[k]
         positions[i] = deciding_position(k)
     return {"token_ids": ids, "padding_mask": np.ones_like(ids)}, answers, positions
+
+
+def _write_pairs(rng, row, pairs):
+    """Draw ``pairs`` distinct keys and their values and write them into ``row`` as
+    ``"k=v "`` each (4 tokens a pair); returns (key indices, value indices)."""
+    keys = rng.choice(len(KEYS), pairs, replace=False)
+    values = rng.integers(0, len(VALUES), pairs)
+    eq, space = TOKENIZER.token_to_id("="), TOKENIZER.token_to_id(" ")
+    for j in range(pairs):
+        row[4 * j:4 * j + 4] = (1 + keys[j], eq, 1 + len(KEYS) + values[j], space)
+    return keys, values
 
 
 def deciding_position(pair_index):
@@ -194,12 +201,9 @@ def training_sequences(n, pairs=4, queries=3, seed=0):
     rng = np.random.default_rng(seed)
     T = prompt_length(pairs) + 3 * (queries - 1) + 1
     ids = np.zeros((n, T), np.int32)
-    eq, space, q = TOKENIZER.token_to_id("="), TOKENIZER.token_to_id(" "), TOKENIZER.token_to_id("?")
+    q = TOKENIZER.token_to_id("?")
     for i in range(n):
-        keys = rng.choice(len(KEYS), pairs, replace=False)
-        values = rng.integers(0, len(VALUES), pairs)
-        for j in range(pairs):
-            ids[i, 4 * j:4 * j + 4] = (1 + keys[j], eq, 1 + len(KEYS) + values[j], space)
+        keys, values = _write_pairs(rng, ids[i], pairs)
         t = 4 * pairs
         for k in rng.integers(0, pairs, queries):
             ids[i, t:t + 3] = (1 + keys[k], q, 1 + len(KEYS) + values[k])
