@@ -156,6 +156,35 @@ def floor_fn(prepared, batch_size):
     return tf.function(body, autograph=False, reduce_retracing=True)
 
 
+def resnet18_cifar(seed=0):
+    """torchvision's ResNet-18 (7x7/2 stem and max pool, basic blocks 2-2-2-2 of
+    64-512 channels) with a 10-class head on 32x32 inputs, as the ROAD paper's CIFAR-10
+    runs use it (Rong et al. 2022, experiments/cifar10); random weights: only its cost
+    matters here."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+
+    def conv_bn(x, filters, kernel, stride):
+        x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False)(x)
+        return layers.BatchNormalization()(x)
+
+    inp = keras.Input((32, 32, 3))
+    x = layers.ReLU()(conv_bn(inp, 64, 7, 2))
+    x = layers.MaxPooling2D(3, 2, padding="same")(x)
+    for stage, filters in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            stride = 2 if stage and not block else 1
+            y = layers.ReLU()(conv_bn(x, filters, 3, stride))
+            y = conv_bn(y, filters, 3, 1)
+            if stride != 1 or x.shape[-1] != filters:
+                x = conv_bn(x, filters, 1, stride)
+            x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(10)(x), name="resnet18_cifar")
+
+
 def bench_floor(args):
     """Each perturbation metric on n shapes images beside its forward-pass floor."""
     import tensorflow as tf
@@ -213,6 +242,19 @@ def bench_floor(args):
         copies = tf.constant(np.resize(x, (m,) + x.shape[1:]))
         tg = tf.constant(np.resize(y.astype(np.int32), (m,)))
         row(name, m, _paired_times(call, lambda: floor(copies, tg).numpy(), args.repeats))
+    if not args.only or "road".startswith(args.only) or args.only.startswith("road"):
+        # ROAD in its paper's CIFAR-10 setting: torchvision's ResNet-18 on 32x32 images
+        small = lrpgraph.prepare(resnet18_cifar())
+        xs = np.random.default_rng(0).uniform(0, 1, (n, 32, 32, 3)).astype("float32")
+        ys = small.logits(xs).argmax(-1)
+        rs = lrpgraph.create_analyzer("lrp.epsilon", small).analyze(xs, target=ys)
+        m = n * 10
+        copies = tf.constant(np.resize(xs, (m,) + xs.shape[1:]))
+        tg = tf.constant(np.resize(ys.astype(np.int32), (m,)))
+        small_floor = floor_fn(small, bs)
+        row("road, the ROAD paper's setting: ResNet-18 at 32x32 (random weights, 10 percentages)", m,
+            _paired_times(lambda: FM.road(small, xs, rs, ys, percentages=np.arange(5, 100, 10), batch_size=bs),
+                          lambda: small_floor(copies, tg).numpy(), args.repeats))
     if args.only and not "max_sensitivity".startswith(args.only):
         return
     # robustness: against the batched explanations they need

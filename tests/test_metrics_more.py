@@ -194,6 +194,47 @@ def test_noisy_linear_imputation_reproduces_a_plane():
         F.noisy_linear_imputation(img, np.ones((8, 8), bool), noise)
 
 
+def _dense_imputation(img, mask):
+    """The imputation system written out densely from its definition, one pixel at a time."""
+    h, w, _ = img.shape
+    unknown = list(zip(*np.nonzero(mask)))
+    pos = {p: i for i, p in enumerate(unknown)}
+    a, b = np.zeros((len(unknown),) * 2), np.zeros((len(unknown), img.shape[-1]))
+    for i, (r, c) in enumerate(unknown):
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                q = (r + dr, c + dc)
+                if (dr, dc) == (0, 0) or not (0 <= q[0] < h and 0 <= q[1] < w):
+                    continue
+                wt = 1 / 12 if dr and dc else 1 / 6
+                a[i, i] += wt
+                if q in pos:
+                    a[i, pos[q]] -= wt
+                else:
+                    b[i] += wt * img[q]
+    out = img.astype(np.float64).copy()
+    out[mask] = np.linalg.solve(a, b)
+    return out
+
+
+def test_impute_copies_equals_the_dense_system_and_does_not_depend_on_batching_or_threads():
+    rng = np.random.default_rng(3)
+    imgs = rng.normal(size=(5, 7, 9, 3))
+    masks = rng.random((5, 7, 9)) < np.array([0.1, 0.5, 0.9, 0.0, 0.97])[:, None, None]
+    masks[4] = True
+    masks[4, 6, 8] = False  # one kept pixel, in a corner
+    noise = rng.normal(0, 0.1, imgs.shape)
+    got = F.impute_copies(imgs, masks, noise, workers=1)
+    for i in range(5):  # float64 solves of a system with condition number < 1e4: round-off ~1e-12
+        want = _dense_imputation(imgs[i], masks[i]) + np.where(masks[i][..., None], noise[i], 0)
+        np.testing.assert_allclose(got[i], want, atol=1e-10)
+        np.testing.assert_array_equal(F.noisy_linear_imputation(imgs[i], masks[i], noise[i]), got[i])
+    np.testing.assert_array_equal(F.impute_copies(imgs, masks, noise, workers=2), got)
+    masks[2] = True
+    with pytest.raises(ValueError, match=r"at least one kept pixel \(copies \[2\]"):
+        F.impute_copies(imgs, masks, noise)
+
+
 def test_road_on_rgb_linear_model(lin, xs):
     R = _wx(xs)
     res = F.road(lin, xs, R, 0, percentages=[0, 25, 50], noise=0.0)
