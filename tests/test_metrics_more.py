@@ -248,6 +248,10 @@ def test_road_on_rgb_linear_model(lin, xs):
             np.testing.assert_allclose(res.probability[i, j], np.exp(z[0]) / np.exp(z).sum(), atol=1e-5)
             assert res.accuracy[i, j] == float(z[0] > z[1])
     np.testing.assert_allclose(res.score, res.accuracy.mean(1))
+    # imputed one image per call (batch_size 2 < 3 percentages) = all at once; float32 logits: 1e-6
+    noisy = [F.road(lin, xs, R, 0, percentages=[0, 25, 50], noise=2.0, batch_size=b) for b in (256, 2)]
+    np.testing.assert_allclose(noisy[1].probability, noisy[0].probability, atol=1e-6)
+    assert np.abs(noisy[0].probability - res.probability).max() > 1e-3  # the noise reached the copies
 
 
 def test_sufficiency_closed_form(lin):

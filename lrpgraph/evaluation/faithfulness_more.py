@@ -84,7 +84,7 @@ def impute_copies(images, masks, noise, *, workers=None):
     (M, H, W, C).  The M systems are assembled in one vectorised pass and factorised
     on ``workers`` threads (default: the CPU count; SuperLU releases the GIL), each
     copy's result independent of the others and of the thread count."""
-    images = np.asarray(images, np.float64)
+    images = np.array(images, np.float64)  # a copy: the result is written into it
     m, h, w, c = images.shape
     masks = np.asarray(masks, bool).reshape(m, h * w)
     noise = np.broadcast_to(np.asarray(noise, np.float64), images.shape)
@@ -92,7 +92,7 @@ def impute_copies(images, masks, noise, *, workers=None):
     if full.size:
         raise ValueError(f"noisy linear imputation needs at least one kept pixel (copies {full[:10].tolist()} remove "
                          "every pixel); use percentages < 100")
-    out = images.copy().reshape(m, h * w, c)
+    out = images.reshape(m, h * w, c)
     counts = masks.sum(1)
     start = np.concatenate([[0], np.cumsum(counts)])
     copy, pix = np.nonzero(masks)  # removed pixels of all copies, copy-major: row g of the stacked system
@@ -152,7 +152,8 @@ def road(model, x, relevance, target=None, *, percentages=None, order="morf", no
     softmax probability; ``.score`` (N,) the mean accuracy over the percentages
     (MoRF: lower is better; LeRF: higher).  ``percentages``: default 1, 3, ..., 99
     (Quantus's).  The N x P imputations are solved on the host (:func:`impute_copies`,
-    ``workers`` threads, default the CPU count), then scored in batches.
+    about ``batch_size`` copies per call on ``workers`` threads, default the CPU
+    count), then scored in batches.
 
     Quantus 0.6.0 ranks channel x pixel features but uses their ranks as pixel
     indices (crashing on RGB); here the pixel is the unit, as in the paper, whose
@@ -170,10 +171,14 @@ def road(model, x, relevance, target=None, *, percentages=None, order="morf", no
     fields = np.stack([np.random.default_rng([seed, j]).normal(0.0, noise, (h, w, c)) if noise > 0
                        else np.zeros((h, w, c)) for j in range(pct.size)])
     removed = (h * w * pct / 100).astype(np.int64)  # int(): floor for p >= 0
-    masks = ranks[:, None, :] < removed[None, :, None]  # (N, P, HW)
-    copies = impute_copies(np.repeat(batch.x, pct.size, 0), masks.reshape(n * pct.size, h, w),
-                           np.tile(fields, (n, 1, 1, 1)), workers=workers)
-    copies = copies.astype(batch.x.dtype).reshape(n, pct.size, h, w, c)
+    copies = np.empty((n, pct.size, h, w, c), batch.x.dtype)
+    step = max(1, batch_size // pct.size)  # images per imputation call: about batch_size float64 copies alive
+    for i in range(0, n, step):
+        xi = batch.x[i:i + step]
+        masks = ranks[i:i + step, None, :] < removed[None, :, None]  # (images, P, HW)
+        copies[i:i + step] = impute_copies(np.repeat(xi, pct.size, 0), masks.reshape(-1, h, w),
+                                           np.tile(fields, (len(xi), 1, 1, 1)),
+                                           workers=workers).reshape(len(xi), pct.size, h, w, c)
     logits = batch.prepared.logits(copies.reshape((-1, h, w, c)), batch_size=batch_size).reshape(n, pct.size, -1)
     acc = (logits.argmax(-1) == batch.targets[:, None]).astype(np.float64)
     z = logits - logits.max(-1, keepdims=True)
