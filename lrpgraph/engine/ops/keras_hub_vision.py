@@ -77,8 +77,8 @@ from .keras_hub_llm import GatedProduct
 
 __all__ = ["register", "TokensAt", "AddTable", "ProbeOf", "deit_embedding_model", "deit_encoder_model",
            "deit_block_model", "dinov2_patch_model", "dinov2_embedding_model", "dinov2_encoder_model",
-           "dinov2_layer_model", "dinov2_attention_model", "dinov2_mlp_model", "dinov2_swiglu_model",
-           "siglip_embedding_model", "siglip_encoder_layer_model", "siglip_mlp_model", "siglip_pooling_model",
+           "dinov2_layer_model", "dinov2_attention_model", "fc_mlp_model", "dinov2_swiglu_model",
+           "siglip_embedding_model", "siglip_encoder_layer_model", "siglip_pooling_model",
            "clip_embedding_model", "clip_encoder_layer_model"]
 
 
@@ -263,12 +263,6 @@ def dinov2_attention_model(layer, specs):
     return keras.Model(x, layer.attention(query=x, value=x, key=x, use_causal_mask=False), name=layer.name)
 
 
-def dinov2_mlp_model(layer, specs):
-    """KerasHub's ``DINOV2MLP``: ``fc2(fc1(x))`` (fc1 carries the activation)."""
-    x = _one_input(layer, specs)
-    return keras.Model(x, layer.fc2(layer.fc1(x)), name=layer.name)
-
-
 def dinov2_swiglu_model(layer, specs):
     """KerasHub's ``DINOV2SwiGLUFFN``: ``weights_out(silu(a) * b)``, ``[a, b] = weights_in(x)``."""
     x = _one_input(layer, specs)
@@ -308,8 +302,9 @@ def siglip_embedding_model(layer, specs):
     return keras.Model(images, x, name=layer.name)
 
 
-def siglip_mlp_model(layer, specs):
-    """KerasHub's ``SigLIPMLP``: ``fc2(fc1(x))`` (fc1 carries the activation)."""
+def fc_mlp_model(layer, specs):
+    """KerasHub's ``DINOV2MLP`` and ``SigLIPMLP``: ``fc2(fc1(x))`` (fc1 carries the
+    activation)."""
     x = _one_input(layer, specs)
     return keras.Model(x, layer.fc2(layer.fc1(x)), name=layer.name)
 
@@ -374,11 +369,11 @@ _NESTED = (
     ("dinov2.dinov2_layers", "DINOV2Encoder", dinov2_encoder_model, None),
     ("dinov2.dinov2_layers", "DINOV2Layer", dinov2_layer_model, None),
     ("dinov2.dinov2_layers", "DINOV2Attention", dinov2_attention_model, None),
-    ("dinov2.dinov2_layers", "DINOV2MLP", dinov2_mlp_model, None),
+    ("dinov2.dinov2_layers", "DINOV2MLP", fc_mlp_model, None),
     ("dinov2.dinov2_layers", "DINOV2SwiGLUFFN", dinov2_swiglu_model, None),
     ("siglip.siglip_layers", "SigLIPVisionEmbedding", siglip_embedding_model, "SigLIPVisionEncoder"),
     ("siglip.siglip_layers", "SigLIPEncoderLayer", siglip_encoder_layer_model, None),
-    ("siglip.siglip_layers", "SigLIPMLP", siglip_mlp_model, None),
+    ("siglip.siglip_layers", "SigLIPMLP", fc_mlp_model, None),
     ("siglip.siglip_layers", "SigLIPMultiHeadAttentionPooling", siglip_pooling_model, None),
     ("clip.clip_layers", "CLIPVisionEmbedding", clip_embedding_model, "CLIPVisionEncoder"),
     ("clip.clip_layers", "CLIPEncoderLayer", clip_encoder_layer_model, None),
